@@ -1,0 +1,1 @@
+"""Composition root and Telegram runtime: settings, CLI, bot and dispatcher, outbox sender."""

@@ -1,0 +1,1 @@
+"""APScheduler jobs that call domain use cases (deadline sweeps, follow-ups, digests)."""

@@ -1,0 +1,251 @@
+"""The tables. Timestamps are UTC-aware; enums are stored as plain strings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.enums import (
+    AssignmentStatus,
+    Level,
+    OutboxStatus,
+    Role,
+    TicketStatus,
+    UnitKind,
+    Urgency,
+)
+from storage.types import BigIntKey, JSONType, UTCDateTime, utc_now
+
+
+def _enum(enum_cls: type) -> sa.Enum:
+    return sa.Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+def _created() -> Any:
+    return Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+
+
+class OrgUnit(SQLModel, table=True):
+    """A city, district, street, community or grid; grids carry a boundary polygon."""
+
+    __tablename__ = "org_unit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: UnitKind = Field(sa_type=_enum(UnitKind), index=True)
+    code: str = Field(max_length=64, unique=True)
+    name_zh: str = Field(max_length=200)
+    name_en: str = Field(max_length=200)
+    parent_id: int | None = Field(default=None, foreign_key="org_unit.id", index=True)
+    # Materialised ancestry ("/1/4/17/"), so "inside this unit's subtree" is one prefix test.
+    path: str = Field(default="", max_length=400, index=True)
+    boundary: dict | None = Field(default=None, sa_type=JSONType)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Department(SQLModel, table=True):
+    """A functional department (urban management, housing, police...) at a district or street."""
+
+    __tablename__ = "department"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    name_zh: str = Field(max_length=200)
+    name_en: str = Field(max_length=200)
+    unit_id: int = Field(foreign_key="org_unit.id", index=True)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class Category(SQLModel, table=True):
+    """A kind of problem a resident can report."""
+
+    __tablename__ = "category"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    name_zh: str = Field(max_length=200)
+    name_en: str = Field(max_length=200)
+    urgency: Urgency = Field(default=Urgency.NORMAL, sa_type=_enum(Urgency))
+    position: int = Field(default=0)
+    active: bool = Field(default=True)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class CategoryDepartment(SQLModel, table=True):
+    """Which departments are responsible for a category."""
+
+    __tablename__ = "category_department"
+
+    category_id: int = Field(foreign_key="category.id", primary_key=True)
+    department_id: int = Field(foreign_key="department.id", primary_key=True)
+
+
+class DeadlinePolicy(SQLModel, table=True):
+    """Time to accept and to resolve at one level, per urgency and optionally per category."""
+
+    __tablename__ = "deadline_policy"
+    __table_args__ = (sa.UniqueConstraint("urgency", "category_id", "level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    urgency: Urgency = Field(sa_type=_enum(Urgency))
+    category_id: int | None = Field(default=None, foreign_key="category.id", index=True)
+    level: Level = Field(sa_type=_enum(Level))
+    accept_minutes: int
+    resolve_minutes: int
+    working_time: bool = Field(default=False)
+    # Fractions of the allowed time at which the holder is reminded, e.g. [0.5, 0.8].
+    reminders: list = Field(default_factory=list, sa_type=JSONType)
+
+
+class Person(SQLModel, table=True):
+    """Anyone who has talked to the bot."""
+
+    __tablename__ = "person"
+
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_id: int = Field(sa_type=sa.BigInteger, unique=True)
+    full_name: str = Field(default="", max_length=300)
+    username: str | None = Field(default=None, max_length=64)
+    language: str = Field(max_length=16)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class RoleAssignment(SQLModel, table=True):
+    """A person's role in a unit (or department); valid only inside that unit's subtree."""
+
+    __tablename__ = "role_assignment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    role: Role = Field(sa_type=_enum(Role))
+    unit_id: int | None = Field(default=None, foreign_key="org_unit.id", index=True)
+    department_id: int | None = Field(default=None, foreign_key="department.id", index=True)
+    status: AssignmentStatus = Field(
+        default=AssignmentStatus.ACTIVE, sa_type=_enum(AssignmentStatus)
+    )
+    invitation_id: int | None = Field(default=None, foreign_key="invitation.id")
+    created_at: datetime = _created()
+
+
+class Invitation(SQLModel, table=True):
+    """A one-time code that binds a Telegram account to a role; only its hash is kept."""
+
+    __tablename__ = "invitation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    role: Role = Field(sa_type=_enum(Role))
+    unit_id: int | None = Field(default=None, foreign_key="org_unit.id")
+    department_id: int | None = Field(default=None, foreign_key="department.id")
+    created_by_id: int | None = Field(default=None, foreign_key="person.id")
+    created_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_by_id: int | None = Field(default=None, foreign_key="person.id")
+
+
+class Ticket(SQLModel, table=True):
+    """A resident's report, from intake to closing."""
+
+    __tablename__ = "ticket"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    category_id: int = Field(foreign_key="category.id", index=True)
+    grid_id: int = Field(foreign_key="org_unit.id", index=True)
+    reporter_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    description: str = Field(default="", sa_type=sa.Text)
+    latitude: float | None = None
+    longitude: float | None = None
+    anonymous: bool = Field(default=False)
+    urgency: Urgency = Field(default=Urgency.NORMAL, sa_type=_enum(Urgency))
+    status: TicketStatus = Field(default=TicketStatus.NEW, sa_type=_enum(TicketStatus))
+    level: Level = Field(default=Level.GRID, sa_type=_enum(Level))
+    holder_unit_id: int | None = Field(default=None, foreign_key="org_unit.id", index=True)
+    next_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class TicketEvent(SQLModel, table=True):
+    """Append-only history of a ticket: who moved it, when, from what to what, and why."""
+
+    __tablename__ = "ticket_event"
+
+    id: int | None = Field(default=None, sa_type=BigIntKey, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = _created()
+    actor_id: int | None = Field(default=None, foreign_key="person.id")
+    kind: str = Field(max_length=32)
+    from_status: TicketStatus | None = Field(default=None, sa_type=_enum(TicketStatus))
+    to_status: TicketStatus | None = Field(default=None, sa_type=_enum(TicketStatus))
+    note: str | None = Field(default=None, sa_type=sa.Text)
+    data: dict = Field(default_factory=dict, sa_type=JSONType)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message for someone other than the person chatting, written with the change behind it.
+
+    It stores what happened (kind and data), not text: it is rendered when sent, in the
+    recipient's language.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # The sender's only query: pending rows, by lane, oldest first.
+        sa.Index(
+            "ix_outbox_pending",
+            "lane",
+            "id",
+            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigIntKey, primary_key=True)
+    chat_id: int = Field(sa_type=sa.BigInteger)
+    lane: int = Field(default=0, sa_type=sa.SmallInteger)
+    kind: str = Field(max_length=64)
+    data: dict = Field(default_factory=dict, sa_type=JSONType)
+    status: OutboxStatus = Field(default=OutboxStatus.PENDING, sa_type=_enum(OutboxStatus))
+    attempts: int = Field(default=0)
+    not_before: datetime = _created()
+    created_at: datetime = _created()
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    telegram_message_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class ConversationState(SQLModel, table=True):
+    """aiogram FSM state and data, kept in the database so dialogs survive a restart."""
+
+    __tablename__ = "conversation_state"
+
+    key: str = Field(max_length=255, primary_key=True)
+    state: str | None = Field(default=None, max_length=255)
+    data: dict = Field(default_factory=dict, sa_type=JSONType)
+    updated_at: datetime = _created()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Security-relevant facts: refused actions, invitations issued and used."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, sa_type=BigIntKey, primary_key=True)
+    at: datetime = _created()
+    actor_id: int | None = Field(default=None, foreign_key="person.id")
+    action: str = Field(max_length=64)
+    data: dict = Field(default_factory=dict, sa_type=JSONType)

@@ -1,0 +1,55 @@
+"""Bot texts in Simplified Chinese (default) and English, read from bot/locales/*.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from bot.settings import LANGUAGES
+
+LOCALES_DIR = Path(__file__).parent / "locales"
+
+Translate = Callable[..., str]
+
+
+@cache
+def catalogs() -> dict[str, dict[str, str]]:
+    """Every language's flat key -> template table, loaded once."""
+    loaded: dict[str, dict[str, str]] = {}
+    for language in LANGUAGES:
+        with open(LOCALES_DIR / f"{language}.yaml", encoding="utf-8") as fh:
+            loaded[language] = yaml.safe_load(fh) or {}
+    return loaded
+
+
+def text(language: str, key: str, /, **params: object) -> str:
+    """The text for `key` in `language`, formatted; falls back to Chinese, then to the key."""
+    tables = catalogs()
+    template = tables.get(language, {}).get(key) or tables["zh-hans"].get(key)
+    if template is None:
+        return key
+    return template.format(**params) if params else template
+
+
+def translator(language: str) -> Translate:
+    """A `t(key, **params)` bound to one language, handed to handlers by the middleware."""
+
+    def t(key: str, /, **params: object) -> str:
+        return text(language, key, **params)
+
+    return t
+
+
+def guess_language(language_code: str | None, default: str) -> str:
+    """Telegram's language_code ("zh-hans", "zh-CN", "en-GB"...) to one of ours."""
+    if not language_code:
+        return default
+    code = language_code.lower()
+    if code.startswith("zh"):
+        return "zh-hans"
+    if code.startswith("en"):
+        return "en"
+    return default

@@ -1,4 +1,4 @@
-"""Bot texts in Simplified Chinese (default) and English, read from bot/locales/*.yaml."""
+"""Bot texts in Simplified Chinese (default) and English, read from bot/locales/<lang>/*.yaml."""
 
 from __future__ import annotations
 
@@ -20,8 +20,15 @@ def catalogs() -> dict[str, dict[str, str]]:
     """Every language's flat key -> template table, loaded once."""
     loaded: dict[str, dict[str, str]] = {}
     for language in LANGUAGES:
-        with open(LOCALES_DIR / f"{language}.yaml", encoding="utf-8") as fh:
-            loaded[language] = yaml.safe_load(fh) or {}
+        table: dict[str, str] = {}
+        for path in sorted((LOCALES_DIR / language).glob("*.yaml")):
+            with open(path, encoding="utf-8") as fh:
+                part = yaml.safe_load(fh) or {}
+            clash = table.keys() & part.keys()
+            if clash:
+                raise ValueError(f"{path}: keys defined twice: {', '.join(sorted(clash))}")
+            table.update(part)
+        loaded[language] = table
     return loaded
 
 

@@ -48,15 +48,3 @@ def translator(language: str) -> Translate:
         return text(language, key, **params)
 
     return t
-
-
-def guess_language(language_code: str | None, default: str) -> str:
-    """Telegram's language_code ("zh-hans", "zh-CN", "en-GB"...) to one of ours."""
-    if not language_code:
-        return default
-    code = language_code.lower()
-    if code.startswith("zh"):
-        return "zh-hans"
-    if code.startswith("en"):
-        return "en"
-    return default

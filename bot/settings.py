@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LANGUAGES = ("zh-hans", "en")
+from domain.people import LANGUAGES
 
 
 class Settings(BaseSettings):

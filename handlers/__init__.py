@@ -1,1 +1,16 @@
 """aiogram routers, one module per role; thin: read the update, call a use case, render."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from handlers import common, fallback
+
+
+def routers() -> list[Router]:
+    """Every router in the order the dispatcher must try them."""
+    return [
+        common.router,
+        # Last: it answers whatever no other router took, so it must not shadow them.
+        fallback.router,
+    ]

@@ -61,7 +61,6 @@ class TicketStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-
 class Lane(IntEnum):
     """Outbox lanes; a lower number is served first."""
 

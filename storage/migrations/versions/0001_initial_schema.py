@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 08:56:17.393113
 
 """
@@ -14,7 +14,6 @@ import sqlmodel  # noqa: F401
 import storage.types  # noqa: F401
 from sqlalchemy import Text  # noqa: F401
 from sqlalchemy.dialects import postgresql  # noqa: F401
-from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = '0001'

@@ -1,0 +1,97 @@
+"""Factories for the Bot and the Dispatcher, and the command menu."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+import handlers
+from bot.fsm import DatabaseStorage
+from bot.i18n import text, translator
+from bot.middlewares import ContextMiddleware, UpdateTracker
+from bot.settings import Settings
+from bot.throttle import Throttle, ThrottleMiddleware
+from domain.clock import Clock
+from domain.errors import DomainError
+from domain.people import LANGUAGES
+
+logger = logging.getLogger(__name__)
+
+COMMANDS = ("start", "help", "lang")
+
+
+def build_throttle(settings: Settings) -> Throttle:
+    return Throttle(settings.outbox_rate, settings.outbox_chat_interval)
+
+
+def build_bot(settings: Settings, throttle: Throttle) -> Bot:
+    """A Bot talking to the configured Bot API base, every send paced by the throttle."""
+    if settings.bot_token is None:
+        raise ValueError("no bot token")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session.middleware(ThrottleMiddleware(throttle))
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(link_preview_is_disabled=True),
+    )
+
+
+def build_dispatcher(
+    *,
+    settings: Settings,
+    sessionmaker: async_sessionmaker,
+    clock: Clock,
+    tracker: UpdateTracker | None = None,
+    **workflow_data: Any,
+) -> Dispatcher:
+    """The dispatcher with durable FSM storage, the middlewares and every router."""
+    dp = Dispatcher(
+        storage=DatabaseStorage(sessionmaker, clock),
+        settings=settings,
+        sessionmaker=sessionmaker,
+        **workflow_data,
+    )
+    if tracker is not None:
+        dp.update.outer_middleware(tracker)
+    dp.update.outer_middleware(ContextMiddleware(sessionmaker, clock, settings.default_language))
+    dp.include_routers(*handlers.routers())
+    dp.errors.register(on_error)
+    return dp
+
+
+async def on_error(event: ErrorEvent, **data: Any) -> bool:
+    """Domain refusals become a reply in the person's language; anything else is logged."""
+    t = data.get("t") or translator(data["settings"].default_language)
+    exc = event.exception
+    if isinstance(exc, DomainError):
+        reply = t(exc.key, **exc.params)
+    else:
+        logger.exception("update %s failed", event.update.update_id, exc_info=exc)
+        reply = t("error.internal")
+    update = event.update
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(reply, show_alert=True)
+        elif update.message is not None:
+            await update.message.answer(reply)
+    except Exception:
+        logger.exception("could not tell the person about a failed update")
+    return True
+
+
+async def set_commands(bot: Bot) -> None:
+    """The command menu: Chinese by default, English for English-speaking clients."""
+    for language in LANGUAGES:
+        commands = [
+            BotCommand(command=c, description=text(language, f"command.{c}")) for c in COMMANDS
+        ]
+        code = None if language == "zh-hans" else language.split("-")[0]
+        await bot.set_my_commands(commands, scope=BotCommandScopeDefault(), language_code=code)

@@ -1,0 +1,163 @@
+"""The `gridbot` command line: run the bot, migrate, load the organisation, invite people."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import timedelta
+from typing import NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from bot.cli_org import org_app
+from bot.settings import Settings
+
+app = typer.Typer(
+    help="gridbot: a Telegram bot for grid governance (reports, escalation, Party member duty).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr and a non-zero exit, never a traceback."""
+    typer.echo(f"gridbot: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or one line per bad setting."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "GRIDBOT_" + "_".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"gridbot: {name}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiogram logs every handled update at INFO; that is noise at city scale.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+
+
+@app.command()
+def run() -> None:
+    """Run the bot: migrate the database, load the sample city if it is empty, then serve.
+
+    Long polling by default; webhook mode when GRIDBOT_WEBHOOK_URL is set. Stops cleanly on
+    SIGINT/SIGTERM, letting updates being handled finish.
+    """
+    from bot.runtime import StartupError, serve
+
+    settings = load_settings()
+    setup_logging(settings)
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
+) -> None:
+    """Apply the migrations to GRIDBOT_DATABASE_URL (creates the schema on a new database)."""
+    from storage.db import upgrade
+
+    settings = load_settings()
+    try:
+        upgrade(settings.database_url, revision)
+    except Exception as exc:
+        fail(f"migration failed: {exc.__class__.__name__}: {exc}")
+    typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def invite(
+    role: str = typer.Option(
+        ...,
+        help="grid_leader, community_secretary, street_officer, department_liaison or admin.",
+    ),
+    unit: str | None = typer.Option(
+        None, help="Code of the unit (grid, community or street; any unit for admin)."
+    ),
+    department: str | None = typer.Option(None, help="Department code, for department_liaison."),
+    days: float | None = typer.Option(
+        None, help="Days the invitation stays valid (default GRIDBOT_INVITE_TTL_DAYS, 7)."
+    ),
+) -> None:
+    """Print a one-time invitation link that binds whoever opens it to ROLE in UNIT."""
+    from bot.i18n import text
+    from domain.errors import DomainError
+    from storage.enums import Role
+
+    settings = load_settings()
+    try:
+        role_value = Role(role)
+    except ValueError:
+        fail(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}", 2)
+    ttl = timedelta(days=days if days is not None else settings.invite_ttl_days)
+    try:
+        link, expires = asyncio.run(_invite(settings, role_value, unit, department, ttl))
+    except DomainError as exc:
+        fail(text("en", exc.key, **exc.params))
+    typer.echo(link)
+    typer.echo(f"single use, valid until {expires:%Y-%m-%d %H:%M %Z}", err=True)
+
+
+async def _invite(settings, role, unit, department, ttl):
+    from aiogram.utils.deep_linking import create_deep_link
+
+    from domain.clock import SystemClock
+    from domain.invitations import create_invitation
+    from storage.db import make_engine, make_sessionmaker, upgrade
+
+    username = settings.bot_username
+    if not username:
+        username = await _ask_username(settings)
+    await asyncio.to_thread(upgrade, settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            issued = await create_invitation(
+                session=session,
+                clock=SystemClock(),
+                role=role,
+                unit_code=unit,
+                department_code=department,
+                ttl=ttl,
+            )
+    finally:
+        await engine.dispose()
+    link = create_deep_link(username.lstrip("@"), "start", issued.code)
+    return link, issued.invitation.expires_at.astimezone(settings.tz)
+
+
+async def _ask_username(settings: Settings) -> str:
+    from bot.app import build_bot, build_throttle
+    from bot.runtime import StartupError, check_token
+
+    if settings.bot_token is None:
+        fail("set GRIDBOT_BOT_USERNAME (or GRIDBOT_BOT_TOKEN, to ask Telegram for it)", 2)
+    bot = build_bot(settings, build_throttle(settings))
+    try:
+        me = await check_token(bot, settings.telegram_api_base)
+    except StartupError as exc:
+        fail(str(exc))
+    finally:
+        await bot.session.close()
+    return me.username or ""

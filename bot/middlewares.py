@@ -1,0 +1,91 @@
+"""Update middlewares: one database session per update, the acting person, their language."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, User
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.i18n import translator
+from domain.clock import Clock
+from domain.people import ensure_person
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class UpdateTracker(BaseMiddleware):
+    """Counts updates being handled, so a shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no update is in flight; False if `timeout` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class ContextMiddleware(BaseMiddleware):
+    """Gives each update a session, the person behind it and `t` in their language.
+
+    The session is closed (and anything uncommitted rolled back) when the update is done,
+    so a handler that fails half-way leaves nothing half-written.
+    """
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker, clock: Clock, default_language: str
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+        self._default_language = default_language
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        async with self._sessionmaker() as session:
+            person = None
+            if user is not None and not user.is_bot:
+                person = await ensure_person(
+                    session=session,
+                    clock=self._clock,
+                    telegram_id=user.id,
+                    full_name=user.full_name,
+                    username=user.username,
+                    language_code=user.language_code,
+                    default_language=self._default_language,
+                )
+            language = person.language if person else self._default_language
+            data.update(
+                session=session,
+                clock=self._clock,
+                person=person,
+                language=language,
+                t=translator(language),
+                translator=translator,
+            )
+            return await handler(event, data)

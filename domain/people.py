@@ -1,0 +1,97 @@
+"""People: who is talking to the bot, in which language, and with which roles."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.clock import Clock
+from domain.errors import DomainError, NotFound
+from storage.enums import AssignmentStatus
+from storage.models import Department, OrgUnit, Person, RoleAssignment
+
+logger = logging.getLogger(__name__)
+
+LANGUAGES = ("zh-hans", "en")
+
+
+def guess_language(language_code: str | None, default: str) -> str:
+    """Telegram's language_code ("zh-hans", "zh-CN", "en-GB"...) to one of ours."""
+    if not language_code:
+        return default
+    code = language_code.lower()
+    if code.startswith("zh"):
+        return "zh-hans"
+    if code.startswith("en"):
+        return "en"
+    return default
+
+
+async def ensure_person(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    telegram_id: int,
+    full_name: str,
+    username: str | None,
+    language_code: str | None,
+    default_language: str,
+) -> Person:
+    """The person behind a Telegram account, created on first contact; commits only on change."""
+    person = (await session.exec(select(Person).where(Person.telegram_id == telegram_id))).first()
+    if person is None:
+        person = Person(
+            telegram_id=telegram_id,
+            full_name=full_name[:300],
+            username=username,
+            language=guess_language(language_code, default_language),
+            created_at=clock.now(),
+            updated_at=clock.now(),
+        )
+        session.add(person)
+        await session.commit()
+        logger.info("new person %s (telegram %s)", person.id, telegram_id)
+        return person
+    if person.full_name != full_name[:300] or person.username != username:
+        person.full_name = full_name[:300]
+        person.username = username
+        person.updated_at = clock.now()
+        session.add(person)
+        await session.commit()
+    else:
+        # End the read transaction now, not when the update is done; commit keeps `person` loaded.
+        await session.commit()
+    return person
+
+
+async def set_language(
+    *, session: AsyncSession, clock: Clock, person_id: int, language: str
+) -> Person:
+    """Remember the person's chosen language."""
+    if language not in LANGUAGES:
+        raise DomainError("lang.unknown", language=language)
+    person = await session.get(Person, person_id)
+    if person is None:
+        raise NotFound("person.unknown")
+    person.language = language
+    person.updated_at = clock.now()
+    session.add(person)
+    await session.commit()
+    return person
+
+
+async def roles_of(
+    *, session: AsyncSession, person_id: int
+) -> list[tuple[RoleAssignment, OrgUnit | None, Department | None]]:
+    """The person's active role assignments with the unit or department each covers."""
+    rows = await session.exec(
+        select(RoleAssignment, OrgUnit, Department)
+        .join(OrgUnit, RoleAssignment.unit_id == OrgUnit.id, isouter=True)
+        .join(Department, RoleAssignment.department_id == Department.id, isouter=True)
+        .where(RoleAssignment.person_id == person_id)
+        .where(RoleAssignment.status == AssignmentStatus.ACTIVE)
+        .order_by(RoleAssignment.id)
+    )
+    return list(rows.all())

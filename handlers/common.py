@@ -1,0 +1,121 @@
+"""Commands for everyone: /start (with invitation codes), /help and /lang."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.clock import Clock
+from domain.invitations import redeem_invitation
+from domain.people import LANGUAGES, roles_of, set_language
+from storage.models import Person
+
+logger = logging.getLogger(__name__)
+
+router = Router(name="common")
+
+Translate = Callable[..., str]
+
+LANGUAGE_LABELS = {"zh-hans": "简体中文", "en": "English"}
+
+
+class LanguageChoice(CallbackData, prefix="lang"):
+    code: str
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for code in LANGUAGES:
+        builder.button(text=LANGUAGE_LABELS[code], callback_data=LanguageChoice(code=code))
+    return builder.as_markup()
+
+
+def scope_name(language: str, name_zh: str, name_en: str) -> str:
+    return name_zh if language == "zh-hans" else name_en
+
+
+async def roles_lines(session: AsyncSession, person: Person, t: Translate) -> list[str]:
+    """One line per active role: "grid leader: 金水区…"."""
+    lines = []
+    for assignment, unit, department in await roles_of(session=session, person_id=person.id):
+        scope = unit or department
+        name = scope_name(person.language, scope.name_zh, scope.name_en) if scope else ""
+        lines.append(f"• {t('role.' + assignment.role.value)}: {name}")
+    await session.commit()
+    return lines
+
+
+@router.message(CommandStart(deep_link=True))
+async def start_with_code(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+) -> None:
+    """/start <code>: redeem an invitation and bind this account to its role."""
+    redeemed = await redeem_invitation(
+        session=session, clock=clock, person=person, code=(command.args or "").strip()
+    )
+    key = "invite.already" if redeemed.already_had else "invite.accepted"
+    await message.answer(
+        t(
+            key,
+            role=t("role." + redeemed.role.value),
+            scope=scope_name(person.language, redeemed.scope_name_zh, redeemed.scope_name_en),
+        )
+    )
+
+
+@router.message(CommandStart())
+async def start(message: Message, session: AsyncSession, person: Person, t: Translate) -> None:
+    """/start: greet, and say which roles the person holds."""
+    lines = [t("start.welcome", name=person.full_name or "")]
+    roles = await roles_lines(session, person, t)
+    lines.append("\n".join([t("start.roles"), *roles]) if roles else t("start.no_roles"))
+    await message.answer("\n\n".join(lines))
+
+
+@router.message(Command("help"))
+async def help_command(
+    message: Message, session: AsyncSession, person: Person, t: Translate
+) -> None:
+    """/help: the commands, and the person's roles."""
+    parts = [t("help.text")]
+    roles = await roles_lines(session, person, t)
+    if roles:
+        parts.append("\n".join([t("help.roles"), *roles]))
+    await message.answer("\n\n".join(parts))
+
+
+@router.message(Command("lang"))
+async def lang_command(message: Message, t: Translate) -> None:
+    """/lang: offer the languages as buttons."""
+    await message.answer(t("lang.choose"), reply_markup=language_keyboard())
+
+
+@router.callback_query(LanguageChoice.filter(F.code.in_(LANGUAGES)))
+async def lang_chosen(
+    query: CallbackQuery,
+    callback_data: LanguageChoice,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    translator: Callable[[str], Translate],
+) -> None:
+    """A language button: remember the choice and confirm in the new language."""
+    await set_language(
+        session=session, clock=clock, person_id=person.id, language=callback_data.code
+    )
+    t = translator(callback_data.code)
+    await query.answer()
+    if query.message is not None:
+        await query.message.answer(t("lang.set"))

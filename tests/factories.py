@@ -1,0 +1,62 @@
+"""Test data: a tiny organisation tree and people, straight into the tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.enums import UnitKind
+from storage.models import Department, OrgUnit, Person
+
+
+@dataclass
+class Tree:
+    city: OrgUnit
+    district: OrgUnit
+    street: OrgUnit
+    community: OrgUnit
+    grid: OrgUnit
+    other_grid: OrgUnit
+    department: Department
+
+
+async def add_unit(
+    session: AsyncSession, kind: UnitKind, code: str, parent: OrgUnit | None
+) -> OrgUnit:
+    unit = OrgUnit(
+        kind=kind,
+        code=code,
+        name_zh=f"{code}（中）",
+        name_en=f"{code} (en)",
+        parent_id=parent.id if parent else None,
+    )
+    session.add(unit)
+    await session.flush()
+    unit.path = f"{parent.path if parent else '/'}{unit.id}/"
+    return unit
+
+
+async def make_tree(session: AsyncSession) -> Tree:
+    """city > district > street > community > two grids, and one department at the district."""
+    city = await add_unit(session, UnitKind.CITY, "ZZ", None)
+    district = await add_unit(session, UnitKind.DISTRICT, "ZZ-JS", city)
+    street = await add_unit(session, UnitKind.STREET, "ZZ-JS-01", district)
+    community = await add_unit(session, UnitKind.COMMUNITY, "ZZ-JS-01-01", street)
+    grid = await add_unit(session, UnitKind.GRID, "ZZ-JS-01-01-G1", community)
+    other_grid = await add_unit(session, UnitKind.GRID, "ZZ-JS-01-01-G2", community)
+    department = Department(
+        code="CG", name_zh="城管局", name_en="Urban Management", unit_id=district.id
+    )
+    session.add(department)
+    await session.commit()
+    return Tree(city, district, street, community, grid, other_grid, department)
+
+
+async def make_person(
+    session: AsyncSession, telegram_id: int, name: str = "Tester", language: str = "zh-hans"
+) -> Person:
+    person = Person(telegram_id=telegram_id, full_name=name, language=language)
+    session.add(person)
+    await session.commit()
+    return person

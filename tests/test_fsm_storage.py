@@ -1,0 +1,52 @@
+"""Conversation state lives in the database: a new storage (a restarted bot) sees it."""
+
+from __future__ import annotations
+
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import StorageKey
+from sqlmodel import select
+
+from bot.fsm import DatabaseStorage
+from storage.db import make_engine, make_sessionmaker
+from storage.models import ConversationState
+
+
+class Report(StatesGroup):
+    description = State()
+
+
+KEY = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
+
+
+async def test_state_and_data_survive_a_new_storage(db_url, clock) -> None:
+    engine = make_engine(db_url)
+    storage = DatabaseStorage(make_sessionmaker(engine), clock)
+    await storage.set_state(KEY, Report.description)
+    await storage.set_data(KEY, {"category": "garbage", "photos": ["a", "b"]})
+    await storage.update_data(KEY, {"text": "垃圾没人清"})
+    await engine.dispose()
+
+    # A different engine and storage: what a restarted process would build.
+    engine = make_engine(db_url)
+    restarted = DatabaseStorage(make_sessionmaker(engine), clock)
+    assert await restarted.get_state(KEY) == "Report:description"
+    assert await restarted.get_data(KEY) == {
+        "category": "garbage",
+        "photos": ["a", "b"],
+        "text": "垃圾没人清",
+    }
+    other = StorageKey(bot_id=42, chat_id=1002, user_id=1002)
+    assert await restarted.get_state(other) is None
+    assert await restarted.get_data(other) == {}
+    await engine.dispose()
+
+
+async def test_clearing_a_conversation_deletes_its_row(db_url, sessionmaker, clock) -> None:
+    storage = DatabaseStorage(sessionmaker, clock)
+    await storage.set_state(KEY, Report.description)
+    await storage.set_data(KEY, {"x": 1})
+    await storage.set_state(KEY, None)
+    await storage.set_data(KEY, {})
+    async with sessionmaker() as session:
+        assert (await session.exec(select(ConversationState))).all() == []
+    assert await storage.get_state(KEY) is None

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain import audit
 from domain.clock import Clock
 from domain.errors import DomainError, InvitationRefused, NotFound
+from domain.outbox import enqueue
 from storage.enums import AssignmentStatus, Lane, Role, UnitKind
 from storage.models import Department, Invitation, OrgUnit, Person, RoleAssignment
 
@@ -212,8 +213,6 @@ async def redeem_invitation(
     if invitation.created_by_id is not None and invitation.created_by_id != person.id:
         creator = await session.get(Person, invitation.created_by_id)
         if creator is not None:
-            from domain.outbox import enqueue
-
             enqueue(
                 session,
                 clock=clock,

@@ -8,9 +8,9 @@ from handlers import common, fallback
 
 
 def routers() -> list[Router]:
-    """Every router in the order the dispatcher must try them."""
+    """Fresh routers, in the order the dispatcher must try them."""
     return [
-        common.router,
+        common.router(),
         # Last: it answers whatever no other router took, so it must not shadow them.
-        fallback.router,
+        fallback.router(),
     ]

@@ -19,8 +19,6 @@ from storage.models import Person
 
 logger = logging.getLogger(__name__)
 
-router = Router(name="common")
-
 Translate = Callable[..., str]
 
 LANGUAGE_LABELS = {"zh-hans": "简体中文", "en": "English"}
@@ -52,7 +50,6 @@ async def roles_lines(session: AsyncSession, person: Person, t: Translate) -> li
     return lines
 
 
-@router.message(CommandStart(deep_link=True))
 async def start_with_code(
     message: Message,
     command: CommandObject,
@@ -75,7 +72,6 @@ async def start_with_code(
     )
 
 
-@router.message(CommandStart())
 async def start(message: Message, session: AsyncSession, person: Person, t: Translate) -> None:
     """/start: greet, and say which roles the person holds."""
     lines = [t("start.welcome", name=person.full_name or "")]
@@ -84,7 +80,6 @@ async def start(message: Message, session: AsyncSession, person: Person, t: Tran
     await message.answer("\n\n".join(lines))
 
 
-@router.message(Command("help"))
 async def help_command(
     message: Message, session: AsyncSession, person: Person, t: Translate
 ) -> None:
@@ -96,13 +91,11 @@ async def help_command(
     await message.answer("\n\n".join(parts))
 
 
-@router.message(Command("lang"))
 async def lang_command(message: Message, t: Translate) -> None:
     """/lang: offer the languages as buttons."""
     await message.answer(t("lang.choose"), reply_markup=language_keyboard())
 
 
-@router.callback_query(LanguageChoice.filter(F.code.in_(LANGUAGES)))
 async def lang_chosen(
     query: CallbackQuery,
     callback_data: LanguageChoice,
@@ -119,3 +112,14 @@ async def lang_chosen(
     await query.answer()
     if query.message is not None:
         await query.message.answer(t("lang.set"))
+
+
+def router() -> Router:
+    """A fresh router (each dispatcher needs its own) for the commands everyone may use."""
+    r = Router(name="common")
+    r.message.register(start_with_code, CommandStart(deep_link=True))
+    r.message.register(start, CommandStart())
+    r.message.register(help_command, Command("help"))
+    r.message.register(lang_command, Command("lang"))
+    r.callback_query.register(lang_chosen, LanguageChoice.filter(F.code.in_(LANGUAGES)))
+    return r

@@ -41,6 +41,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL, not the JSON literal null, so "IS NULL" finds it.
+JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigIntKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

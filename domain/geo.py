@@ -1,0 +1,75 @@
+"""Location -> grid: which grid a shared Telegram location falls in."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import shape
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.enums import UnitKind
+from storage.models import OrgUnit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GridHit:
+    """The grid a point belongs to."""
+
+    grid_id: int
+    code: str
+
+
+class GridLocator:
+    """Finds the grid containing a point; built once, then read-only and thread-safe."""
+
+    def __init__(self, grids: Iterable[tuple[int, str, Mapping[str, Any]]]) -> None:
+        # Sorted by code so that "lowest index among the hits" is "lowest code": a point on a
+        # shared border always lands in the same grid.
+        items = sorted(grids, key=lambda item: item[1])
+        self._hits = [GridHit(grid_id, code) for grid_id, code, _ in items]
+        self._geoms = np.array([shape(geometry) for _, _, geometry in items], dtype=object)
+        # Prepared polygons make each point-in-polygon test a few microseconds.
+        shapely.prepare(self._geoms)
+        self._tree = shapely.STRtree(self._geoms)
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+    def locate(self, lat: float, lon: float) -> GridHit | None:
+        """The grid containing (lat, lon), or None outside the service area."""
+        if not (math.isfinite(lat) and math.isfinite(lon)):
+            raise ValueError(f"not a location: lat={lat!r}, lon={lon!r}")
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            raise ValueError(f"location out of range: lat={lat!r}, lon={lon!r}")
+        if not self._hits:
+            return None
+        candidates = self._tree.query(shapely.Point(lon, lat))
+        if not len(candidates):
+            return None
+        # intersects, not contains: a point exactly on a boundary still belongs somewhere.
+        inside = candidates[shapely.intersects_xy(self._geoms[candidates], lon, lat)]
+        if not len(inside):
+            return None
+        return self._hits[int(inside.min())]
+
+
+async def load_locator(session: AsyncSession) -> GridLocator:
+    """A locator over every grid in the database that has a boundary."""
+    statement = select(OrgUnit.id, OrgUnit.code, OrgUnit.boundary).where(
+        OrgUnit.kind == UnitKind.GRID
+    )
+    rows = (await session.exec(statement)).all()
+    # Filtered here rather than in SQL: a missing boundary may be SQL NULL or JSON null.
+    grids = [(grid_id, code, boundary) for grid_id, code, boundary in rows if boundary]
+    locator = GridLocator(grids)
+    logger.info("grid locator built over %d grids", len(locator))
+    return locator

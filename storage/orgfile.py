@@ -1,0 +1,736 @@
+"""The organisation file: YAML in, validated plain objects out (no database here).
+
+The format is documented at the top of storage/sample/zhengzhou.yaml. Validation never stops
+at the first mistake: it collects every problem as (location, reason) and refuses the whole
+file, because a city's administrator fixes a 50,000-grid file in one pass, not fifty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import shapely
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from pydantic import Field as PydanticField
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
+
+from storage.enums import PARENT_KIND, Level, UnitKind, Urgency
+
+logger = logging.getLogger(__name__)
+
+# Two polygons that share more area than this overlap; below it is digitising noise.
+OVERLAP_TOLERANCE_M2 = 1.0
+# A child may stick out of its ancestor's boundary by this much (coordinates from two sources).
+WITHIN_TOLERANCE_M = 1.0
+DEFAULT_REMINDERS = (0.5, 0.8)
+TOP_KEYS = ("city", "units", "departments", "categories", "deadlines")
+DEPARTMENT_UNIT_KINDS = (UnitKind.DISTRICT, UnitKind.STREET)
+
+_M_PER_DEG_LAT = 110_574.0
+_M_PER_DEG_LON_AT_EQUATOR = 111_320.0
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+
+Problem = tuple[str, str]
+
+
+class OrgFileError(ValueError):
+    """The organisation file was refused; `problems` lists every (location, reason)."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: list[Problem] = list(problems)
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{where}: {reason}" for where, reason in self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSpec:
+    """A city, district, street, community or grid as the file describes it."""
+
+    code: str
+    kind: UnitKind
+    parent: str | None
+    name_zh: str
+    name_en: str
+    # Normalised GeoJSON geometry (Polygon or MultiPolygon, float [lon, lat]) or None.
+    boundary: dict[str, Any] | None = None
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentSpec:
+    code: str
+    name_zh: str
+    name_en: str
+    unit: str
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CategorySpec:
+    code: str
+    name_zh: str
+    name_en: str
+    urgency: Urgency
+    departments: tuple[str, ...]
+    position: int
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineSpec:
+    urgency: Urgency
+    category: str | None
+    level: Level
+    accept_minutes: int
+    resolve_minutes: int
+    working_time: bool
+    reminders: tuple[float, ...]
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    """A validated organisation file: the whole tree, departments, categories and deadlines."""
+
+    city: UnitSpec
+    units: tuple[UnitSpec, ...]
+    departments: tuple[DepartmentSpec, ...]
+    categories: tuple[CategorySpec, ...]
+    deadlines: tuple[DeadlineSpec, ...]
+
+    @property
+    def all_units(self) -> tuple[UnitSpec, ...]:
+        """The city first, then the units in file order."""
+        return (self.city, *self.units)
+
+    def count(self, kind: UnitKind) -> int:
+        return sum(1 for unit in self.all_units if unit.kind == kind)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def read_org_file(path: str | Path) -> Organisation:
+    """Read and validate an organisation file; OSError if it can't be read at all."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise OrgFileError([("(file)", reason)]) from None
+    return parse_org(text)
+
+
+def parse_org(text: str) -> Organisation:
+    """Parse and validate the YAML (or JSON) text of an organisation file."""
+    if text.lstrip().startswith("{"):
+        # JSON is YAML too, and json parses a generated 50,000-grid file ten times faster.
+        duplicates: list[str] = []
+        try:
+            data = json.loads(text, object_pairs_hook=_pairs_noting(duplicates))
+        except json.JSONDecodeError as exc:
+            raise OrgFileError([(f"line {exc.lineno}", f"JSON syntax error: {exc.msg}")]) from None
+        if duplicates:
+            raise OrgFileError(("(file)", f"duplicate key '{key}'") for key in duplicates)
+        return validate_org(data)
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise OrgFileError([_yaml_problem(exc)]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicate_keys:
+        raise OrgFileError(
+            (f"line {line}", f"duplicate key '{key}'") for line, key in loader.duplicate_keys
+        )
+    return validate_org(data)
+
+
+def validate_org(data: Any) -> Organisation:
+    """Validate already-parsed data (a mapping as YAML gives it) into an Organisation."""
+    return _Validator().run(data)
+
+
+def parse_duration(text: str) -> int:
+    """Minutes in a duration such as "30m", "2h", "3d" or "1d12h"; ValueError if malformed."""
+    match = _DURATION.fullmatch(text.strip().lower().replace(" ", ""))
+    if not text.strip() or match is None:
+        raise ValueError(f"{text!r} is not a duration like 30m, 2h, 3d or 1d12h")
+    days, hours, minutes = (int(match.group(k) or 0) for k in ("d", "h", "m"))
+    return days * 1440 + hours * 60 + minutes
+
+
+def format_duration(minutes: int) -> str:
+    """The shortest "1d2h30m"-style text for a number of minutes."""
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    text = "".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (mins, "m")) if n)
+    return text or "0m"
+
+
+def _pairs_noting(duplicates: list[str]) -> Any:
+    """A json object hook that notes repeated keys instead of keeping the last silently."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                duplicates.append(key)
+            result[key] = value
+        return result
+
+    return pairs
+
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """Safe YAML loading (libyaml when present) that notices duplicate keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicate_keys: list[tuple[int, str]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        # PyYAML keeps the last of two equal keys silently; a typo'd file must not half-load.
+        seen: set[str] = set()
+        for key_node, _value in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    self.duplicate_keys.append((key_node.start_mark.line + 1, key_node.value))
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    reason = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+    if mark is None:
+        return ("(file)", reason)
+    return (f"line {mark.line + 1}", f"{reason} at column {mark.column + 1}")
+
+
+# --- shapes of the entries (structure only; meaning is checked by _Validator) ---------
+
+Code = Annotated[StrictStr, PydanticField(min_length=1, max_length=64, pattern=r"^\S+$")]
+Name = Annotated[StrictStr, PydanticField(min_length=1, max_length=200)]
+Fraction = Annotated[float, Strict()]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _CityIn(_Entry):
+    code: Code
+    name_zh: Name
+    name_en: Name
+    boundary: Any = None
+
+
+class _UnitIn(_Entry):
+    code: Code
+    kind: Literal["district", "street", "community", "grid"]
+    parent: Code
+    name_zh: Name
+    name_en: Name
+    boundary: Any = None
+
+
+class _DepartmentIn(_Entry):
+    code: Code
+    name_zh: Name
+    name_en: Name
+    unit: Code
+
+
+class _CategoryIn(_Entry):
+    code: Code
+    name_zh: Name
+    name_en: Name
+    urgency: Literal["urgent", "normal", "consultation"]
+    departments: list[Code] = []
+    position: StrictInt | None = None
+
+
+class _DeadlineIn(_Entry):
+    urgency: Literal["urgent", "normal", "consultation"]
+    category: Code | None = None
+    level: Literal["grid", "community", "street", "district", "department"]
+    accept: StrictStr
+    resolve: StrictStr
+    working_time: StrictBool = False
+    reminders: list[Fraction] = list(DEFAULT_REMINDERS)
+
+
+_WHERE = re.compile(r"^(\w+)(?:\[(\d+)\])?")
+
+
+def _file_order(problem: Problem) -> tuple[int, int]:
+    match = _WHERE.match(problem[0])
+    if match is None or match.group(1) not in TOP_KEYS:
+        return (-1, -1)
+    return (TOP_KEYS.index(match.group(1)), int(match.group(2) or -1))
+
+
+def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    text = prefix
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "missing":
+        return "missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "string_type":
+        return f"must be text, got {value!r} (quote it in YAML)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"must not contain spaces, got {value!r}"
+    message = error["msg"]
+    message = message.replace("Input should be", "should be").replace("String should", "should")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        message += f", got {value!r}"
+    return message
+
+
+# --- geometry ---------------------------------------------------------------------------
+
+
+def _m2_per_deg2(lat: float) -> float:
+    return _M_PER_DEG_LAT * _M_PER_DEG_LON_AT_EQUATOR * max(math.cos(math.radians(lat)), 1e-6)
+
+
+def _square_metres(geom: BaseGeometry, area_deg2: float | None = None) -> float:
+    """Approximate area in m² of a small [lon, lat] geometry (good enough for messages)."""
+    area = geom.area if area_deg2 is None else area_deg2
+    if geom.is_empty:
+        return 0.0
+    return area * _m2_per_deg2(geom.centroid.y)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _GeometryError(ValueError):
+    pass
+
+
+def _ring(value: Any, where: str, out_of_range: list[str]) -> list[list[float]]:
+    if not isinstance(value, list) or len(value) < 4:
+        raise _GeometryError(f"ring {where} needs at least 4 positions (the first repeated last)")
+    ring: list[list[float]] = []
+    for i, position in enumerate(value):
+        if (
+            not isinstance(position, list)
+            or len(position) not in (2, 3)
+            or not all(_number(v) for v in position)
+        ):
+            raise _GeometryError(f"position {where}[{i}] must be [longitude, latitude] numbers")
+        lon, lat = float(position[0]), float(position[1])
+        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+            out_of_range.append(f"{where}[{i}] = [{position[0]}, {position[1]}]")
+        ring.append([lon, lat])
+    if ring[0] != ring[-1]:
+        raise _GeometryError(f"ring {where} is not closed (last position must repeat the first)")
+    return ring
+
+
+def _polygon_rings(value: Any, where: str, out_of_range: list[str]) -> list[list[list[float]]]:
+    if not isinstance(value, list) or not value:
+        raise _GeometryError(f"polygon {where or 'coordinates'} must be a list of rings")
+    return [_ring(ring, f"{where}[{i}]", out_of_range) for i, ring in enumerate(value)]
+
+
+def parse_geometry(value: Any) -> tuple[dict[str, Any], BaseGeometry]:
+    """A GeoJSON Polygon/MultiPolygon as (normalised dict, shapely geometry); ValueError if bad."""
+    if not isinstance(value, Mapping):
+        raise _GeometryError("must be a GeoJSON geometry: {type: Polygon, coordinates: [...]}")
+    gtype = value.get("type")
+    if gtype == "Feature":
+        raise _GeometryError("give the geometry object itself, not a GeoJSON Feature")
+    unknown = sorted(str(k) for k in value if k not in ("type", "coordinates", "bbox"))
+    if unknown:
+        raise _GeometryError(f"unknown key {unknown[0]!r} (expected type and coordinates)")
+    if gtype not in ("Polygon", "MultiPolygon"):
+        raise _GeometryError(f"type must be Polygon or MultiPolygon, got {gtype!r}")
+    if "coordinates" not in value:
+        raise _GeometryError("coordinates missing")
+    coords = value["coordinates"]
+    out_of_range: list[str] = []
+    if gtype == "Polygon":
+        rings = _polygon_rings(coords, "", out_of_range)
+        normalised: Any = rings
+    else:
+        if not isinstance(coords, list) or not coords:
+            raise _GeometryError("a MultiPolygon's coordinates must be a list of polygons")
+        normalised = [_polygon_rings(p, f"[{i}]", out_of_range) for i, p in enumerate(coords)]
+    if out_of_range:
+        more = f" and {len(out_of_range) - 1} more" if len(out_of_range) > 1 else ""
+        raise _GeometryError(
+            f"coordinates out of range at {out_of_range[0]}{more} "
+            "(GeoJSON order is [longitude, latitude])"
+        )
+    if gtype == "Polygon":
+        geom: BaseGeometry = Polygon(normalised[0], normalised[1:])
+    else:
+        geom = MultiPolygon([Polygon(p[0], p[1:]) for p in normalised])
+    if not geom.is_valid:
+        raise _GeometryError(f"polygon is not valid ({explain_validity(geom)})")
+    if geom.area <= 0:
+        raise _GeometryError("polygon has no area")
+    return {"type": gtype, "coordinates": normalised}, geom
+
+
+# --- meaning ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Unit:
+    spec: UnitSpec
+    geom: BaseGeometry | None = None
+    parent_ok: bool = False
+
+
+class _Validator:
+    """Collects every problem in one pass over the file."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def problem(self, where: str, reason: str) -> None:
+        self.problems.append((where, reason))
+
+    def run(self, data: Any) -> Organisation:
+        if data is None:
+            raise OrgFileError([("(file)", "the file is empty")])
+        if not isinstance(data, Mapping):
+            raise OrgFileError(
+                [("(file)", f"must be a mapping with the keys {', '.join(TOP_KEYS)}")]
+            )
+        for key in data:
+            if key not in TOP_KEYS:
+                self.problem(str(key), f"unknown key (expected {', '.join(TOP_KEYS)})")
+        for key in TOP_KEYS:
+            if key not in data:
+                self.problem(key, "missing")
+
+        city = self._city(data["city"]) if "city" in data else None
+        units = self._units(city, self._entries(data, "units", _UnitIn))
+        departments = self._departments(units, self._entries(data, "departments", _DepartmentIn))
+        categories = self._categories(departments, self._entries(data, "categories", _CategoryIn))
+        deadlines = self._deadlines(categories, self._entries(data, "deadlines", _DeadlineIn))
+
+        if self.problems or city is None:
+            # In file order, whatever order the checks ran in.
+            raise OrgFileError(sorted(self.problems, key=_file_order))
+        return Organisation(
+            city=city.spec,
+            units=tuple(u.spec for u in units.values() if u.spec.kind != UnitKind.CITY),
+            departments=tuple(departments.values()),
+            categories=tuple(categories.values()),
+            deadlines=tuple(deadlines),
+        )
+
+    def _model(self, model: type[BaseModel], value: Any, where: str) -> Any | None:
+        if not isinstance(value, Mapping):
+            self.problem(where, f"must be a mapping of fields, got {type(value).__name__}")
+            return None
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                self.problem(_loc(where, error["loc"]), _reason(error))
+            return None
+
+    def _entries(self, data: Mapping, key: str, model: type[BaseModel]) -> list[tuple[str, Any]]:
+        items = data.get(key)
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            self.problem(key, f"must be a list, got {type(items).__name__}")
+            return []
+        entries = []
+        for i, item in enumerate(items):
+            where = f"{key}[{i}]"
+            parsed = self._model(model, item, where)
+            if parsed is not None:
+                entries.append((where, parsed))
+        return entries
+
+    def _geometry(self, where: str, value: Any) -> tuple[dict | None, BaseGeometry | None]:
+        if value is None:
+            return None, None
+        try:
+            return parse_geometry(value)
+        except _GeometryError as exc:
+            self.problem(f"{where}.boundary", str(exc))
+            return None, None
+
+    def _city(self, value: Any) -> _Unit | None:
+        if value is None:
+            self.problem("city", "is empty: give its code, name_zh and name_en")
+            return None
+        parsed = self._model(_CityIn, value, "city")
+        if parsed is None:
+            return None
+        boundary, geom = self._geometry("city", parsed.boundary)
+        spec = UnitSpec(
+            parsed.code, UnitKind.CITY, None, parsed.name_zh, parsed.name_en, boundary, "city"
+        )
+        return _Unit(spec, geom, parent_ok=True)
+
+    def _units(self, city: _Unit | None, entries: list[tuple[str, _UnitIn]]) -> dict[str, _Unit]:
+        units: dict[str, _Unit] = {}
+        if city is not None:
+            units[city.spec.code] = city
+        for where, parsed in entries:
+            kind = UnitKind(parsed.kind)
+            boundary, geom = self._geometry(where, parsed.boundary)
+            if kind == UnitKind.GRID and parsed.boundary is None:
+                self.problem(f"{where}.boundary", "missing: a grid needs its polygon")
+            if parsed.code in units:
+                first = units[parsed.code].spec.where
+                self.problem(f"{where}.code", f"duplicate code '{parsed.code}' (first at {first})")
+                continue
+            spec = UnitSpec(
+                parsed.code, kind, parsed.parent, parsed.name_zh, parsed.name_en, boundary, where
+            )
+            units[parsed.code] = _Unit(spec, geom)
+
+        # Kinds nest strictly (city > district > street > community > grid), so checking each
+        # parent's kind also rules out cycles: every step up climbs one rank.
+        for unit in units.values():
+            spec = unit.spec
+            if spec.kind == UnitKind.CITY:
+                continue
+            parent = units.get(spec.parent or "")
+            expected = PARENT_KIND[spec.kind]
+            if parent is None:
+                self.problem(f"{spec.where}.parent", f"unknown unit '{spec.parent}'")
+            elif parent.spec.kind != expected:
+                self.problem(
+                    f"{spec.where}.parent",
+                    f"a {spec.kind} must sit under a {expected}; "
+                    f"'{spec.parent}' is a {parent.spec.kind}",
+                )
+            else:
+                unit.parent_ok = True
+
+        for kind in UnitKind:
+            self._check_overlaps([u for u in units.values() if u.spec.kind == kind and u.geom])
+        self._check_within(units)
+        return units
+
+    def _check_overlaps(self, units: list[_Unit]) -> None:
+        """Polygons of one kind must not share area; an STRtree keeps this near-linear."""
+        if len(units) < 2:
+            return
+        geoms = np.array([u.geom for u in units], dtype=object)
+        tree = shapely.STRtree(geoms)
+        left, right = tree.query(geoms, predicate="intersects")
+        keep = left < right
+        left, right = left[keep], right[keep]
+        if not len(left):
+            return
+        # Neighbours that only share an edge are the common case: the interior test is cheaper
+        # than computing every intersection.
+        inner = shapely.relate_pattern(geoms[left], geoms[right], "T********")
+        left, right = left[inner], right[inner]
+        if not len(left):
+            return
+        shared = shapely.intersection(geoms[left], geoms[right])
+        areas = shapely.area(shared)
+        for a, b, overlap, area in zip(left, right, shared, areas, strict=True):
+            square_metres = _square_metres(overlap, float(area))
+            if square_metres <= OVERLAP_TOLERANCE_M2:
+                continue
+            first, second = units[int(a)].spec, units[int(b)].spec
+            self.problem(
+                f"{second.where}.boundary",
+                f"overlaps {first.kind} '{first.code}' ({first.where}) "
+                f"by about {square_metres:,.0f} m²",
+            )
+
+    def _check_within(self, units: dict[str, _Unit]) -> None:
+        """A unit with a boundary lies inside the nearest ancestor that has one."""
+        children: dict[str, list[_Unit]] = {}
+        for unit in units.values():
+            if unit.geom is None:
+                continue
+            ancestor = self._nearest_bounded_ancestor(unit, units)
+            if ancestor is not None:
+                children.setdefault(ancestor.spec.code, []).append(unit)
+        for code, inside in children.items():
+            ancestor = units[code]
+            assert ancestor.geom is not None
+            lat = ancestor.geom.centroid.y
+            metres_per_degree = _M_PER_DEG_LON_AT_EQUATOR * max(math.cos(math.radians(lat)), 1e-6)
+            allowed = ancestor.geom.buffer(WITHIN_TOLERANCE_M / metres_per_degree)
+            shapely.prepare(allowed)
+            geoms = np.array([u.geom for u in inside], dtype=object)
+            ok = shapely.contains(allowed, geoms)
+            for unit, fits in zip(inside, ok, strict=True):
+                if fits:
+                    continue
+                assert unit.geom is not None
+                outside = _square_metres(unit.geom.difference(ancestor.geom))
+                self.problem(
+                    f"{unit.spec.where}.boundary",
+                    f"lies outside the boundary of {ancestor.spec.kind} '{code}' "
+                    f"({ancestor.spec.where}) by about {outside:,.0f} m²",
+                )
+
+    @staticmethod
+    def _nearest_bounded_ancestor(unit: _Unit, units: dict[str, _Unit]) -> _Unit | None:
+        current = unit
+        while current.parent_ok and current.spec.parent is not None:
+            current = units[current.spec.parent]
+            if current.geom is not None:
+                return current
+        return None
+
+    def _departments(
+        self, units: dict[str, _Unit], entries: list[tuple[str, _DepartmentIn]]
+    ) -> dict[str, DepartmentSpec]:
+        departments: dict[str, DepartmentSpec] = {}
+        for where, parsed in entries:
+            if parsed.code in departments:
+                first = departments[parsed.code].where
+                self.problem(f"{where}.code", f"duplicate code '{parsed.code}' (first at {first})")
+                continue
+            unit = units.get(parsed.unit)
+            if unit is None:
+                self.problem(f"{where}.unit", f"unknown unit '{parsed.unit}'")
+            elif unit.spec.kind not in DEPARTMENT_UNIT_KINDS:
+                self.problem(
+                    f"{where}.unit",
+                    f"a department sits at a district or street; "
+                    f"'{parsed.unit}' is a {unit.spec.kind}",
+                )
+            departments[parsed.code] = DepartmentSpec(
+                parsed.code, parsed.name_zh, parsed.name_en, parsed.unit, where
+            )
+        return departments
+
+    def _categories(
+        self, departments: dict[str, DepartmentSpec], entries: list[tuple[str, _CategoryIn]]
+    ) -> dict[str, CategorySpec]:
+        categories: dict[str, CategorySpec] = {}
+        for index, (where, parsed) in enumerate(entries):
+            if parsed.code in categories:
+                first = categories[parsed.code].where
+                self.problem(f"{where}.code", f"duplicate code '{parsed.code}' (first at {first})")
+                continue
+            seen: dict[str, int] = {}
+            for i, code in enumerate(parsed.departments):
+                if code in seen:
+                    self.problem(
+                        f"{where}.departments[{i}]",
+                        f"department '{code}' listed twice (first at departments[{seen[code]}])",
+                    )
+                elif code not in departments:
+                    self.problem(f"{where}.departments[{i}]", f"unknown department '{code}'")
+                seen.setdefault(code, i)
+            position = parsed.position if parsed.position is not None else index
+            categories[parsed.code] = CategorySpec(
+                parsed.code,
+                parsed.name_zh,
+                parsed.name_en,
+                Urgency(parsed.urgency),
+                tuple(seen),
+                position,
+                where,
+            )
+        return categories
+
+    def _duration(self, where: str, text: str) -> int | None:
+        try:
+            minutes = parse_duration(text)
+        except ValueError as exc:
+            self.problem(where, str(exc))
+            return None
+        if minutes <= 0:
+            self.problem(where, f"must be longer than zero, got {text!r}")
+            return None
+        return minutes
+
+    def _deadlines(
+        self, categories: dict[str, CategorySpec], entries: list[tuple[str, _DeadlineIn]]
+    ) -> list[DeadlineSpec]:
+        deadlines: list[DeadlineSpec] = []
+        first_at: dict[tuple[str, str | None, str], str] = {}
+        for where, parsed in entries:
+            ok = True
+            if parsed.category is not None and parsed.category not in categories:
+                self.problem(f"{where}.category", f"unknown category '{parsed.category}'")
+                ok = False
+            key = (parsed.urgency, parsed.category, parsed.level)
+            if key in first_at:
+                label = "/".join(k for k in key if k is not None)
+                self.problem(where, f"duplicate policy {label} (first at {first_at[key]})")
+                ok = False
+            first_at.setdefault(key, where)
+            accept = self._duration(f"{where}.accept", parsed.accept)
+            resolve = self._duration(f"{where}.resolve", parsed.resolve)
+            if accept is None or resolve is None:
+                ok = False
+            elif accept > resolve:
+                self.problem(
+                    where,
+                    f"accept ({parsed.accept}) is longer than resolve ({parsed.resolve})",
+                )
+                ok = False
+            for i, fraction in enumerate(parsed.reminders):
+                if not 0.0 < fraction < 1.0:
+                    self.problem(
+                        f"{where}.reminders[{i}]",
+                        f"must be a fraction between 0 and 1 (exclusive), got {fraction!r}",
+                    )
+                    ok = False
+            if ok:
+                assert accept is not None and resolve is not None
+                deadlines.append(
+                    DeadlineSpec(
+                        Urgency(parsed.urgency),
+                        parsed.category,
+                        Level(parsed.level),
+                        accept,
+                        resolve,
+                        parsed.working_time,
+                        tuple(sorted(set(parsed.reminders))),
+                        where,
+                    )
+                )
+        return deadlines

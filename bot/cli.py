@@ -6,12 +6,11 @@ import asyncio
 import logging
 import sys
 from datetime import timedelta
-from typing import NoReturn
 
 import typer
-from pydantic import ValidationError
 
 from bot.cli_org import org_app
+from bot.cli_support import fail, load_settings
 from bot.settings import Settings
 
 app = typer.Typer(
@@ -23,23 +22,6 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """One clear line on stderr and a non-zero exit, never a traceback."""
-    typer.echo(f"gridbot: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    """Settings from the environment, or one line per bad setting."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = "GRIDBOT_" + "_".join(str(part) for part in error["loc"]).upper()
-            typer.echo(f"gridbot: {name}: {error['msg']}", err=True)
-        raise typer.Exit(2) from None
 
 
 def setup_logging(settings: Settings) -> None:

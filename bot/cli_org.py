@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.settings import Settings
+from bot.cli_support import load_settings
 from domain.clock import SystemClock
 from storage.db import make_engine, make_sessionmaker, upgrade
 from storage.org_loader import LoadReport, apply_org, sample_path
@@ -68,13 +67,7 @@ def load(
         typer.echo(f"Cannot read {file}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = "GRIDBOT_" + "_".join(str(part) for part in error["loc"]).upper()
-            typer.echo(f"{name}: {error['msg']}", err=True)
-        raise typer.Exit(2) from None
+    settings = load_settings()
     try:
         upgrade(settings.database_url)
         report = asyncio.run(_load(settings.database_url, org))

@@ -14,16 +14,16 @@ from aiogram.types import User
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from storage.org_loader import apply_org, org_is_empty, sample_path
-from storage.orgfile import read_org_file
 
 from bot.app import build_bot, build_dispatcher, build_throttle, set_commands
 from bot.middlewares import UpdateTracker
 from bot.outbox import OutboxSender
-from bot.render import build_renderer
+from bot.render import default_renderer
 from bot.settings import Settings
 from domain.clock import Clock, SystemClock
 from storage.db import make_engine, make_sessionmaker, upgrade
+from storage.org_loader import apply_org, org_is_empty, sample_path
+from storage.orgfile import read_org_file
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ async def serve(
             bot,
             sessionmaker,
             throttle,
-            build_renderer(),
+            default_renderer(),
             clock,
             default_language=settings.default_language,
         )

@@ -116,4 +116,6 @@ def test_a_bad_setting_is_named_in_one_line(tmp_path: Path) -> None:
     result = runner.invoke(org_app, ["load", str(sample_path())])
 
     assert result.exit_code == 2
-    assert result.stderr.splitlines() == ["GRIDBOT_TIMEZONE: Value error, unknown time zone 'Mars'"]
+    assert result.stderr.splitlines() == [
+        "gridbot: GRIDBOT_TIMEZONE: Value error, unknown time zone 'Mars'"
+    ]

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from bot.render import default_renderer
 from domain.errors import DomainError, InvitationRefused, NotFound
 from domain.invitations import create_invitation, hash_code, redeem_invitation
 from storage.enums import Role
@@ -169,6 +170,13 @@ async def test_inviter_is_told_through_the_outbox(sessionmaker, clock) -> None:
     assert [(r.chat_id, r.kind, r.data["person"]) for r in rows] == [
         (4001, "invitation_used", "Officer")
     ]
+    renderer = default_renderer()
+    assert renderer.render("invitation_used", rows[0].data, "en").text == (
+        f"Officer accepted your invitation and is now street officer of {tree.street.name_en}."
+    )
+    assert renderer.render("invitation_used", rows[0].data, "zh-hans").text == (
+        f"Officer 已接受您的邀请，成为【{tree.street.name_zh}】的街道工作人员。"
+    )
 
 
 async def test_two_people_racing_for_one_code(sessionmaker, clock) -> None:

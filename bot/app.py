@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -50,6 +51,7 @@ def build_dispatcher(
     sessionmaker: async_sessionmaker,
     clock: Clock,
     tracker: UpdateTracker | None = None,
+    after_update: Callable[[], None] | None = None,
     **workflow_data: Any,
 ) -> Dispatcher:
     """The dispatcher with durable FSM storage, the middlewares and every router."""
@@ -61,7 +63,9 @@ def build_dispatcher(
     )
     if tracker is not None:
         dp.update.outer_middleware(tracker)
-    dp.update.outer_middleware(ContextMiddleware(sessionmaker, clock, settings.default_language))
+    dp.update.outer_middleware(
+        ContextMiddleware(sessionmaker, clock, settings.default_language, after_update)
+    )
     dp.include_routers(*handlers.routers())
     dp.errors.register(on_error)
     return dp

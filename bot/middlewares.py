@@ -59,11 +59,17 @@ class ContextMiddleware(BaseMiddleware):
     """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker, clock: Clock, default_language: str
+        self,
+        sessionmaker: async_sessionmaker,
+        clock: Clock,
+        default_language: str,
+        after_update: Callable[[], None] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._default_language = default_language
+        # Called once the update is done, e.g. to wake the outbox sender for rows just committed.
+        self._after_update = after_update
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -88,4 +94,8 @@ class ContextMiddleware(BaseMiddleware):
                 t=translator(language),
                 translator=translator,
             )
-            return await handler(event, data)
+            try:
+                return await handler(event, data)
+            finally:
+                if self._after_update is not None:
+                    self._after_update()

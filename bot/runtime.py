@@ -82,10 +82,6 @@ async def serve(
         me = await check_token(bot, settings.telegram_api_base)
         logger.info("Bot @%s (id %s) starting", me.username, me.id)
         tracker = UpdateTracker()
-        dp = build_dispatcher(
-            settings=settings, sessionmaker=sessionmaker, clock=clock, tracker=tracker
-        )
-        await set_commands(bot)
         sender = OutboxSender(
             bot,
             sessionmaker,
@@ -94,6 +90,14 @@ async def serve(
             clock,
             default_language=settings.default_language,
         )
+        dp = build_dispatcher(
+            settings=settings,
+            sessionmaker=sessionmaker,
+            clock=clock,
+            tracker=tracker,
+            after_update=sender.wake,
+        )
+        await set_commands(bot)
         sender_stop = asyncio.Event()
         sender_task = asyncio.create_task(sender.run(sender_stop), name="outbox-sender")
         try:

@@ -14,6 +14,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain import audit
+from domain.access import require_role
 from domain.clock import Clock
 from domain.errors import DomainError, InvitationRefused, NotFound
 from domain.outbox import enqueue
@@ -73,7 +74,11 @@ async def create_invitation(
     ttl: timedelta = timedelta(days=7),
     created_by_id: int | None = None,
 ) -> IssuedInvitation:
-    """Issue a single-use code for `role` in a unit (or department); only its hash is stored."""
+    """Issue a single-use code for `role` in a unit (or department); only its hash is stored.
+
+    `created_by_id` is the administrator issuing it in chat (checked); None is the operator
+    at the command line.
+    """
     if ttl <= timedelta(0):
         raise DomainError("invite.bad_ttl")
     unit: OrgUnit | None = None
@@ -108,6 +113,20 @@ async def create_invitation(
                 code=unit.code,
                 kind=unit.kind.value,
             )
+    if created_by_id is not None:
+        # Issued in chat: only an administrator of a unit covering the target may invite.
+        target = unit
+        if department is not None:
+            target = await session.get(OrgUnit, department.unit_id)
+        assert target is not None
+        await require_role(
+            session,
+            clock=clock,
+            person_id=created_by_id,
+            roles=[Role.ADMIN],
+            unit=target,
+            action=f"invite:{role.value}",
+        )
     code = secrets.token_urlsafe(18)
     now = clock.now()
     invitation = Invitation(

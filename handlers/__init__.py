@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import common, fallback
+from handlers import admin, common, fallback
 
 
 def routers() -> list[Router]:
     """Fresh routers, in the order the dispatcher must try them."""
     return [
         common.router(),
+        admin.router(),
         # Last: it answers whatever no other router took, so it must not shadow them.
         fallback.router(),
     ]

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
+from storage.enums import Role
 from storage.models import Person
 
 logger = logging.getLogger(__name__)
@@ -39,14 +40,13 @@ def scope_name(language: str, name_zh: str, name_en: str) -> str:
     return name_zh if language == "zh-hans" else name_en
 
 
-async def roles_lines(session: AsyncSession, person: Person, t: Translate) -> list[str]:
+def role_lines(person: Person, assignments: list, t: Translate) -> list[str]:
     """One line per active role: "grid leader: 金水区…"."""
     lines = []
-    for assignment, unit, department in await roles_of(session=session, person_id=person.id):
+    for assignment, unit, department in assignments:
         scope = unit or department
         name = scope_name(person.language, scope.name_zh, scope.name_en) if scope else ""
         lines.append(f"• {t('role.' + assignment.role.value)}: {name}")
-    await session.commit()
     return lines
 
 
@@ -75,7 +75,9 @@ async def start_with_code(
 async def start(message: Message, session: AsyncSession, person: Person, t: Translate) -> None:
     """/start: greet, and say which roles the person holds."""
     lines = [t("start.welcome", name=person.full_name or "")]
-    roles = await roles_lines(session, person, t)
+    assignments = await roles_of(session=session, person_id=person.id)
+    await session.commit()
+    roles = role_lines(person, assignments, t)
     lines.append("\n".join([t("start.roles"), *roles]) if roles else t("start.no_roles"))
     await message.answer("\n\n".join(lines))
 
@@ -85,7 +87,11 @@ async def help_command(
 ) -> None:
     """/help: the commands, and the person's roles."""
     parts = [t("help.text")]
-    roles = await roles_lines(session, person, t)
+    assignments = await roles_of(session=session, person_id=person.id)
+    await session.commit()
+    if any(a.role is Role.ADMIN for a, _, _ in assignments):
+        parts[0] += "\n" + t("help.admin")
+    roles = role_lines(person, assignments, t)
     if roles:
         parts.append("\n".join([t("help.roles"), *roles]))
     await message.answer("\n\n".join(parts))

@@ -178,3 +178,43 @@ async def test_stop_waits_for_updates_in_flight(db_url: str) -> None:
         assert fake.sent(901) == []
     # Stopping returned only after the reply went out.
     assert [m["text"][:9] for m in fake.sent(901)] == ["Commands:"]
+
+
+async def test_admin_invites_in_chat_and_hears_when_it_is_used(db_url: str) -> None:
+    async with running_bot(db_url) as running:
+        fake = running.fake
+        admin_code = await _invite(db_url, Role.ADMIN, "EQ")
+        fake.push_message(1001, f"/start {admin_code}", first_name="Admin", language_code="en")
+        assert "administrator of Erqi District" in (await fake.wait_for_message(1001))["text"]
+
+        fake.push_message(1001, "/help", language_code="en")
+        assert "/invite ROLE CODE" in (await fake.wait_for_message(1001))["text"]
+
+        fake.push_message(1001, "/invite", language_code="en")
+        assert (await fake.wait_for_message(1001))["text"].startswith("Usage: /invite ROLE CODE")
+        fake.push_message(1001, "/invite mayor EQ-JZJ", language_code="en")
+        assert 'There is no role "mayor"' in (await fake.wait_for_message(1001))["text"]
+
+        fake.push_message(1001, f"/invite grid_leader {GRID}", language_code="en")
+        reply = (await fake.wait_for_message(1001))["text"]
+        assert reply.startswith("Invitation for grid leader of")
+        link = next(word for word in reply.split() if word.startswith("https://t.me/"))
+        assert link.startswith(f"https://t.me/{fake.username}?start=")
+        code = link.split("start=", 1)[1]
+
+        fake.push_message(1002, f"/start {code}", first_name="Leader", language_code="zh-CN")
+        accepted = await fake.wait_for_message(1002)
+        assert accepted["text"].startswith("邀请码有效")
+        # The admin hears of it through the outbox, in English.
+        notice = await fake.wait_for_message(1001, timeout=10)
+        assert notice["text"].startswith("Leader accepted your invitation and is now grid leader")
+
+        # Outside the admin's district (金水区 is JS), and for a non-admin: refused.
+        fake.push_message(1001, "/invite street_officer JS-JBL", language_code="en")
+        assert (await fake.wait_for_message(1001))["text"] == "You are not allowed to do that here."
+        fake.push_message(1002, f"/invite grid_leader {GRID}", language_code="zh-CN")
+        assert (await fake.wait_for_message(1002))["text"] == "您没有在这里执行此操作的权限。"
+
+    assert (
+        await _count(db_url, select(func.count()).where(AuditEntry.action == "access.denied")) == 2
+    )

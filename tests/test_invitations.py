@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from bot.render import default_renderer
-from domain.errors import DomainError, InvitationRefused, NotFound
+from domain.errors import DomainError, InvitationRefused, NotAllowed, NotFound
 from domain.invitations import create_invitation, hash_code, redeem_invitation
 from storage.enums import Role
 from storage.models import AuditEntry, Invitation, OutboxMessage, RoleAssignment
@@ -155,6 +155,8 @@ async def test_inviter_is_told_through_the_outbox(sessionmaker, clock) -> None:
     async with sessionmaker() as session:
         tree = await make_tree(session)
         admin = await make_person(session, 4001, "Admin")
+        session.add(RoleAssignment(person_id=admin.id, role=Role.ADMIN, unit_id=tree.district.id))
+        await session.commit()
         issued = await create_invitation(
             session=session,
             clock=clock,
@@ -201,3 +203,33 @@ async def test_two_people_racing_for_one_code(sessionmaker, clock) -> None:
     assert sorted(results) == ["invite.used"] * 4 + ["ok"]
     async with sessionmaker() as session:
         assert len((await session.exec(select(RoleAssignment))).all()) == 1
+
+
+async def test_only_an_admin_of_a_covering_unit_may_invite_in_chat(sessionmaker, clock) -> None:
+    async with sessionmaker() as session:
+        tree = await make_tree(session)
+        stranger = await make_person(session, 6001, "Stranger")
+        leader = await make_person(session, 6002, "Leader")
+        session.add(
+            RoleAssignment(person_id=leader.id, role=Role.GRID_LEADER, unit_id=tree.grid.id)
+        )
+        await session.commit()
+    for actor in (stranger, leader):
+        async with sessionmaker() as session:
+            with pytest.raises(NotAllowed):
+                await create_invitation(
+                    session=session,
+                    clock=clock,
+                    role=Role.GRID_LEADER,
+                    unit_code=tree.other_grid.code,
+                    created_by_id=actor.id,
+                )
+    async with sessionmaker() as session:
+        assert (await session.exec(select(Invitation))).all() == []
+        denied = (
+            await session.exec(select(AuditEntry).where(AuditEntry.action == "access.denied"))
+        ).all()
+        assert [(d.actor_id, d.data["unit"]) for d in denied] == [
+            (stranger.id, tree.other_grid.code),
+            (leader.id, tree.other_grid.code),
+        ]

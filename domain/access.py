@@ -1,0 +1,72 @@
+"""Who may act where: a role is valid only inside its unit's subtree; every refusal is audited."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import sqlalchemy as sa
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain import audit
+from domain.clock import Clock
+from domain.errors import NotAllowed
+from storage.enums import AssignmentStatus, Role
+from storage.models import OrgUnit, RoleAssignment
+
+logger = logging.getLogger(__name__)
+
+
+async def covering_assignment(
+    session: AsyncSession, *, person_id: int, roles: Collection[Role], unit: OrgUnit
+) -> RoleAssignment | None:
+    """The person's active assignment, among `roles`, whose unit is `unit` or an ancestor."""
+    assigned_unit = sa.orm.aliased(OrgUnit)
+    return (
+        await session.exec(
+            select(RoleAssignment)
+            .join(assigned_unit, RoleAssignment.unit_id == assigned_unit.id)
+            .where(
+                RoleAssignment.person_id == person_id,
+                RoleAssignment.status == AssignmentStatus.ACTIVE,
+                RoleAssignment.role.in_(list(roles)),
+                # Materialised paths: an ancestor's path is a prefix of the unit's own.
+                sa.func.substr(sa.literal(unit.path), 1, sa.func.length(assigned_unit.path))
+                == assigned_unit.path,
+            )
+            .order_by(RoleAssignment.id)
+            .limit(1)
+        )
+    ).first()
+
+
+async def require_role(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    person_id: int,
+    roles: Collection[Role],
+    unit: OrgUnit,
+    action: str,
+) -> RoleAssignment:
+    """The covering assignment, or NotAllowed after recording the refusal in the audit log."""
+    assignment = await covering_assignment(session, person_id=person_id, roles=roles, unit=unit)
+    if assignment is not None:
+        return assignment
+    unit_code = unit.code
+    if session.new or session.dirty or session.deleted:
+        # Nothing the refused action staged is kept; only the refusal is.
+        await session.rollback()
+    audit.record(
+        session,
+        clock=clock,
+        actor_id=person_id,
+        action="access.denied",
+        attempted=action,
+        unit=unit_code,
+        roles=sorted(r.value for r in roles),
+    )
+    await session.commit()
+    logger.warning("person %s refused %s in %s", person_id, action, unit_code)
+    raise NotAllowed("access.denied")

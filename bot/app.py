@@ -21,6 +21,7 @@ from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import Clock
 from domain.errors import DomainError
+from domain.geo import LocatorCache
 from domain.people import LANGUAGES
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def build_dispatcher(
         storage=DatabaseStorage(sessionmaker, clock),
         settings=settings,
         sessionmaker=sessionmaker,
+        locators=LocatorCache(),
         **workflow_data,
     )
     if tracker is not None:

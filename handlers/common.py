@@ -1,4 +1,4 @@
-"""Commands for everyone: /start (with invitation codes), /help and /lang."""
+"""For everyone: /start (with invitation codes), /help, /lang, and "where is this place?"."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
+from domain.geo import LocatorCache, place_of
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
 from storage.enums import Role
@@ -120,6 +121,26 @@ async def lang_chosen(
         await query.message.answer(t("lang.set"))
 
 
+async def location_shared(
+    message: Message,
+    session: AsyncSession,
+    locators: LocatorCache,
+    person: Person,
+    t: Translate,
+) -> None:
+    """A location outside any dialog: say which grid it belongs to, or that it is outside."""
+    assert message.location is not None
+    place = await place_of(
+        session, locators, lat=message.location.latitude, lon=message.location.longitude
+    )
+    await session.commit()
+    if place is None:
+        await message.answer(t("place.outside"))
+        return
+    names = " › ".join(scope_name(person.language, u.name_zh, u.name_en) for u in place)
+    await message.answer(t("place.inside", place=names))
+
+
 def router() -> Router:
     """A fresh router (each dispatcher needs its own) for the commands everyone may use."""
     r = Router(name="common")
@@ -127,5 +148,6 @@ def router() -> Router:
     r.message.register(start, CommandStart())
     r.message.register(help_command, Command("help"))
     r.message.register(lang_command, Command("lang"))
+    r.message.register(location_shared, F.location)
     r.callback_query.register(lang_chosen, LanguageChoice.filter(F.code.in_(LANGUAGES)))
     return r

@@ -18,26 +18,25 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def async_url(url: str) -> str:
-    """The URL with the async driver gridbot uses: aiosqlite or psycopg."""
+def _with_driver(url: str, sqlite_driver: str) -> str:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    # psycopg 3 speaks both sync and async, so PostgreSQL needs one driver only.
+    drivers = {"sqlite": sqlite_driver, "postgresql": "postgresql+psycopg"}
+    drivers["postgres"] = drivers["postgresql"]
+    if backend not in drivers:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return parsed.set(drivername=drivers[backend]).render_as_string(hide_password=False)
+
+
+def async_url(url: str) -> str:
+    """The URL with the async driver gridbot uses: aiosqlite or psycopg."""
+    return _with_driver(url, "sqlite+aiosqlite")
 
 
 def sync_url(url: str) -> str:
     """The same database through a synchronous driver (for migrations)."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return _with_driver(url, "sqlite")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

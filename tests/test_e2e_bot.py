@@ -218,3 +218,20 @@ async def test_admin_invites_in_chat_and_hears_when_it_is_used(db_url: str) -> N
     assert (
         await _count(db_url, select(func.count()).where(AuditEntry.action == "access.denied")) == 2
     )
+
+
+async def test_a_shared_location_names_its_grid_or_says_outside(db_url: str) -> None:
+    async with running_bot(db_url) as running:
+        fake = running.fake
+        # Inside EQ-JZJ-01-G1 (113.63..113.635 E, 34.74..34.745 N) of the sample city.
+        fake.push_message(
+            1101, None, language_code="en", location={"latitude": 34.742, "longitude": 113.632}
+        )
+        inside = (await fake.wait_for_message(1101))["text"]
+        assert inside.startswith("This place belongs to: Zhengzhou › Erqi District ›")
+        assert inside.endswith("Qingtong Grid 1")
+        fake.push_message(
+            1101, None, language_code="en", location={"latitude": 39.9, "longitude": 116.4}
+        )
+        outside = (await fake.wait_for_message(1101))["text"]
+        assert outside == "This place is outside the service area (it is in no grid)."

@@ -67,19 +67,21 @@ async def serve(
     clock = clock or SystemClock()
     if settings.bot_token is None:
         raise StartupError("GRIDBOT_BOT_TOKEN is not set: get a token from @BotFather")
-    await asyncio.to_thread(upgrade, settings.database_url)
-    engine = make_engine(settings.database_url)
-    sessionmaker = make_sessionmaker(engine)
     throttle = build_throttle(settings)
     bot = build_bot(settings, throttle)
+    engine = None
     try:
+        # Ask Telegram first: a bad token should not leave a migrated, seeded database behind.
+        me = await check_token(bot, settings.telegram_api_base)
+        await asyncio.to_thread(upgrade, settings.database_url)
+        engine = make_engine(settings.database_url)
+        sessionmaker = make_sessionmaker(engine)
         if settings.load_sample_city:
             summary = await seed_sample_city(sessionmaker, clock)
             if summary:
                 logger.warning(
                     "The database was empty: loaded the bundled sample city (%s)", summary
                 )
-        me = await check_token(bot, settings.telegram_api_base)
         logger.info("Bot @%s (id %s) starting", me.username, me.id)
         tracker = UpdateTracker()
         sender = OutboxSender(
@@ -113,7 +115,8 @@ async def serve(
         logger.info("Stopped cleanly")
     finally:
         await bot.session.close()
-        await engine.dispose()
+        if engine is not None:
+            await engine.dispose()
 
 
 async def _run_polling(bot: Bot, dp: Dispatcher, stop: asyncio.Event | None) -> None:

@@ -19,6 +19,7 @@ from bot.i18n import text, translator
 from bot.middlewares import ContextMiddleware, UpdateTracker
 from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
+from domain.calendar import WorkCalendar
 from domain.clock import Clock
 from domain.errors import DomainError
 from domain.geo import LocatorCache
@@ -61,6 +62,7 @@ def build_dispatcher(
         settings=settings,
         sessionmaker=sessionmaker,
         locators=LocatorCache(),
+        calendar=WorkCalendar(settings.tz),
         **workflow_data,
     )
     if tracker is not None:
@@ -78,7 +80,10 @@ async def on_error(event: ErrorEvent, **data: Any) -> bool:
     t = data.get("t") or translator(data["settings"].default_language)
     exc = event.exception
     if isinstance(exc, DomainError):
-        reply = t(exc.key, **exc.params)
+        params = dict(exc.params)
+        if "status" in params:
+            params["status"] = t(f"status.{params['status']}")
+        reply = t(exc.key, **params)
     else:
         logger.exception("update %s failed", event.update.update_id, exc_info=exc)
         reply = t("error.internal")

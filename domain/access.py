@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from typing import NoReturn
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -54,6 +55,19 @@ async def require_role(
     assignment = await covering_assignment(session, person_id=person_id, roles=roles, unit=unit)
     if assignment is not None:
         return assignment
+    await deny(session, clock=clock, person_id=person_id, unit=unit, action=action, roles=roles)
+
+
+async def deny(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    person_id: int,
+    unit: OrgUnit,
+    action: str,
+    roles: Collection[Role] = (),
+) -> NoReturn:
+    """Record the refusal in the audit log, then raise NotAllowed."""
     unit_code = unit.code
     if session.new or session.dirty or session.deleted:
         # Nothing the refused action staged is kept; only the refusal is.

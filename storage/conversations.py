@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.dialect import insert_for
 from storage.models import ConversationState
 
 _table = ConversationState.__table__
@@ -26,8 +26,7 @@ async def load(session: AsyncSession, key: str) -> tuple[str | None, dict[str, A
 
 async def save(session: AsyncSession, key: str, now: datetime, **values: Any) -> None:
     """Upsert `state` and/or `data` for a key; an empty conversation is deleted instead."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     row = {"key": key, "state": None, "data": {}, "updated_at": now, **values}
     stmt = insert(_table).values(**row)
     stmt = stmt.on_conflict_do_update(

@@ -53,12 +53,36 @@ class AssignmentStatus(StrEnum):
 
 
 class TicketStatus(StrEnum):
-    NEW = "new"
-    ACCEPTED = "accepted"
-    RETURNED = "returned"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
+    NEW = "new"  # dispatched to the holder, waiting to be accepted
+    ACCEPTED = "accepted"  # being worked on
+    RETURNED = "returned"  # sent back to the community secretary to re-dispatch or close
+    RESOLVED = "resolved"  # answered; waiting for the resident's "is it solved?"
+    REOPENED = "reopened"  # the resident said it is not solved; back with whoever resolved it
+    CLOSED = "closed"  # the resident confirmed (or, later, nobody answered the follow-up)
+    CANCELLED = "cancelled"  # closed by the community: duplicate, not real, not ours
+
+
+OPEN_STATUSES = frozenset(
+    {
+        TicketStatus.NEW,
+        TicketStatus.ACCEPTED,
+        TicketStatus.RETURNED,
+        TicketStatus.RESOLVED,
+        TicketStatus.REOPENED,
+    }
+)
+
+
+class ReturnReason(StrEnum):
+    NOT_MY_GRID = "not_my_grid"
+    NOT_OUR_REMIT = "not_our_remit"
+    DUPLICATE = "duplicate"
+    NOT_REAL = "not_real"
+
+
+class WatcherKind(StrEnum):
+    REPORTER = "reporter"
+    ME_TOO = "me_too"
 
 
 class Lane(IntEnum):

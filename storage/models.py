@@ -12,10 +12,12 @@ from storage.enums import (
     AssignmentStatus,
     Level,
     OutboxStatus,
+    ReturnReason,
     Role,
     TicketStatus,
     UnitKind,
     Urgency,
+    WatcherKind,
 )
 from storage.types import BigIntKey, JSONType, UTCDateTime, utc_now
 
@@ -160,23 +162,63 @@ class Ticket(SQLModel, table=True):
     """A resident's report, from intake to closing."""
 
     __tablename__ = "ticket"
+    __table_args__ = (
+        # Duplicate search: open tickets of a category near a point.
+        sa.Index("ix_ticket_category_status_lat", "category_id", "status", "latitude"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)
     category_id: int = Field(foreign_key="category.id", index=True)
     grid_id: int = Field(foreign_key="org_unit.id", index=True)
+    community_id: int = Field(foreign_key="org_unit.id", index=True)
     reporter_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     description: str = Field(default="", sa_type=sa.Text)
+    photos: list = Field(default_factory=list, sa_type=JSONType)
     latitude: float | None = None
     longitude: float | None = None
     anonymous: bool = Field(default=False)
+    affected: int = Field(default=1)
     urgency: Urgency = Field(default=Urgency.NORMAL, sa_type=_enum(Urgency))
     status: TicketStatus = Field(default=TicketStatus.NEW, sa_type=_enum(TicketStatus))
     level: Level = Field(default=Level.GRID, sa_type=_enum(Level))
     holder_unit_id: int | None = Field(default=None, foreign_key="org_unit.id", index=True)
+    holder_since: datetime = _created()
+    accept_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolve_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
     next_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    accepted_by_id: int | None = Field(default=None, foreign_key="person.id")
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_by_id: int | None = Field(default=None, foreign_key="person.id")
+    resolution_note: str | None = Field(default=None, sa_type=sa.Text)
+    resolution_photo: str | None = Field(default=None, max_length=255)
+    return_reason: ReturnReason | None = Field(default=None, sa_type=_enum(ReturnReason))
+    reopen_count: int = Field(default=0)
+    rating: int | None = None
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _created()
     updated_at: datetime = _created()
+
+
+class TicketWatcher(SQLModel, table=True):
+    """Who hears of every change to a ticket: its reporter and everyone who said "me too"."""
+
+    __tablename__ = "ticket_watcher"
+
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    person_id: int = Field(foreign_key="person.id", primary_key=True, index=True)
+    kind: WatcherKind = Field(sa_type=_enum(WatcherKind))
+    created_at: datetime = _created()
+
+
+class TicketCounter(SQLModel, table=True):
+    """The last ticket number given out per prefix and day ("ZZ-20261125")."""
+
+    __tablename__ = "ticket_counter"
+
+    prefix: str = Field(max_length=64, primary_key=True)
+    last: int = Field(default=0)
 
 
 class TicketEvent(SQLModel, table=True):

@@ -13,7 +13,6 @@ import sqlmodel  # noqa: F401
 
 import storage.types  # noqa: F401
 from sqlalchemy import Text  # noqa: F401
-from sqlalchemy.dialects import postgresql  # noqa: F401
 ${imports if imports else ""}
 
 # revision identifiers, used by Alembic.

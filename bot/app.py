@@ -27,7 +27,7 @@ from domain.people import LANGUAGES
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "lang")
+COMMANDS = ("start", "help", "lang", "queue", "report", "my", "cancel")
 
 
 def build_throttle(settings: Settings) -> Throttle:
@@ -81,8 +81,10 @@ async def on_error(event: ErrorEvent, **data: Any) -> bool:
     exc = event.exception
     if isinstance(exc, DomainError):
         params = dict(exc.params)
-        if "status" in params:
-            params["status"] = t(f"status.{params['status']}")
+        # Enum values in the parameters are shown in the person's words.
+        for name in ("status", "level"):
+            if name in params:
+                params[name] = t(f"{name}.{params[name]}")
         reply = t(exc.key, **params)
     else:
         logger.exception("update %s failed", event.update.update_id, exc_info=exc)

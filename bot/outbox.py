@@ -27,8 +27,9 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramUnauthorizedError,
 )
+from aiogram.types import InputMediaPhoto
 
-from bot.render import Renderer
+from bot.render import Rendered, Renderer
 from bot.throttle import Throttle, lane_priority, slot_held
 from domain.outbox import PendingRow, Result, fetch_pending, record_results
 from storage.enums import OutboxStatus
@@ -287,21 +288,11 @@ class OutboxSender:
             logger.warning("outbox: row %s (%s) cannot be rendered: %s", row.id, row.kind, exc)
             self._fail(row, f"render: {_describe(exc)}", attempted=False)
             return
-        extra: dict[str, Any] = {}
-        if rendered.reply_markup is not None:
-            extra["reply_markup"] = rendered.reply_markup
-        if rendered.parse_mode is not None:
-            extra["parse_mode"] = rendered.parse_mode
         try:
             async with self._throttle.slot(lane_priority(row.lane), row.chat_id):
                 self._granted.add(row.id)
                 with slot_held():
-                    message = await self._bot.send_message(
-                        chat_id=row.chat_id,
-                        text=rendered.text,
-                        request_timeout=self._send_timeout,
-                        **extra,
-                    )
+                    message_id = await self._deliver(row.chat_id, rendered)
         except TelegramRetryAfter as exc:
             # Not the row's fault: pause everybody, send it again after the pause.
             self._throttle.pause_for(exc.retry_after)
@@ -328,9 +319,51 @@ class OutboxSender:
                 OutboxStatus.SENT,
                 attempts=row.attempts + 1,
                 sent_at=self._clock.now(),
-                telegram_message_id=message.message_id,
+                telegram_message_id=message_id,
             )
             self.counts["sent"] += 1
+
+    async def _deliver(self, chat_id: int, rendered: Rendered) -> int:
+        """The one Bot API call for a rendered row; the id of the (first) message it made."""
+        common: dict[str, Any] = {"chat_id": chat_id, "request_timeout": self._send_timeout}
+        if rendered.reply_markup is not None:
+            common["reply_markup"] = rendered.reply_markup
+        formatting: dict[str, Any] = {}
+        if rendered.parse_mode is not None:
+            formatting["parse_mode"] = rendered.parse_mode
+        method = rendered.method
+        if method == "sendMessage":
+            message = await self._bot.send_message(text=rendered.text, **common, **formatting)
+        elif method == "sendPhoto":
+            message = await self._bot.send_photo(
+                photo=rendered.photos[0], caption=rendered.text or None, **common, **formatting
+            )
+        elif method == "sendMediaGroup":
+            common.pop("reply_markup", None)  # refused by the renderer; Telegram takes none
+            media = [
+                InputMediaPhoto(media=photo, caption=rendered.text or None, **formatting)
+                if index == 0
+                else InputMediaPhoto(media=photo)
+                for index, photo in enumerate(rendered.photos)
+            ]
+            messages = await self._bot.send_media_group(media=media, **common)
+            return messages[0].message_id
+        else:
+            place = rendered.place
+            assert place is not None
+            if method == "sendVenue":
+                message = await self._bot.send_venue(
+                    latitude=place.latitude,
+                    longitude=place.longitude,
+                    title=place.title or "",
+                    address=place.address or "",
+                    **common,
+                )
+            else:
+                message = await self._bot.send_location(
+                    latitude=place.latitude, longitude=place.longitude, **common
+                )
+        return message.message_id
 
     def _requeue(self, row: PendingRow) -> None:
         key = (row.lane, row.id)

@@ -88,7 +88,7 @@ async def serve(
             bot,
             sessionmaker,
             throttle,
-            default_renderer(),
+            default_renderer(tz=settings.tz),
             clock,
             default_language=settings.default_language,
         )

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     outbox_chat_interval: float = Field(
         default=1.0, gt=0, description="Seconds between two messages to the same chat."
     )
+    duplicate_radius_m: float = Field(
+        default=100.0,
+        gt=0,
+        description="Metres around a report where open tickets of its category are offered.",
+    )
     load_sample_city: bool = Field(
         default=True, description="Load the bundled sample city when the database is empty."
     )

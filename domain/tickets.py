@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.access import covering_assignment, deny, require_role
+from domain.access import covering_assignment, deny
 from domain.calendar import WorkCalendar
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
@@ -103,6 +103,8 @@ LEVEL_KIND: dict[Level, UnitKind] = {
     Level.DISTRICT: UnitKind.DISTRICT,
 }
 RESIDENT_ACTIONS = frozenset({Action.CONFIRM, Action.REOPEN, Action.RATE})
+# Everyone who may hold a ticket somewhere on the way up from its grid.
+LADDER_ROLES = (Role.GRID_LEADER, Role.COMMUNITY_SECRETARY, Role.STREET_OFFICER, Role.ADMIN)
 
 
 class StaleAction(DomainError):
@@ -430,9 +432,10 @@ def _send_card(
     *,
     lane: Lane,
     reason: str,
+    **extra: object,
 ) -> None:
     """The ticket's card (photos, place, then text with buttons) to each person."""
-    data = card_data(ctx, clock.now()) | {"reason": reason}
+    data = card_data(ctx, clock.now()) | {"reason": reason, **extra}
     for person in people:
         if data["photos"]:
             enqueue(
@@ -640,7 +643,7 @@ async def join_ticket(
     return ctx
 
 
-async def _load_for_action(
+async def load_for_action(
     session: AsyncSession, clock: Clock, actor: Person, ticket_id: int, action: Action
 ) -> Ticket:
     """Lock the ticket, check the actor may act on it, then that the move is allowed now."""
@@ -662,14 +665,27 @@ async def _load_for_action(
         roles = LEVEL_ROLES[ticket.level]
         if ticket.status == S.RETURNED:
             roles = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
-        await require_role(
-            session,
-            clock=clock,
-            person_id=actor.id,
-            roles=roles,
-            unit=holder,
-            action=f"ticket.{action.value}:{ticket.number}",
-        )
+        if await covering_assignment(session, person_id=actor.id, roles=roles, unit=holder) is None:
+            grid = await session.get(OrgUnit, ticket.grid_id)
+            assert grid is not None
+            if await covering_assignment(
+                session, person_id=actor.id, roles=LADDER_ROLES, unit=grid
+            ):
+                # Someone on this ticket's ladder pressing an old button: it moved on.
+                raise StaleAction(
+                    "ticket.moved",
+                    number=ticket.number,
+                    status=ticket.status.value,
+                    level=ticket.level.value,
+                )
+            await deny(
+                session,
+                clock=clock,
+                person_id=actor.id,
+                unit=holder,
+                action=f"ticket.{action.value}:{ticket.number}",
+                roles=roles,
+            )
     if not allowed(ticket.status, action):
         raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
     return ticket
@@ -679,7 +695,7 @@ async def accept_ticket(
     *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int
 ) -> TicketContext:
     """The holder accepts (簽收): recorded who and when; the resident is told."""
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.ACCEPT)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.ACCEPT)
     now = clock.now()
     before = ticket.status
     ticket.status = MOVES[(before, Action.ACCEPT)]
@@ -704,7 +720,7 @@ async def return_ticket(
     reason: ReturnReason,
 ) -> TicketContext:
     """The grid returns it (退單) with a reason; the community secretary re-dispatches or closes."""
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.RETURN)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.RETURN)
     now = clock.now()
     before = ticket.status
     community = await session.get(OrgUnit, ticket.community_id)
@@ -759,7 +775,7 @@ async def escalate_ticket(
         if not allowed(ticket.status, Action.ESCALATE):
             raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
     else:
-        ticket = await _load_for_action(session, clock, actor, ticket_id, Action.ESCALATE)
+        ticket = await load_for_action(session, clock, actor, ticket_id, Action.ESCALATE)
     if ticket.level not in NEXT_LEVEL:
         raise DomainError("ticket.top_level", number=ticket.number)
     now = clock.now()
@@ -829,7 +845,7 @@ async def resolve_ticket(
         raise DomainError("resolve.note_empty")
     if len(note) > DESCRIPTION_LIMIT:
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.RESOLVE)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.RESOLVE)
     now = clock.now()
     before = ticket.status
     ticket.status = MOVES[(before, Action.RESOLVE)]
@@ -870,7 +886,7 @@ async def confirm_ticket(
     *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int
 ) -> TicketContext:
     """The resident says it is solved: the ticket closes; the resolver hears of it."""
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.CONFIRM)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.CONFIRM)
     now = clock.now()
     before = ticket.status
     ticket.status = MOVES[(before, Action.CONFIRM)]
@@ -891,7 +907,7 @@ async def rate_ticket(
     """The reporter's 1-5 satisfaction with a closed ticket, given once."""
     if rating not in range(1, 6):
         raise DomainError("rate.out_of_range")
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.RATE)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.RATE)
     if ticket.rating is not None:
         raise StaleAction("ticket.already_rated", number=ticket.number, rating=ticket.rating)
     ticket.rating = rating
@@ -921,7 +937,7 @@ async def reopen_ticket(
         raise DomainError("reopen.reason_empty")
     if len(reason) > DESCRIPTION_LIMIT:
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.REOPEN)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.REOPEN)
     now = clock.now()
     before = ticket.status
     ticket.status = MOVES[(before, Action.REOPEN)]
@@ -947,7 +963,15 @@ async def reopen_ticket(
             for p in await holders_of(session, ctx.holder, ticket.level)
             if resolver is None or p.id != resolver.id
         ]
-    _send_card(session, clock, ctx, people, lane=Lane.INTERACTIVE, reason="reopened")
+    _send_card(
+        session,
+        clock,
+        ctx,
+        people,
+        lane=Lane.INTERACTIVE,
+        reason="reopened",
+        reopen_reason=reason,
+    )
     await _tell_watchers(session, clock, ctx, "reopened", skip=[actor.id], note=reason)
     await session.commit()
     return ctx
@@ -963,7 +987,7 @@ async def redispatch_ticket(
     grid_id: int,
 ) -> TicketContext:
     """The community sends a returned ticket to a grid of its own."""
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.REDISPATCH)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.REDISPATCH)
     grid = await session.get(OrgUnit, grid_id)
     if grid is None or grid.kind != UnitKind.GRID or grid.parent_id != ticket.community_id:
         raise DomainError("ticket.grid_not_in_community")
@@ -1008,7 +1032,7 @@ async def cancel_ticket(
     note = note.strip()
     if not note:
         raise DomainError("cancel.note_empty")
-    ticket = await _load_for_action(session, clock, actor, ticket_id, Action.CANCEL)
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.CANCEL)
     now = clock.now()
     before = ticket.status
     ticket.status = MOVES[(before, Action.CANCEL)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, common, fallback
+from handlers import admin, common, fallback, leader, resident
 
 
 def routers() -> list[Router]:
@@ -12,6 +12,8 @@ def routers() -> list[Router]:
     return [
         common.router(),
         admin.router(),
+        leader.router(),
+        resident.router(),
         # Last: it answers whatever no other router took, so it must not shadow them.
         fallback.router(),
     ]

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -148,6 +148,7 @@ def router() -> Router:
     r.message.register(start, CommandStart())
     r.message.register(help_command, Command("help"))
     r.message.register(lang_command, Command("lang"))
-    r.message.register(location_shared, F.location)
+    # Outside any dialog only: a dialog that asks for a place takes the location itself.
+    r.message.register(location_shared, F.location, StateFilter(None))
     r.callback_query.register(lang_chosen, LanguageChoice.filter(F.code.in_(LANGUAGES)))
     return r

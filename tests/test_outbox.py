@@ -18,7 +18,7 @@ from aiogram import Bot
 from sqlmodel import select
 
 from bot.outbox import OutboxSender
-from bot.render import Rendered, Renderer, RenderError, UnknownKind, default_renderer
+from bot.render import Place, Rendered, Renderer, RenderError, UnknownKind, default_renderer
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import FrozenClock, SystemClock
 from domain.outbox import (
@@ -397,6 +397,102 @@ async def test_per_chat_spacing(
         times = [m["at"] for m in messages]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert min(gaps) >= CHAT_INTERVAL
+
+
+async def test_photos_albums_venues_and_locations_each_go_in_one_call(
+    sessionmaker, fake: FakeTelegram, bot: Bot, throttle: Throttle
+) -> None:
+    from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="Yes", callback_data="f:1:1")]]
+    )
+    renderer = Renderer()
+    renderer.register(
+        "photo", lambda data, language: Rendered("a caption", photos=("ph1",), reply_markup=markup)
+    )
+    renderer.register(
+        "album", lambda data, language: Rendered(f"album {language}", photos=("a1", "a2", "a3"))
+    )
+    renderer.register(
+        "venue",
+        lambda data, language: Rendered(
+            place=Place(34.742, 113.632, title="Qingtong Grid 1", address="ZZ-20261125-0001")
+        ),
+    )
+    renderer.register("location", lambda data, language: Rendered(place=Place(34.75, 113.65)))
+    # The album fails once (5xx): it is retried as a whole, like any row.
+    fake.fail_next(1, status=500, methods=["sendMediaGroup"])
+    photo_id, album_id, venue_id, location_id = await add(
+        sessionmaker,
+        Outgoing(21, "photo", {}),
+        Outgoing(22, "album", {}),
+        Outgoing(23, "venue", {}),
+        Outgoing(24, "location", {}),
+    )
+    sender = OutboxSender(
+        bot, sessionmaker, throttle, renderer, clock, backoff_base=0.01, poll_interval=0.1
+    )
+    await run_until(sender, lambda: sender.counts["sent"] == 4)
+
+    (photo,) = fake.calls_to("sendPhoto")
+    assert (photo.chat_id, photo.params["photo"], photo.params["caption"]) == (
+        21,
+        "ph1",
+        "a caption",
+    )
+    assert photo.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "f:1:1"
+    failed, album = fake.calls_to("sendMediaGroup")
+    assert (failed.status, album.status) == (500, 200)
+    media = album.params["media"]
+    assert [(m["type"], m["media"]) for m in media] == [
+        ("photo", "a1"),
+        ("photo", "a2"),
+        ("photo", "a3"),
+    ]
+    assert media[0]["caption"] == "album zh-hans"
+    assert all("caption" not in m for m in media[1:])
+    (venue,) = fake.calls_to("sendVenue")
+    assert {
+        k: venue.params[k] for k in ("chat_id", "latitude", "longitude", "title", "address")
+    } == {
+        "chat_id": 23,
+        "latitude": 34.742,
+        "longitude": 113.632,
+        "title": "Qingtong Grid 1",
+        "address": "ZZ-20261125-0001",
+    }
+    (location,) = fake.calls_to("sendLocation")
+    assert (location.chat_id, location.params["latitude"], location.params["longitude"]) == (
+        24,
+        34.75,
+        113.65,
+    )
+    assert fake.calls_to("sendMessage") == []
+    assert len(fake.sent(22)) == 3  # an album is three messages, from one row and one call
+
+    rows = {r.id: r for r in await all_rows(sessionmaker)}
+    assert {r.status for r in rows.values()} == {OutboxStatus.SENT}
+    assert rows[album_id].attempts == 2
+    # The album's row keeps the first message's id.
+    assert rows[album_id].telegram_message_id == fake.sent(22)[0]["message_id"]
+    for row_id, chat in ((photo_id, 21), (venue_id, 23), (location_id, 24)):
+        assert rows[row_id].telegram_message_id == fake.sent(chat)[0]["message_id"]
+
+
+async def test_a_blocked_chat_fails_an_album_at_once(
+    sessionmaker, fake: FakeTelegram, bot: Bot, throttle: Throttle
+) -> None:
+    fake.forbid(31)
+    renderer = Renderer()
+    renderer.register("album", lambda data, language: Rendered(photos=("a1", "a2")))
+    (row_id,) = await add(sessionmaker, Outgoing(31, "album", {}))
+    sender = OutboxSender(bot, sessionmaker, throttle, renderer, clock, poll_interval=0.1)
+    await run_until(sender, lambda: sender.counts["failed"] == 1)
+    (row,) = await all_rows(sessionmaker)
+    assert (row.id, row.status, row.attempts) == (row_id, OutboxStatus.FAILED, 1)
+    assert "Forbidden" in row.error
+    assert len(fake.calls_to("sendMediaGroup")) == 1
 
 
 # -- rendering -----------------------------------------------------------------------------

@@ -228,7 +228,8 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
             tree.community.id,
         )
         assert (300, "ticket_card") in await _outbox(session)
-        with pytest.raises(NotAllowed):
+        # The leader who returned it no longer holds it: told it moved on, not refused.
+        with pytest.raises(StaleAction) as moved:
             await redispatch_ticket(
                 session=session,
                 clock=clock,
@@ -237,6 +238,8 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
                 ticket_id=first.id,
                 grid_id=tree.other_grid.id,
             )
+        assert moved.value.key == "ticket.moved"
+        assert moved.value.params["level"] == "community"
         with pytest.raises(DomainError):
             await redispatch_ticket(
                 session=session,
@@ -297,8 +300,8 @@ async def test_escalation_climbs_and_stops_at_the_top(sessionmaker, clock) -> No
         )
         kinds = await _outbox(session)
         assert (300, "ticket_card") in kinds and (100, "ticket_status") in kinds
-        # The secretary holds it now; the grid leader no longer may act.
-        with pytest.raises(NotAllowed):
+        # The secretary holds it now; the grid leader's old button says it moved on.
+        with pytest.raises(StaleAction):
             await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
         await accept_ticket(session=session, clock=clock, actor=secretary, ticket_id=ticket.id)
         for expected in (Level.STREET, Level.DISTRICT):

@@ -1,0 +1,79 @@
+"""Reads and checks for the people who hold tickets: who may see a ticket, whether a move
+still applies before a dialog starts, and which grids a returned ticket may go to.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.access import require_role
+from domain.clock import Clock
+from domain.tickets import Action, can_act, get_ticket, load_for_action
+from storage.enums import Role, UnitKind
+from storage.models import OrgUnit, Person, Ticket, TicketEvent
+
+# Holder roles that may look at any ticket of a grid they cover (not only the one they hold).
+VIEW_ROLES = (Role.GRID_LEADER, Role.COMMUNITY_SECRETARY, Role.STREET_OFFICER, Role.ADMIN)
+
+
+async def open_ticket(
+    *, session: AsyncSession, clock: Clock, person: Person, ticket_id: int
+) -> tuple[Ticket, bool]:
+    """The ticket, for someone who may see it, and whether they may act on it now.
+
+    Anyone who holds it may, and so may a holder role covering its grid (the grid leader after
+    an escalation, the community, the street, an administrator). Anyone else is refused
+    (NotAllowed) and the refusal is audited.
+    """
+    ticket = await get_ticket(session, ticket_id)
+    if await can_act(session, person_id=person.id, ticket=ticket):
+        await session.commit()
+        return ticket, True
+    grid = await session.get(OrgUnit, ticket.grid_id)
+    assert grid is not None
+    await require_role(
+        session,
+        clock=clock,
+        person_id=person.id,
+        roles=VIEW_ROLES,
+        unit=grid,
+        action=f"ticket.view:{ticket.number}",
+    )
+    await session.commit()
+    return ticket, False
+
+
+async def check_move(
+    *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int, action: Action
+) -> Ticket:
+    """Whether the actor may make `action` on the ticket now, before a dialog asks for more.
+
+    The same checks as the use case itself (NotAllowed, audited; or StaleAction); nothing is
+    changed. The use case checks again when the dialog ends.
+    """
+    ticket = await load_for_action(session, clock, actor, ticket_id, action)
+    await session.commit()  # releases the row lock the check took
+    return ticket
+
+
+async def grids_for_redispatch(session: AsyncSession, ticket: Ticket) -> list[OrgUnit]:
+    """The grids of the ticket's community, in code order (a returned ticket may go to any)."""
+    rows = await session.exec(
+        select(OrgUnit)
+        .where(OrgUnit.parent_id == ticket.community_id, OrgUnit.kind == UnitKind.GRID)
+        .order_by(OrgUnit.code)
+    )
+    return list(rows.all())
+
+
+async def last_reopen_reason(session: AsyncSession, ticket_id: int) -> str | None:
+    """What the resident said when they last reopened the ticket, if they did."""
+    return (
+        await session.exec(
+            select(TicketEvent.note)
+            .where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == Action.REOPEN.value)
+            .order_by(TicketEvent.id.desc())
+            .limit(1)
+        )
+    ).first()

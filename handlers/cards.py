@@ -1,0 +1,167 @@
+"""The ticket card: the text and buttons a holder sees, for direct replies and for the outbox.
+
+Both take `card_data(...)` (a JSON-safe snapshot, see domain.tickets.card_data), so a card
+rendered from an outbox row hours later reads the same as one built in a handler now. Times
+are shown in the city's time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from domain.tickets import NEXT_LEVEL, Action, allowed
+from handlers.callbacks import TicketAction, TicketOp
+from storage.enums import Level, TicketStatus
+
+Translate = Callable[..., str]
+
+# The settings' default (GRIDBOT_TIMEZONE); callers pass settings.tz.
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+
+# The buttons a holder may get, in the order they are shown; each only when the table of
+# moves allows the action in the ticket's status.
+BUTTONS: tuple[tuple[Action, TicketOp, str], ...] = (
+    (Action.ACCEPT, TicketOp.ACCEPT, "card.button.accept"),
+    (Action.RESOLVE, TicketOp.RESOLVE, "card.button.resolve"),
+    (Action.RETURN, TicketOp.RETURN, "card.button.return"),
+    (Action.ESCALATE, TicketOp.ESCALATE, "card.button.escalate"),
+    (Action.REDISPATCH, TicketOp.REDISPATCH, "card.button.redispatch"),
+    (Action.CANCEL, TicketOp.CANCEL, "card.button.cancel"),
+)
+
+
+def localized_name(data: Mapping[str, Any], key: str, language: str) -> str:
+    """data["<key>_zh"] or data["<key>_en"] by language, the other one if that is empty."""
+    zh, en = data.get(f"{key}_zh") or "", data.get(f"{key}_en") or ""
+    return (zh or en) if language == "zh-hans" else (en or zh)
+
+
+def _moment(value: str | datetime) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:  # stored times are UTC
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+    return moment
+
+
+def local_time(value: str | datetime, tz: tzinfo) -> str:
+    """An ISO timestamp (or datetime) as "2026-11-25 10:00" in the city's time zone."""
+    return f"{_moment(value).astimezone(tz):%Y-%m-%d %H:%M}"
+
+
+def duration(delta: timedelta, t: Translate) -> str:
+    """A span as "12 min", "3 h 5 min" or "2 d 4 h" (never negative)."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return t("card.duration.days", days=days, hours=hours)
+    if hours:
+        return t("card.duration.hours", hours=hours, minutes=mins)
+    return t("card.duration.minutes", minutes=mins)
+
+
+def card_text(
+    data: Mapping[str, Any],
+    t: Translate,
+    language: str,
+    *,
+    tz: tzinfo | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The card's text in `language`.
+
+    Ages and the deadline are measured at `now`, else at the snapshot's "as_of" (when the card
+    was made); times are shown in `tz` (the city's time zone; Asia/Shanghai by default).
+    """
+    tz = tz or DEFAULT_TZ
+    as_of = _moment(now or data.get("as_of") or datetime.now(tz))
+    status = data["status"]
+    lines = [
+        t("card.title", number=data["number"]),
+        t(
+            "card.category",
+            category=localized_name(data, "category", language),
+            urgency=t(f"urgency.{data['urgency']}"),
+        ),
+        t("card.status", status=t(f"card.status.{status}")),
+    ]
+    holder = localized_name(data, "holder", language)
+    if holder:
+        lines.append(
+            t(
+                "card.holder",
+                holder=holder,
+                level=t(f"level.{data['level']}"),
+                since=local_time(data["holder_since"], tz),
+            )
+        )
+    if data.get("anonymous") or not data.get("reporter"):
+        lines.append(t("card.reporter_anonymous"))
+    else:
+        lines.append(t("card.reporter", name=data["reporter"]))
+    if (data.get("affected") or 1) > 1:
+        lines.append(t("card.affected", count=data["affected"]))
+    created = _moment(data["created_at"])
+    lines.append(t("card.filed", when=local_time(created, tz), age=duration(as_of - created, t)))
+    if data.get("next_deadline"):
+        deadline = _moment(data["next_deadline"])
+        when = local_time(deadline, tz)
+        if deadline < as_of:
+            lines.append(t("card.deadline_overdue", when=when, late=duration(as_of - deadline, t)))
+        else:
+            lines.append(t("card.deadline", when=when, left=duration(deadline - as_of, t)))
+    lines.append(
+        t(
+            "card.place",
+            grid=localized_name(data, "grid", language),
+            community=localized_name(data, "community", language),
+        )
+    )
+    lines.append("")
+    lines.append(t("card.description", text=data.get("description") or ""))
+    extra = []
+    if data.get("resolution_note") and status in (
+        TicketStatus.RESOLVED,
+        TicketStatus.CLOSED,
+        TicketStatus.REOPENED,
+    ):
+        extra.append(t("card.resolution", note=data["resolution_note"]))
+    if data.get("return_reason") and status == TicketStatus.RETURNED:
+        extra.append(t("card.return_reason", reason=t(f"return_reason.{data['return_reason']}")))
+    if data.get("reopen_count"):
+        extra.append(t("card.reopened", count=data["reopen_count"]))
+        if data.get("reopen_reason") and status == TicketStatus.REOPENED:
+            extra.append(t("card.reopen_reason", reason=data["reopen_reason"]))
+    if extra:
+        lines.append("")
+        lines.extend(extra)
+    return "\n".join(lines)
+
+
+def card_keyboard(data: Mapping[str, Any], t: Translate) -> InlineKeyboardMarkup | None:
+    """The holder's buttons for the ticket's status now; None when there is nothing to do.
+
+    new: Accept / Return / Escalate; accepted or reopened: Resolve / Escalate; returned (at
+    the community): Re-dispatch / Close; no Escalate at the top of the ladder.
+    """
+    status = TicketStatus(data["status"])
+    level = Level(data["level"])
+    builder = InlineKeyboardBuilder()
+    count = 0
+    for action, op, key in BUTTONS:
+        if not allowed(status, action):
+            continue
+        if action is Action.ESCALATE and level not in NEXT_LEVEL:
+            continue
+        builder.button(text=t(key), callback_data=TicketAction(op=op, id=data["ticket_id"]))
+        count += 1
+    if not count:
+        return None
+    builder.adjust(3)
+    return builder.as_markup()

@@ -10,13 +10,14 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import handlers
 from bot.fsm import DatabaseStorage
 from bot.i18n import text, translator
-from bot.middlewares import ContextMiddleware, UpdateTracker
+from bot.middlewares import ContextMiddleware, EndTransactionMiddleware, UpdateTracker
 from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.calendar import WorkCalendar
@@ -39,6 +40,7 @@ def build_bot(settings: Settings, throttle: Throttle) -> Bot:
     if settings.bot_token is None:
         raise ValueError("no bot token")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session.middleware(EndTransactionMiddleware())
     session.middleware(ThrottleMiddleware(throttle))
     return Bot(
         token=settings.bot_token.get_secret_value(),
@@ -59,6 +61,8 @@ def build_dispatcher(
     """The dispatcher with durable FSM storage, the middlewares and every router."""
     dp = Dispatcher(
         storage=DatabaseStorage(sessionmaker, clock),
+        # One update at a time per chat: an album's photos, a double-tapped button.
+        events_isolation=SimpleEventIsolation(),
         settings=settings,
         sessionmaker=sessionmaker,
         locators=LocatorCache(),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import translator
 from domain.clock import Clock
@@ -18,6 +21,21 @@ from domain.people import ensure_person
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+# The session of the update being handled in this task, for the FSM storage and for
+# EndTransactionMiddleware; None outside updates (the outbox sender, the scheduler).
+current_session: ContextVar[AsyncSession | None] = ContextVar("gridbot_session", default=None)
+
+
+async def end_transaction(session: AsyncSession) -> None:
+    """Close the open transaction: commit a read, roll back changes nobody committed."""
+    if not session.in_transaction():
+        return
+    if session.new or session.dirty or session.deleted:
+        logger.error("uncommitted changes dropped before a call to Telegram")
+        await session.rollback()
+    else:
+        await session.commit()
 
 
 class UpdateTracker(BaseMiddleware):
@@ -94,8 +112,25 @@ class ContextMiddleware(BaseMiddleware):
                 t=translator(language),
                 translator=translator,
             )
+            token = current_session.set(session)
             try:
                 return await handler(event, data)
             finally:
+                current_session.reset(token)
                 if self._after_update is not None:
                     self._after_update()
+
+
+class EndTransactionMiddleware(BaseRequestMiddleware):
+    """No database transaction stays open across a call to Telegram.
+
+    On SQLite a transaction holds the write lock; held through a network round trip it
+    would stall every other update. Use cases commit their own changes, so what is open
+    here is a read, and committing it loses nothing.
+    """
+
+    async def __call__(self, make_request: Any, bot: Any, method: Any) -> Any:
+        session = current_session.get()
+        if session is not None:
+            await end_transaction(session)
+        return await make_request(bot, method)

@@ -9,7 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
 from domain.clock import Clock
-from domain.tickets import Action, can_act, get_ticket, load_for_action
+from domain.tickets import Action, can_act, get_ticket
 from storage.enums import Role, UnitKind
 from storage.models import OrgUnit, Person, Ticket, TicketEvent
 
@@ -42,19 +42,6 @@ async def open_ticket(
     )
     await session.commit()
     return ticket, False
-
-
-async def check_move(
-    *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int, action: Action
-) -> Ticket:
-    """Whether the actor may make `action` on the ticket now, before a dialog asks for more.
-
-    The same checks as the use case itself (NotAllowed, audited; or StaleAction); nothing is
-    changed. The use case checks again when the dialog ends.
-    """
-    ticket = await load_for_action(session, clock, actor, ticket_id, action)
-    await session.commit()  # releases the row lock the check took
-    return ticket
 
 
 async def grids_for_redispatch(session: AsyncSession, ticket: Ticket) -> list[OrgUnit]:

@@ -178,8 +178,12 @@ async def find_duplicates(
     longitude: float,
     radius_m: float = DUPLICATE_RADIUS_M,
     limit: int = 5,
+    exclude_person_id: int | None = None,
 ) -> list[Ticket]:
-    """Open tickets of the category within `radius_m` of the point, nearest first."""
+    """Open tickets of the category within `radius_m` of the point, nearest first.
+
+    Tickets `exclude_person_id` already reported or joined are left out.
+    """
     dlat = radius_m / 111_320.0
     dlon = radius_m / (111_320.0 * max(0.01, math.cos(math.radians(latitude))))
     candidates = (
@@ -189,6 +193,17 @@ async def find_duplicates(
                 Ticket.status.in_([s.value for s in OPEN_STATUSES if s != S.RESOLVED]),
                 Ticket.latitude.between(latitude - dlat, latitude + dlat),
                 Ticket.longitude.between(longitude - dlon, longitude + dlon),
+                *(
+                    [
+                        Ticket.id.not_in(
+                            select(TicketWatcher.ticket_id).where(
+                                TicketWatcher.person_id == exclude_person_id
+                            )
+                        )
+                    ]
+                    if exclude_person_id is not None
+                    else []
+                ),
             )
         )
     ).all()
@@ -688,6 +703,19 @@ async def load_for_action(
             )
     if not allowed(ticket.status, action):
         raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
+    return ticket
+
+
+async def check_move(
+    *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int, action: Action
+) -> Ticket:
+    """Whether the actor may make `action` on the ticket now, before a dialog asks for more.
+
+    The same checks as the use case itself (NotAllowed, audited; or StaleAction); nothing is
+    changed. The use case checks again when the dialog ends.
+    """
+    ticket = await load_for_action(session, clock, actor, ticket_id, action)
+    await session.commit()  # releases the row lock the check took
     return ticket
 
 

@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.calendar import WorkCalendar
 from domain.clock import Clock
 from domain.errors import DomainError
-from domain.queues import check_move, grids_for_redispatch, last_reopen_reason, open_ticket
+from domain.queues import grids_for_redispatch, last_reopen_reason, open_ticket
 from domain.tickets import (
     DESCRIPTION_LIMIT,
     Action,
@@ -35,6 +35,7 @@ from domain.tickets import (
     can_act,
     cancel_ticket,
     card_data,
+    check_move,
     context_of,
     escalate_ticket,
     queue_of,

@@ -23,7 +23,6 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.access import deny
 from domain.calendar import WorkCalendar
 from domain.clock import Clock
 from domain.errors import NotFound
@@ -34,14 +33,12 @@ from domain.tickets import (
     DESCRIPTION_LIMIT,
     PHOTO_LIMIT,
     Action,
-    StaleAction,
     active_categories,
-    allowed,
+    check_move,
     confirm_ticket,
     context_of,
     file_ticket,
     find_duplicates,
-    get_ticket,
     join_ticket,
     rate_ticket,
     reopen_ticket,
@@ -284,6 +281,7 @@ async def _to_summary(
             latitude=lat,
             longitude=lon,
             radius_m=settings.duplicate_radius_m,
+            exclude_person_id=data.get("person_id"),
         )
         await session.commit()
         if found:
@@ -334,6 +332,7 @@ async def _next_or_summary(
 async def report_command(
     message: Message,
     session: AsyncSession,
+    person: Person,
     language: str,
     t: Translate,
     state: FSMContext,
@@ -343,7 +342,8 @@ async def report_command(
     if raw_state == Report.location.state:
         # The place step's reply keyboard is still up: take it away first.
         await message.answer(t("report.restarted"), reply_markup=ReplyKeyboardRemove())
-    await state.set_data({"photos": [], "anonymous": False})
+    # The reporter's id rides along so that their own tickets are not offered as duplicates.
+    await state.set_data({"photos": [], "anonymous": False, "person_id": person.id})
     await _ask_category(message, session, language, t, state)
 
 
@@ -845,24 +845,6 @@ async def my_page(
 # -- the follow-up: "is it solved?" ---------------------------------------------------------
 
 
-async def _may_reopen(session: AsyncSession, clock: Clock, person: Person, ticket_id: int) -> Any:
-    """Check before asking for a reason what reopen_ticket checks again when it gets one."""
-    ticket = await get_ticket(session, ticket_id)
-    if ticket.reporter_id != person.id:
-        ctx = await context_of(session, ticket)
-        await deny(
-            session,
-            clock=clock,
-            person_id=person.id,
-            unit=ctx.grid,
-            action=f"ticket.{Action.REOPEN.value}:{ticket.number}",
-        )
-    if not allowed(ticket.status, Action.REOPEN):
-        raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
-    await session.commit()
-    return ticket
-
-
 async def follow_up(
     query: CallbackQuery,
     callback_data: FollowUp,
@@ -882,7 +864,9 @@ async def follow_up(
             t("followup.closed", number=ctx.ticket.number), reply_markup=kb.rating(ctx.ticket.id)
         )
         return
-    ticket = await _may_reopen(session, clock, person, callback_data.id)
+    ticket = await check_move(
+        session=session, clock=clock, actor=person, ticket_id=callback_data.id, action=Action.REOPEN
+    )
     await state.set_state(FollowUpReason.reason)
     await state.set_data({"ticket_id": ticket.id, "number": ticket.number})
     await query.answer()

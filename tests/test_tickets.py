@@ -330,6 +330,15 @@ async def test_duplicates_and_me_too(sessionmaker, clock) -> None:
         )
         assert [t.id for t in near] == [ticket.id]
         assert far == []
+        # The reporter is not offered their own ticket.
+        own = await find_duplicates(
+            session,
+            category_id=category.id,
+            latitude=34.7425,
+            longitude=113.632,
+            exclude_person_id=resident.id,
+        )
+        assert own == []
         ctx = await join_ticket(session=session, clock=clock, person=neighbour, ticket_id=ticket.id)
         assert ctx.ticket.affected == 2
         await join_ticket(session=session, clock=clock, person=neighbour, ticket_id=ticket.id)

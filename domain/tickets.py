@@ -362,6 +362,13 @@ async def _set_deadlines(
     _refresh_next_deadline(ticket)
 
 
+def _hand_to(ticket: Ticket, unit: OrgUnit, level: Level, now: datetime) -> None:
+    """The ticket is held by `unit` at `level` from now on."""
+    ticket.level = level
+    ticket.holder_unit_id = unit.id
+    ticket.holder_since = now
+
+
 def _refresh_next_deadline(ticket: Ticket) -> None:
     if ticket.status == S.NEW:
         ticket.next_deadline = ticket.accept_deadline
@@ -533,6 +540,36 @@ def _event(
             note=note,
             data=dict(data),
         )
+    )
+
+
+def _move(
+    session: AsyncSession,
+    clock: Clock,
+    ticket: Ticket,
+    action: Action,
+    *,
+    actor_id: int | None,
+    note: str | None = None,
+    **data: object,
+) -> None:
+    """Make the table's move for `action`: the new status, its time, and the event."""
+    before = ticket.status
+    ticket.status = MOVES[(before, action)]
+    ticket.updated_at = clock.now()
+    if ticket.status in (S.CLOSED, S.CANCELLED) and ticket.closed_at is None:
+        ticket.closed_at = ticket.updated_at
+    _refresh_next_deadline(ticket)
+    session.add(ticket)
+    _event(
+        session,
+        clock,
+        ticket,
+        actor_id=actor_id,
+        kind=action,
+        from_status=before,
+        note=note,
+        **data,
     )
 
 
@@ -724,14 +761,8 @@ async def accept_ticket(
 ) -> TicketContext:
     """The holder accepts (簽收): recorded who and when; the resident is told."""
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.ACCEPT)
-    now = clock.now()
-    before = ticket.status
-    ticket.status = MOVES[(before, Action.ACCEPT)]
-    ticket.accepted_at, ticket.accepted_by_id = now, actor.id
-    ticket.updated_at = now
-    _refresh_next_deadline(ticket)
-    session.add(ticket)
-    _event(session, clock, ticket, actor_id=actor.id, kind=Action.ACCEPT, from_status=before)
+    ticket.accepted_at, ticket.accepted_by_id = clock.now(), actor.id
+    _move(session, clock, ticket, Action.ACCEPT, actor_id=actor.id)
     ctx = await context_of(session, ticket)
     await _tell_watchers(session, clock, ctx, "accepted", skip=[actor.id])
     await session.commit()
@@ -749,28 +780,14 @@ async def return_ticket(
 ) -> TicketContext:
     """The grid returns it (退單) with a reason; the community secretary re-dispatches or closes."""
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.RETURN)
-    now = clock.now()
-    before = ticket.status
     community = await session.get(OrgUnit, ticket.community_id)
     assert community is not None
-    ticket.status = MOVES[(before, Action.RETURN)]
+    _move(session, clock, ticket, Action.RETURN, actor_id=actor.id, reason=reason.value)
     ticket.return_reason = reason
-    ticket.level = Level.COMMUNITY
-    ticket.holder_unit_id = community.id
-    ticket.holder_since = now
-    ticket.updated_at = now
-    await _set_deadlines(session, ticket, now, calendar)
+    _hand_to(ticket, community, Level.COMMUNITY, clock.now())
+    await _set_deadlines(session, ticket, clock.now(), calendar)
+    # The community's clock runs on deciding what to do with it.
     ticket.next_deadline = ticket.accept_deadline
-    session.add(ticket)
-    _event(
-        session,
-        clock,
-        ticket,
-        actor_id=actor.id,
-        kind=Action.RETURN,
-        from_status=before,
-        reason=reason.value,
-    )
     ctx = await context_of(session, ticket)
     _send_card(
         session,
@@ -806,30 +823,24 @@ async def escalate_ticket(
         ticket = await load_for_action(session, clock, actor, ticket_id, Action.ESCALATE)
     if ticket.level not in NEXT_LEVEL:
         raise DomainError("ticket.top_level", number=ticket.number)
-    now = clock.now()
-    before, from_level = ticket.status, ticket.level
+    from_level = ticket.level
     previous_holder = await session.get(OrgUnit, ticket.holder_unit_id)
     grid = await session.get(OrgUnit, ticket.grid_id)
     assert previous_holder is not None and grid is not None
-    ticket.level = NEXT_LEVEL[from_level]
-    new_holder = await _ancestor(session, grid, LEVEL_KIND[ticket.level])
-    ticket.status = MOVES[(before, Action.ESCALATE)]
-    ticket.holder_unit_id = new_holder.id
-    ticket.holder_since = now
-    ticket.updated_at = now
-    await _set_deadlines(session, ticket, now, calendar)
-    session.add(ticket)
-    _event(
+    to_level = NEXT_LEVEL[from_level]
+    new_holder = await _ancestor(session, grid, LEVEL_KIND[to_level])
+    _move(
         session,
         clock,
         ticket,
+        Action.ESCALATE,
         actor_id=actor.id if actor else None,
-        kind=Action.ESCALATE,
-        from_status=before,
         note=note,
         from_level=from_level.value,
-        to_level=ticket.level.value,
+        to_level=to_level.value,
     )
+    _hand_to(ticket, new_holder, to_level, clock.now())
+    await _set_deadlines(session, ticket, clock.now(), calendar)
     ctx = await context_of(session, ticket)
     _send_card(
         session,
@@ -874,24 +885,9 @@ async def resolve_ticket(
     if len(note) > DESCRIPTION_LIMIT:
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.RESOLVE)
-    now = clock.now()
-    before = ticket.status
-    ticket.status = MOVES[(before, Action.RESOLVE)]
-    ticket.resolved_at, ticket.resolved_by_id = now, actor.id
+    ticket.resolved_at, ticket.resolved_by_id = clock.now(), actor.id
     ticket.resolution_note, ticket.resolution_photo = note, photo
-    ticket.updated_at = now
-    _refresh_next_deadline(ticket)
-    session.add(ticket)
-    _event(
-        session,
-        clock,
-        ticket,
-        actor_id=actor.id,
-        kind=Action.RESOLVE,
-        from_status=before,
-        note=note,
-        photo=photo,
-    )
+    _move(session, clock, ticket, Action.RESOLVE, actor_id=actor.id, note=note, photo=photo)
     ctx = await context_of(session, ticket)
     # The reporter gets the follow-up question; everyone else who watches, the news.
     if ctx.reporter is not None:
@@ -915,13 +911,7 @@ async def confirm_ticket(
 ) -> TicketContext:
     """The resident says it is solved: the ticket closes; the resolver hears of it."""
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.CONFIRM)
-    now = clock.now()
-    before = ticket.status
-    ticket.status = MOVES[(before, Action.CONFIRM)]
-    ticket.closed_at = ticket.updated_at = now
-    _refresh_next_deadline(ticket)
-    session.add(ticket)
-    _event(session, clock, ticket, actor_id=actor.id, kind=Action.CONFIRM, from_status=before)
+    _move(session, clock, ticket, Action.CONFIRM, actor_id=actor.id)
     ctx = await context_of(session, ticket)
     await _tell_watchers(session, clock, ctx, "closed", skip=[actor.id])
     await _tell_resolver(session, clock, ctx, "closed")
@@ -939,17 +929,7 @@ async def rate_ticket(
     if ticket.rating is not None:
         raise StaleAction("ticket.already_rated", number=ticket.number, rating=ticket.rating)
     ticket.rating = rating
-    ticket.updated_at = clock.now()
-    session.add(ticket)
-    _event(
-        session,
-        clock,
-        ticket,
-        actor_id=actor.id,
-        kind=Action.RATE,
-        from_status=ticket.status,
-        rating=rating,
-    )
+    _move(session, clock, ticket, Action.RATE, actor_id=actor.id, rating=rating)
     ctx = await context_of(session, ticket)
     await _tell_resolver(session, clock, ctx, "rated", rating=rating)
     await session.commit()
@@ -966,22 +946,8 @@ async def reopen_ticket(
     if len(reason) > DESCRIPTION_LIMIT:
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.REOPEN)
-    now = clock.now()
-    before = ticket.status
-    ticket.status = MOVES[(before, Action.REOPEN)]
     ticket.reopen_count += 1
-    ticket.updated_at = now
-    _refresh_next_deadline(ticket)
-    session.add(ticket)
-    _event(
-        session,
-        clock,
-        ticket,
-        actor_id=actor.id,
-        kind=Action.REOPEN,
-        from_status=before,
-        note=reason,
-    )
+    _move(session, clock, ticket, Action.REOPEN, actor_id=actor.id, note=reason)
     ctx = await context_of(session, ticket)
     resolver = await session.get(Person, ticket.resolved_by_id) if ticket.resolved_by_id else None
     people = [resolver] if resolver else []
@@ -1019,26 +985,11 @@ async def redispatch_ticket(
     grid = await session.get(OrgUnit, grid_id)
     if grid is None or grid.kind != UnitKind.GRID or grid.parent_id != ticket.community_id:
         raise DomainError("ticket.grid_not_in_community")
-    now = clock.now()
-    before = ticket.status
-    ticket.status = MOVES[(before, Action.REDISPATCH)]
+    _move(session, clock, ticket, Action.REDISPATCH, actor_id=actor.id, grid=grid.code)
     ticket.grid_id = grid.id
-    ticket.level = Level.GRID
-    ticket.holder_unit_id = grid.id
-    ticket.holder_since = now
     ticket.return_reason = None
-    ticket.updated_at = now
-    await _set_deadlines(session, ticket, now, calendar)
-    session.add(ticket)
-    _event(
-        session,
-        clock,
-        ticket,
-        actor_id=actor.id,
-        kind=Action.REDISPATCH,
-        from_status=before,
-        grid=grid.code,
-    )
+    _hand_to(ticket, grid, Level.GRID, clock.now())
+    await _set_deadlines(session, ticket, clock.now(), calendar)
     ctx = await context_of(session, ticket)
     _send_card(
         session,
@@ -1061,15 +1012,7 @@ async def cancel_ticket(
     if not note:
         raise DomainError("cancel.note_empty")
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.CANCEL)
-    now = clock.now()
-    before = ticket.status
-    ticket.status = MOVES[(before, Action.CANCEL)]
-    ticket.closed_at = ticket.updated_at = now
-    _refresh_next_deadline(ticket)
-    session.add(ticket)
-    _event(
-        session, clock, ticket, actor_id=actor.id, kind=Action.CANCEL, from_status=before, note=note
-    )
+    _move(session, clock, ticket, Action.CANCEL, actor_id=actor.id, note=note)
     ctx = await context_of(session, ticket)
     await _tell_watchers(session, clock, ctx, "cancelled", skip=[actor.id], note=note)
     await session.commit()

@@ -8,11 +8,9 @@ an anonymous toggle -> Confirm / Edit / Cancel. Everything kept in the FSM data 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from aiogram import F, Router
@@ -93,20 +91,6 @@ EXPECTED = {
     Report.edit.state: "report.expect.edit",
     FollowUpReason.reason.state: "followup.expect_reason",
 }
-
-
-# One lock per person for read-modify-write of the dialog data: photos sent as an album arrive
-# as several updates handled at once, and a double-tapped Confirm must file once.
-_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-@asynccontextmanager
-async def _serial(user_id: int) -> AsyncIterator[None]:
-    lock = _locks.get(user_id)
-    if lock is None:
-        lock = _locks[user_id] = asyncio.Lock()
-    async with lock:
-        yield
 
 
 class Label(Filter):
@@ -404,15 +388,14 @@ async def photo_given(message: Message, t: Translate, state: FSMContext) -> None
     """One photo (the largest size); the fourth is refused."""
     assert message.photo and message.from_user
     largest = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
-    async with _serial(message.from_user.id):
-        data = await state.get_data()
-        photos = list(data.get("photos") or [])
-        if len(photos) >= PHOTO_LIMIT:
-            refused = True
-        else:
-            refused = False
-            photos.append(largest.file_id)
-            await state.set_data({**data, "photos": photos})
+    data = await state.get_data()
+    photos = list(data.get("photos") or [])
+    if len(photos) >= PHOTO_LIMIT:
+        refused = True
+    else:
+        refused = False
+        photos.append(largest.file_id)
+        await state.set_data({**data, "photos": photos})
     if refused:
         await message.answer(
             t("report.photo_refused", limit=PHOTO_LIMIT), reply_markup=kb.photos(len(photos), t)
@@ -640,26 +623,25 @@ async def confirmed(
     state: FSMContext,
 ) -> None:
     """Confirm: file the ticket; its number, its grid, and when to expect an answer."""
-    async with _serial(query.from_user.id):
-        # A second tap of Confirm finds the dialog over and files nothing.
-        if await state.get_state() != Report.summary.state:
-            await query.answer(t("report.step_over"), show_alert=True)
-            return
-        data = await state.get_data()
-        ctx = await file_ticket(
-            session=session,
-            clock=clock,
-            calendar=calendar,
-            reporter=person,
-            category_id=data["category_id"],
-            description=data["description"],
-            photos=list(data.get("photos") or []),
-            grid_id=data["grid_id"],
-            latitude=data.get("lat"),
-            longitude=data.get("lon"),
-            anonymous=bool(data.get("anonymous")),
-        )
-        await state.clear()
+    # A second tap of Confirm finds the dialog over and files nothing.
+    if await state.get_state() != Report.summary.state:
+        await query.answer(t("report.step_over"), show_alert=True)
+        return
+    data = await state.get_data()
+    ctx = await file_ticket(
+        session=session,
+        clock=clock,
+        calendar=calendar,
+        reporter=person,
+        category_id=data["category_id"],
+        description=data["description"],
+        photos=list(data.get("photos") or []),
+        grid_id=data["grid_id"],
+        latitude=data.get("lat"),
+        longitude=data.get("lon"),
+        anonymous=bool(data.get("anonymous")),
+    )
+    await state.clear()
     ticket = ctx.ticket
     if ticket.next_deadline is not None:
         deadline = ticket.next_deadline.astimezone(settings.tz)

@@ -1,9 +1,15 @@
-"""An aiogram FSM storage in the database, so a dialog survives a restart of the bot."""
+"""An aiogram FSM storage in the database, so a dialog survives a restart of the bot.
+
+The bot is the only writer of conversations, so it keeps what it wrote in memory and reads
+the database only for a conversation it has not seen since it started.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from copy import deepcopy
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -15,14 +21,20 @@ from bot.middlewares import current_session, end_transaction
 from domain.clock import Clock
 from storage import conversations
 
+Conversation = tuple[str | None, dict[str, Any]]
+
 
 class DatabaseStorage(BaseStorage):
-    """FSM state and data in the `conversation_state` table (SQLite or PostgreSQL)."""
+    """FSM state and data in the `conversation_state` table, written through a memory cache."""
 
-    def __init__(self, sessionmaker: async_sessionmaker, clock: Clock) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker, clock: Clock, *, cache_size: int = 100_000
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._keys = DefaultKeyBuilder(with_destiny=True, with_bot_id=True)
+        self._cache: OrderedDict[str, Conversation] = OrderedDict()
+        self._cache_size = cache_size
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
@@ -38,26 +50,47 @@ class DatabaseStorage(BaseStorage):
             yield session
             await session.commit()
 
+    async def _get(self, key: str) -> Conversation:
+        found = self._cache.get(key)
+        if found is None:
+            async with self._session() as session:
+                found = await conversations.load(session, key)
+            self._remember(key, found)
+        else:
+            self._cache.move_to_end(key)
+        return found
+
+    async def _put(self, key: str, state: str | None, data: dict[str, Any]) -> None:
+        async with self._session() as session:
+            await conversations.save(session, key, self._clock.now(), state, data)
+        # Only once it is stored: a failed write leaves the cache as the database is.
+        self._remember(key, (state, data))
+
+    def _remember(self, key: str, conversation: Conversation) -> None:
+        self._cache[key] = conversation
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
-        async with self._session() as session:
-            await conversations.save(session, self._keys.build(key), self._clock.now(), state=value)
+        name = self._keys.build(key)
+        _, data = await self._get(name)
+        await self._put(name, value, data)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        async with self._session() as session:
-            state, _ = await conversations.load(session, self._keys.build(key))
+        state, _ = await self._get(self._keys.build(key))
         return state
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
-        async with self._session() as session:
-            await conversations.save(
-                session, self._keys.build(key), self._clock.now(), data=dict(data)
-            )
+        name = self._keys.build(key)
+        state, _ = await self._get(name)
+        await self._put(name, state, deepcopy(dict(data)))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        async with self._session() as session:
-            _, data = await conversations.load(session, self._keys.build(key))
-        return data
+        _, data = await self._get(self._keys.build(key))
+        # A copy: the caller may change it without changing what is stored.
+        return deepcopy(data)
 
     async def close(self) -> None:
         """The engine belongs to the application; nothing to close here."""

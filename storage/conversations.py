@@ -1,4 +1,4 @@
-"""Durable conversation (FSM) state: one row per chat/user key, upserted."""
+"""Durable conversation (FSM) state: one row per chat/user key."""
 
 from __future__ import annotations
 
@@ -24,18 +24,16 @@ async def load(session: AsyncSession, key: str) -> tuple[str | None, dict[str, A
     return row.state, dict(row.data or {})
 
 
-async def save(session: AsyncSession, key: str, now: datetime, **values: Any) -> None:
-    """Upsert `state` and/or `data` for a key; an empty conversation is deleted instead."""
-    insert = insert_for(session)
-    row = {"key": key, "state": None, "data": {}, "updated_at": now, **values}
-    stmt = insert(_table).values(**row)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_table.c.key], set_={**values, "updated_at": now}
+async def save(
+    session: AsyncSession, key: str, now: datetime, state: str | None, data: dict[str, Any]
+) -> None:
+    """Store the whole conversation; an empty one (no state, no data) is deleted instead."""
+    if state is None and not data:
+        await session.exec(sa.delete(_table).where(_table.c.key == key))
+        return
+    row = {"key": key, "state": state, "data": data, "updated_at": now}
+    statement = insert_for(session)(_table).values(**row)
+    statement = statement.on_conflict_do_update(
+        index_elements=[_table.c.key], set_={"state": state, "data": data, "updated_at": now}
     )
-    await session.exec(stmt)
-    # Forget conversations that hold nothing any more, so the table stays small.
-    await session.exec(
-        sa.delete(_table).where(
-            _table.c.key == key, _table.c.state.is_(None), sa.cast(_table.c.data, sa.Text) == "{}"
-        )
-    )
+    await session.exec(statement)

@@ -50,3 +50,15 @@ async def test_clearing_a_conversation_deletes_its_row(db_url, sessionmaker, clo
     async with sessionmaker() as session:
         assert (await session.exec(select(ConversationState))).all() == []
     assert await storage.get_state(KEY) is None
+
+
+async def test_the_memory_cache_is_bounded_and_hands_out_copies(sessionmaker, clock) -> None:
+    storage = DatabaseStorage(sessionmaker, clock, cache_size=1)
+    other = StorageKey(bot_id=42, chat_id=1002, user_id=1002)
+    await storage.set_data(KEY, {"photos": ["a"]})
+    await storage.set_data(other, {"photos": ["b"]})  # evicts KEY from memory
+    data = await storage.get_data(KEY)  # read back from the database
+    assert data == {"photos": ["a"]}
+    data["photos"].append("changed by the caller")
+    assert await storage.get_data(KEY) == {"photos": ["a"]}
+    assert await storage.get_data(other) == {"photos": ["b"]}

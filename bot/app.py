@@ -66,7 +66,7 @@ def build_dispatcher(
     sessionmaker: async_sessionmaker,
     clock: Clock,
     tracker: UpdateTracker | None = None,
-    after_update: Callable[[], None] | None = None,
+    on_queued: Callable[[], None] | None = None,
     **workflow_data: Any,
 ) -> Dispatcher:
     """The dispatcher with durable FSM storage, the middlewares and every router."""
@@ -83,7 +83,7 @@ def build_dispatcher(
     if tracker is not None:
         dp.update.outer_middleware(tracker)
     dp.update.outer_middleware(
-        ContextMiddleware(sessionmaker, clock, settings.default_language, after_update)
+        ContextMiddleware(sessionmaker, clock, settings.default_language, on_queued)
     )
     dp.include_routers(*handlers.routers())
     dp.errors.register(on_error)

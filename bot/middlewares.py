@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import translator
 from domain.clock import Clock
+from domain.outbox import QUEUED
 from domain.people import ensure_person
 
 logger = logging.getLogger(__name__)
@@ -81,13 +82,13 @@ class ContextMiddleware(BaseMiddleware):
         sessionmaker: async_sessionmaker,
         clock: Clock,
         default_language: str,
-        after_update: Callable[[], None] | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
         self._default_language = default_language
-        # Called once the update is done, e.g. to wake the outbox sender for rows just committed.
-        self._after_update = after_update
+        # Called when an update queued outbox rows: wakes the sender for them.
+        self._on_queued = on_queued
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -117,8 +118,9 @@ class ContextMiddleware(BaseMiddleware):
                 return await handler(event, data)
             finally:
                 current_session.reset(token)
-                if self._after_update is not None:
-                    self._after_update()
+                # Only when the update queued messages: a wake-up costs the sender a query.
+                if self._on_queued is not None and session.info.pop(QUEUED, False):
+                    self._on_queued()
 
 
 class EndTransactionMiddleware(BaseRequestMiddleware):

@@ -97,7 +97,7 @@ async def serve(
             sessionmaker=sessionmaker,
             clock=clock,
             tracker=tracker,
-            after_update=sender.wake,
+            on_queued=sender.wake,
         )
         await set_commands(bot)
         sender_stop = asyncio.Event()

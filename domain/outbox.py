@@ -20,6 +20,9 @@ from domain.clock import Clock
 from storage.enums import Lane, OutboxStatus
 from storage.models import OutboxMessage, Person
 
+# Set in session.info when rows were queued, so whoever runs the session can wake the sender.
+QUEUED = "gridbot_outbox_queued"
+
 _outbox = OutboxMessage.__table__
 _person = Person.__table__
 # Spelled as a literal so SQLite and PostgreSQL match it to the partial index ix_outbox_pending.
@@ -60,6 +63,7 @@ def enqueue(
         created_at=now,
     )
     session.add(message)
+    session.info[QUEUED] = True
     return message
 
 
@@ -90,6 +94,8 @@ async def enqueue_many(
     while chunk := list(islice(rows, chunk_size)):
         await session.exec(statement, params=chunk)
         total += len(chunk)
+    if total:
+        session.info[QUEUED] = True
     return total
 
 

@@ -655,12 +655,12 @@ def router() -> Router:
     dialogs = StateFilter(ResolveDialog, CloseDialog)
     r.message.register(cancel_dialog, Command("cancel"), dialogs)
     r.message.register(queue_command, Command("queue"))
-    r.message.register(resolve_note, ResolveDialog.note, F.text)
-    r.message.register(not_a_note, ResolveDialog.note)
-    r.message.register(resolve_photo, ResolveDialog.photo, F.photo)
-    r.message.register(not_a_photo, ResolveDialog.photo)
-    r.message.register(close_note, CloseDialog.note, F.text)
-    r.message.register(not_a_note, CloseDialog.note)
+    r.message.register(resolve_note, StateFilter(ResolveDialog.note), F.text)
+    r.message.register(not_a_note, StateFilter(ResolveDialog.note))
+    r.message.register(resolve_photo, StateFilter(ResolveDialog.photo), F.photo)
+    r.message.register(not_a_photo, StateFilter(ResolveDialog.photo))
+    r.message.register(close_note, StateFilter(CloseDialog.note), F.text)
+    r.message.register(not_a_note, StateFilter(CloseDialog.note))
 
     ops = {
         TicketOp.OPEN: open_card,
@@ -678,6 +678,6 @@ def router() -> Router:
     )
     r.callback_query.register(redispatch, Redispatch.filter())
     r.callback_query.register(back_to_card, CardBack.filter())
-    r.callback_query.register(skip_photo, SkipPhoto.filter(), ResolveDialog.photo)
+    r.callback_query.register(skip_photo, SkipPhoto.filter(), StateFilter(ResolveDialog.photo))
     r.callback_query.register(queue_page, Page.filter(F.list == QUEUE))
     return r

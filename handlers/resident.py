@@ -932,37 +932,37 @@ def router() -> Router:
     cb.register(cancel_button, StateFilter(Report, FollowUpReason), button(F.step == Step.CANCEL))
 
     # The steps, each taking only what it expects.
-    cb.register(category_chosen, Report.category, button(F.step == Step.CATEGORY))
-    msg.register(description_given, Report.description, text)
-    msg.register(photo_given, Report.photos, F.photo)
-    cb.register(photos_done, Report.photos, button(F.step == Step.DONE))
-    msg.register(location_given, Report.location, F.location)
-    msg.register(by_hand, Report.location, Label("report.btn.by_hand"))
+    cb.register(category_chosen, StateFilter(Report.category), button(F.step == Step.CATEGORY))
+    msg.register(description_given, StateFilter(Report.description), text)
+    msg.register(photo_given, StateFilter(Report.photos), F.photo)
+    cb.register(photos_done, StateFilter(Report.photos), button(F.step == Step.DONE))
+    msg.register(location_given, StateFilter(Report.location), F.location)
+    msg.register(by_hand, StateFilter(Report.location), Label("report.btn.by_hand"))
     # The share button's label typed (or sent by a client that cannot share a location).
-    msg.register(unexpected, Report.location, Label("report.btn.share"))
+    msg.register(unexpected, StateFilter(Report.location), Label("report.btn.share"))
     msg.register(community_typed, StateFilter(Report.location, Report.community, Report.grid), text)
     cb.register(
         community_list,
         StateFilter(Report.community, Report.grid),
         button(F.step.in_({Step.LIST, Step.COMMUNITIES})),
     )
-    cb.register(community_chosen, Report.community, button(F.step == Step.COMMUNITY))
-    cb.register(grid_page, Report.grid, button(F.step == Step.GRIDS))
-    cb.register(grid_chosen, Report.grid, button(F.step == Step.GRID))
-    cb.register(search_again, Report.grid, button(F.step == Step.SEARCH_AGAIN))
-    cb.register(me_too, Report.duplicates, MeToo.filter())
-    cb.register(not_a_duplicate, Report.duplicates, button(F.step == Step.NEW))
-    cb.register(anonymous_toggled, Report.summary, button(F.step == Step.ANONYMOUS))
-    cb.register(confirmed, Report.summary, button(F.step == Step.CONFIRM))
-    cb.register(edit_menu, Report.summary, button(F.step == Step.EDIT))
-    cb.register(edit_part, Report.edit, button(F.step == Step.PART))
-    cb.register(back_to_summary, Report.edit, button(F.step == Step.SUMMARY))
+    cb.register(community_chosen, StateFilter(Report.community), button(F.step == Step.COMMUNITY))
+    cb.register(grid_page, StateFilter(Report.grid), button(F.step == Step.GRIDS))
+    cb.register(grid_chosen, StateFilter(Report.grid), button(F.step == Step.GRID))
+    cb.register(search_again, StateFilter(Report.grid), button(F.step == Step.SEARCH_AGAIN))
+    cb.register(me_too, StateFilter(Report.duplicates), MeToo.filter())
+    cb.register(not_a_duplicate, StateFilter(Report.duplicates), button(F.step == Step.NEW))
+    cb.register(anonymous_toggled, StateFilter(Report.summary), button(F.step == Step.ANONYMOUS))
+    cb.register(confirmed, StateFilter(Report.summary), button(F.step == Step.CONFIRM))
+    cb.register(edit_menu, StateFilter(Report.summary), button(F.step == Step.EDIT))
+    cb.register(edit_part, StateFilter(Report.edit), button(F.step == Step.PART))
+    cb.register(back_to_summary, StateFilter(Report.edit), button(F.step == Step.SUMMARY))
 
     # /my, and the answers to "is it solved?" (any time: they name their ticket).
     cb.register(my_page, Page.filter(F.list == "my"))
     cb.register(follow_up, FollowUp.filter())
     cb.register(rated, Rating.filter())
-    msg.register(reason_given, FollowUpReason.reason, text)
+    msg.register(reason_given, StateFilter(FollowUpReason.reason), text)
 
     # Last: whatever a step does not expect, and buttons of steps that are over.
     msg.register(unexpected, StateFilter(Report, FollowUpReason))

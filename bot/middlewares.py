@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -17,9 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.i18n import translator
 from domain.clock import Clock
 from domain.outbox import QUEUED
-from domain.people import ensure_person
+from domain.people import PEOPLE_CHANGED, ensure_person
+from storage.models import Person
 
 logger = logging.getLogger(__name__)
+
+PEOPLE_CACHE_SIZE = 50_000
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -89,21 +93,16 @@ class ContextMiddleware(BaseMiddleware):
         self._default_language = default_language
         # Called when an update queued outbox rows: wakes the sender for them.
         self._on_queued = on_queued
+        # People seen lately, so a returning person costs no query; a use case that changes
+        # a person names them in session.info[PEOPLE_CHANGED] and they are looked up again.
+        self._people: OrderedDict[int, Person] = OrderedDict()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         async with self._sessionmaker() as session:
             person = None
             if user is not None and not user.is_bot:
-                person = await ensure_person(
-                    session=session,
-                    clock=self._clock,
-                    telegram_id=user.id,
-                    full_name=user.full_name,
-                    username=user.username,
-                    language_code=user.language_code,
-                    default_language=self._default_language,
-                )
+                person = await self._person(session, user)
             language = person.language if person else self._default_language
             data.update(
                 session=session,
@@ -118,9 +117,33 @@ class ContextMiddleware(BaseMiddleware):
                 return await handler(event, data)
             finally:
                 current_session.reset(token)
+                for telegram_id in session.info.pop(PEOPLE_CHANGED, ()):
+                    self._people.pop(telegram_id, None)
                 # Only when the update queued messages: a wake-up costs the sender a query.
                 if self._on_queued is not None and session.info.pop(QUEUED, False):
                     self._on_queued()
+
+    async def _person(self, session: AsyncSession, user: User) -> Person:
+        known = self._people.get(user.id)
+        if known is not None and (known.full_name, known.username) == (
+            user.full_name[:300],
+            user.username,
+        ):
+            self._people.move_to_end(user.id)
+            return known
+        person = await ensure_person(
+            session=session,
+            clock=self._clock,
+            telegram_id=user.id,
+            full_name=user.full_name,
+            username=user.username,
+            language_code=user.language_code,
+            default_language=self._default_language,
+        )
+        self._people[user.id] = person
+        if len(self._people) > PEOPLE_CACHE_SIZE:
+            self._people.popitem(last=False)
+        return person
 
 
 class EndTransactionMiddleware(BaseRequestMiddleware):

@@ -359,7 +359,14 @@ async def _start_dialog(
         await query.message.answer(prompt)
 
 
-async def start_resolve(
+# The buttons that open a dialog: the move they lead to, the question, the first step.
+DIALOGS: dict[TicketOp, tuple[Action, str, State]] = {
+    TicketOp.RESOLVE: (Action.RESOLVE, "leader.resolve_ask_note", ResolveDialog.note),
+    TicketOp.CANCEL: (Action.CANCEL, "leader.close_ask", CloseDialog.note),
+}
+
+
+async def start_dialog(
     query: CallbackQuery,
     callback_data: TicketAction,
     session: AsyncSession,
@@ -368,37 +375,13 @@ async def start_resolve(
     state: FSMContext,
     t: Translate,
 ) -> None:
-    """Resolve: ask for a note, then for an optional photo."""
+    """Resolve (a note, then an optional photo) or Close (why): checked before asking."""
+    action, question, first_step = DIALOGS[callback_data.op]
     ticket = await check_move(
-        session=session,
-        clock=clock,
-        actor=person,
-        ticket_id=callback_data.id,
-        action=Action.RESOLVE,
+        session=session, clock=clock, actor=person, ticket_id=callback_data.id, action=action
     )
-    prompt = t("leader.resolve_ask_note", number=ticket.number, limit=DESCRIPTION_LIMIT)
-    await _start_dialog(query, state, ticket, ResolveDialog.note, prompt)
-
-
-async def start_close(
-    query: CallbackQuery,
-    callback_data: TicketAction,
-    session: AsyncSession,
-    clock: Clock,
-    person: Person,
-    state: FSMContext,
-    t: Translate,
-) -> None:
-    """Close a returned ticket (community): ask why, the resident reads it."""
-    ticket = await check_move(
-        session=session,
-        clock=clock,
-        actor=person,
-        ticket_id=callback_data.id,
-        action=Action.CANCEL,
-    )
-    prompt = t("leader.close_ask", number=ticket.number, limit=DESCRIPTION_LIMIT)
-    await _start_dialog(query, state, ticket, CloseDialog.note, prompt)
+    prompt = t(question, number=ticket.number, limit=DESCRIPTION_LIMIT)
+    await _start_dialog(query, state, ticket, first_step, prompt)
 
 
 # -- the dialogs ---------------------------------------------------------------------------
@@ -667,9 +650,9 @@ def router() -> Router:
         TicketOp.ACCEPT: accept,
         TicketOp.RETURN: ask_return_reason,
         TicketOp.ESCALATE: escalate,
-        TicketOp.RESOLVE: start_resolve,
+        TicketOp.RESOLVE: start_dialog,
         TicketOp.REDISPATCH: ask_grid,
-        TicketOp.CANCEL: start_close,
+        TicketOp.CANCEL: start_dialog,
     }
     for op, handler in ops.items():
         r.callback_query.register(handler, TicketAction.filter(F.op == op))

@@ -155,7 +155,7 @@ def render_notice(data: Mapping[str, Any], language: str) -> Rendered:
 
 def render_invitation_used(data: Mapping[str, Any], language: str) -> Rendered:
     """Kind "invitation_used": tells the inviter who took up which role where."""
-    scope = data["scope_zh"] if language == "zh-hans" else data["scope_en"]
+    scope = localized_name(data, "scope", language)
     role = localized(f"role.{data['role']}", language)
     return Rendered(
         localized(

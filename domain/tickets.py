@@ -362,11 +362,19 @@ async def _set_deadlines(
     _refresh_next_deadline(ticket)
 
 
-def _hand_to(ticket: Ticket, unit: OrgUnit, level: Level, now: datetime) -> None:
-    """The ticket is held by `unit` at `level` from now on."""
+async def _hand_to(
+    session: AsyncSession,
+    ticket: Ticket,
+    unit: OrgUnit,
+    level: Level,
+    now: datetime,
+    calendar: WorkCalendar,
+) -> None:
+    """The ticket is held by `unit` at `level` from now on, with that level's deadlines."""
     ticket.level = level
     ticket.holder_unit_id = unit.id
     ticket.holder_since = now
+    await _set_deadlines(session, ticket, now, calendar)
 
 
 def _refresh_next_deadline(ticket: Ticket) -> None:
@@ -784,8 +792,7 @@ async def return_ticket(
     assert community is not None
     _move(session, clock, ticket, Action.RETURN, actor_id=actor.id, reason=reason.value)
     ticket.return_reason = reason
-    _hand_to(ticket, community, Level.COMMUNITY, clock.now())
-    await _set_deadlines(session, ticket, clock.now(), calendar)
+    await _hand_to(session, ticket, community, Level.COMMUNITY, clock.now(), calendar)
     # The community's clock runs on deciding what to do with it.
     ticket.next_deadline = ticket.accept_deadline
     ctx = await context_of(session, ticket)
@@ -839,8 +846,7 @@ async def escalate_ticket(
         from_level=from_level.value,
         to_level=to_level.value,
     )
-    _hand_to(ticket, new_holder, to_level, clock.now())
-    await _set_deadlines(session, ticket, clock.now(), calendar)
+    await _hand_to(session, ticket, new_holder, to_level, clock.now(), calendar)
     ctx = await context_of(session, ticket)
     _send_card(
         session,
@@ -988,8 +994,7 @@ async def redispatch_ticket(
     _move(session, clock, ticket, Action.REDISPATCH, actor_id=actor.id, grid=grid.code)
     ticket.grid_id = grid.id
     ticket.return_reason = None
-    _hand_to(ticket, grid, Level.GRID, clock.now())
-    await _set_deadlines(session, ticket, clock.now(), calendar)
+    await _hand_to(session, ticket, grid, Level.GRID, clock.now(), calendar)
     ctx = await context_of(session, ticket)
     _send_card(
         session,

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.invitations import create_invitation
+from handlers.common import scope_name
 from storage.enums import Role
 from storage.models import Person
 
@@ -52,7 +53,7 @@ async def invite_command(
     )
     me = await bot.me()
     link = create_deep_link(me.username or "", "start", issued.code)
-    scope = issued.scope_name_zh if person.language == "zh-hans" else issued.scope_name_en
+    scope = scope_name(person.language, issued.scope_name_zh, issued.scope_name_en)
     expires = issued.invitation.expires_at.astimezone(settings.tz)
     await message.answer(
         t(

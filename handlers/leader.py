@@ -45,6 +45,7 @@ from domain.tickets import (
 )
 from handlers.callbacks import Page, Redispatch, ReturnWhy, TicketAction, TicketOp
 from handlers.cards import card_keyboard, card_text, duration, local_time
+from handlers.common import scope_name
 from storage.enums import ReturnReason, TicketStatus
 from storage.models import Person, Ticket
 
@@ -286,7 +287,7 @@ async def escalate(
     await _refresh_card(query, bot, session, clock, person, ctx, t, language, settings.tz)
     holder = ""
     if ctx.holder is not None:
-        holder = ctx.holder.name_zh if language == "zh-hans" else ctx.holder.name_en
+        holder = scope_name(language, ctx.holder.name_zh, ctx.holder.name_en)
     await query.answer(t("leader.escalated", number=ctx.ticket.number, holder=holder))
 
 
@@ -312,7 +313,7 @@ async def ask_grid(
     await session.commit()
     builder = InlineKeyboardBuilder()
     for grid in grids:
-        name = grid.name_zh if language == "zh-hans" else grid.name_en
+        name = scope_name(language, grid.name_zh, grid.name_en)
         builder.button(text=name, callback_data=Redispatch(id=ticket.id, grid=grid.id))
     builder.button(text=t("leader.back"), callback_data=CardBack(id=ticket.id))
     builder.adjust(*([2] * (len(grids) // 2)), 1)
@@ -342,7 +343,7 @@ async def redispatch(
         grid_id=callback_data.grid,
     )
     await _refresh_card(query, bot, session, clock, person, ctx, t, language, settings.tz)
-    grid = ctx.grid.name_zh if language == "zh-hans" else ctx.grid.name_en
+    grid = scope_name(language, ctx.grid.name_zh, ctx.grid.name_en)
     await query.answer(t("leader.redispatched", number=ctx.ticket.number, grid=grid))
 
 
@@ -563,7 +564,7 @@ async def _queue_page(
     builder = InlineKeyboardBuilder()
     for index, ticket in enumerate(tickets, start=offset + 1):
         ctx = await context_of(session, ticket)
-        category = ctx.category.name_zh if language == "zh-hans" else ctx.category.name_en
+        category = scope_name(language, ctx.category.name_zh, ctx.category.name_en)
         lines.append(
             t(
                 "leader.queue_line",

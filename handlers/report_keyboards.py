@@ -14,6 +14,7 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.callbacks import MeToo, Page, Rating
+from handlers.common import scope_name
 from storage.models import Category, OrgUnit, Ticket
 
 Translate = Callable[..., str]
@@ -50,10 +51,6 @@ class ReportButton(CallbackData, prefix="rp"):
 PARTS = ("category", "description", "photos", "place")
 
 
-def _name(language: str, zh: str, en: str) -> str:
-    return zh if language == "zh-hans" else en
-
-
 def cancel_row(builder: InlineKeyboardBuilder, t: Translate) -> None:
     builder.button(text=t("report.btn.cancel"), callback_data=ReportButton(step=Step.CANCEL))
 
@@ -68,7 +65,7 @@ def categories(items: Sequence[Category], language: str, t: Translate) -> Inline
     builder = InlineKeyboardBuilder()
     for category in items:
         builder.button(
-            text=_name(language, category.name_zh, category.name_en),
+            text=scope_name(language, category.name_zh, category.name_en),
             callback_data=ReportButton(step=Step.CATEGORY, value=category.id),
         )
     cancel_row(builder, t)
@@ -123,9 +120,9 @@ def communities(
     """One button per community (with its street), paging, "list all" and Cancel."""
     builder = InlineKeyboardBuilder()
     for choice in choices:
-        name = _name(language, choice.community.name_zh, choice.community.name_en)
+        name = scope_name(language, choice.community.name_zh, choice.community.name_en)
         if choice.street is not None:
-            name += " · " + _name(language, choice.street.name_zh, choice.street.name_en)
+            name += " · " + scope_name(language, choice.street.name_zh, choice.street.name_en)
         builder.button(
             text=name, callback_data=ReportButton(step=Step.COMMUNITY, value=choice.community.id)
         )
@@ -153,7 +150,7 @@ def grids(
     builder = InlineKeyboardBuilder()
     for grid in items:
         builder.button(
-            text=_name(language, grid.name_zh, grid.name_en),
+            text=scope_name(language, grid.name_zh, grid.name_en),
             callback_data=ReportButton(step=Step.GRID, value=grid.id),
         )
     widths = [2] * (len(items) // 2) + [1] * (len(items) % 2)

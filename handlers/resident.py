@@ -93,6 +93,15 @@ EXPECTED = {
 }
 
 
+async def _replace(query: CallbackQuery, text: str, markup: Any, *, edit: bool = True) -> None:
+    """Show the next view in the message the button was on, or as a new one if that fails."""
+    if edit and isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_text(text, reply_markup=markup)
+            return
+    await query.message.answer(text, reply_markup=markup)
+
+
 class Label(Filter):
     """A text that is one of these labels (a reply-keyboard button) in any language."""
 
@@ -505,11 +514,7 @@ async def community_list(
     await state.set_state(Report.community)
     text, markup, _ = await _communities_view(session, language, t, search, offset)
     await query.answer()
-    if callback_data.step == Step.COMMUNITIES and isinstance(query.message, Message):
-        with suppress(TelegramBadRequest):
-            await query.message.edit_text(text, reply_markup=markup)
-            return
-    await query.message.answer(text, reply_markup=markup)
+    await _replace(query, text, markup, edit=callback_data.step == Step.COMMUNITIES)
 
 
 async def community_chosen(
@@ -538,11 +543,7 @@ async def grid_page(
         session, language, t, community_id, max(0, callback_data.value)
     )
     await query.answer()
-    if isinstance(query.message, Message):
-        with suppress(TelegramBadRequest):
-            await query.message.edit_text(text, reply_markup=markup)
-            return
-    await query.message.answer(text, reply_markup=markup)
+    await _replace(query, text, markup)
 
 
 async def grid_chosen(
@@ -604,11 +605,7 @@ async def anonymous_toggled(
     await query.answer(
         t("report.anonymous_set_on" if data["anonymous"] else "report.anonymous_set_off")
     )
-    if isinstance(query.message, Message):
-        with suppress(TelegramBadRequest):
-            await query.message.edit_text(text, reply_markup=markup)
-            return
-    await query.message.answer(text, reply_markup=markup)
+    await _replace(query, text, markup)
 
 
 async def confirmed(
@@ -817,11 +814,7 @@ async def my_page(
 ) -> None:
     text, markup = await _my_view(session, person, settings, language, t, callback_data.offset)
     await query.answer()
-    if isinstance(query.message, Message):
-        with suppress(TelegramBadRequest):
-            await query.message.edit_text(text, reply_markup=markup)
-            return
-    await query.message.answer(text, reply_markup=markup)
+    await _replace(query, text, markup)
 
 
 # -- the follow-up: "is it solved?" ---------------------------------------------------------

@@ -21,8 +21,8 @@ from bot.i18n import text, translator
 from bot.middlewares import ContextMiddleware, EndTransactionMiddleware, UpdateTracker
 from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
-from domain.calendar import WorkCalendar
 from domain.clock import Clock
+from domain.deadlines import Timing
 from domain.errors import DomainError
 from domain.geo import LocatorCache
 from domain.people import LANGUAGES
@@ -67,6 +67,7 @@ def build_dispatcher(
     clock: Clock,
     tracker: UpdateTracker | None = None,
     on_queued: Callable[[], None] | None = None,
+    timing: Timing | None = None,
     **workflow_data: Any,
 ) -> Dispatcher:
     """The dispatcher with durable FSM storage, the middlewares and every router."""
@@ -77,7 +78,7 @@ def build_dispatcher(
         settings=settings,
         sessionmaker=sessionmaker,
         locators=LocatorCache(),
-        calendar=WorkCalendar(settings.tz),
+        timing=timing or Timing.plain(settings.tz),
         **workflow_data,
     )
     if tracker is not None:

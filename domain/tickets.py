@@ -19,10 +19,11 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import covering_assignment, deny
-from domain.calendar import WorkCalendar
+from domain.changes import Changes
 from domain.clock import Clock
+from domain.deadlines import Policies, Timing, first_at, followup_alerts, phase_alerts
 from domain.errors import DomainError, NotFound
-from domain.outbox import enqueue
+from domain.lookups import Lookups
 from storage.dialect import next_in_sequence
 from storage.enums import (
     OPEN_STATUSES,
@@ -65,6 +66,9 @@ class Action(StrEnum):
     REDISPATCH = "redispatch"
     CANCEL = "cancel"
     JOIN = "join"
+    EXPIRE = "expire"  # the follow-up visit went unanswered: closed, unrated
+    WHISTLE = "whistle"  # the street summons departments
+    RECALL = "recall"  # the street released every department: back in its own hands
 
 
 S = TicketStatus
@@ -75,13 +79,30 @@ MOVES: dict[tuple[TicketStatus, Action], TicketStatus] = {
     (S.NEW, Action.ESCALATE): S.NEW,
     (S.ACCEPTED, Action.ESCALATE): S.NEW,
     (S.REOPENED, Action.ESCALATE): S.NEW,
+    (S.RETURNED, Action.ESCALATE): S.NEW,
+    (S.SUMMONED, Action.ESCALATE): S.SUMMONED,
     (S.ACCEPTED, Action.RESOLVE): S.RESOLVED,
     (S.REOPENED, Action.RESOLVE): S.RESOLVED,
+    (S.SUMMONED, Action.RESOLVE): S.RESOLVED,
     (S.RESOLVED, Action.CONFIRM): S.CLOSED,
     (S.RESOLVED, Action.REOPEN): S.REOPENED,
+    (S.RESOLVED, Action.EXPIRE): S.CLOSED,
     (S.CLOSED, Action.RATE): S.CLOSED,
     (S.RETURNED, Action.REDISPATCH): S.NEW,
     (S.RETURNED, Action.CANCEL): S.CANCELLED,
+    (S.NEW, Action.WHISTLE): S.SUMMONED,
+    (S.ACCEPTED, Action.WHISTLE): S.SUMMONED,
+    (S.REOPENED, Action.WHISTLE): S.SUMMONED,
+    (S.SUMMONED, Action.WHISTLE): S.SUMMONED,
+    (S.SUMMONED, Action.RECALL): S.ACCEPTED,
+}
+# Which clock runs in each state: accepting it, resolving it, or the follow-up visit.
+PHASES: dict[TicketStatus, str] = {
+    S.NEW: "accept",
+    S.RETURNED: "accept",
+    S.ACCEPTED: "resolve",
+    S.REOPENED: "resolve",
+    S.RESOLVED: "followup",
 }
 
 # Who holds a ticket at each level of the ladder (administrators of a covering unit may too).
@@ -149,15 +170,20 @@ async def get_ticket(session: AsyncSession, ticket_id: int, *, for_update: bool 
     return ticket
 
 
+async def context_from(lk: Lookups, ticket: Ticket) -> TicketContext:
+    return TicketContext(
+        ticket,
+        await lk.category(ticket.category_id),
+        await lk.unit(ticket.grid_id),
+        await lk.unit(ticket.community_id),
+        await lk.unit(ticket.holder_unit_id) if ticket.holder_unit_id else None,
+        await lk.person(ticket.reporter_id),
+    )
+
+
 async def context_of(session: AsyncSession, ticket: Ticket) -> TicketContext:
     """The ticket with its category, grid, community, holder unit and reporter."""
-    category = await session.get(Category, ticket.category_id)
-    grid = await session.get(OrgUnit, ticket.grid_id)
-    community = await session.get(OrgUnit, ticket.community_id)
-    holder = await session.get(OrgUnit, ticket.holder_unit_id) if ticket.holder_unit_id else None
-    reporter = await session.get(Person, ticket.reporter_id) if ticket.reporter_id else None
-    assert category is not None and grid is not None and community is not None
-    return TicketContext(ticket, category, grid, community, holder, reporter)
+    return await context_from(Lookups(session), ticket)
 
 
 async def active_categories(session: AsyncSession) -> list[Category]:
@@ -285,30 +311,16 @@ async def queue_of(
     return list(page), total
 
 
-async def holders_of(session: AsyncSession, unit: OrgUnit, level: Level) -> list[Person]:
+def holder_roles(ticket: Ticket) -> tuple[Role, ...]:
+    """Who may act on the ticket where it is held now (administrators of a covering unit too)."""
+    if ticket.status == S.RETURNED:
+        return (Role.COMMUNITY_SECRETARY, Role.ADMIN)
+    return LEVEL_ROLES[ticket.level]
+
+
+async def _holders(lk: Lookups, unit: OrgUnit, level: Level) -> list[Person]:
     """People who hold tickets at `level` in `unit`: its role holders, not the admins above."""
-    role = LEVEL_ROLES[level][0]
-    rows = await session.exec(
-        select(Person)
-        .join(RoleAssignment, RoleAssignment.person_id == Person.id)
-        .where(
-            RoleAssignment.unit_id == unit.id,
-            RoleAssignment.role == role,
-            RoleAssignment.status == AssignmentStatus.ACTIVE,
-        )
-        .order_by(Person.id)
-    )
-    return list(rows.all())
-
-
-async def watchers_of(session: AsyncSession, ticket_id: int) -> list[Person]:
-    rows = await session.exec(
-        select(Person)
-        .join(TicketWatcher, TicketWatcher.person_id == Person.id)
-        .where(TicketWatcher.ticket_id == ticket_id)
-        .order_by(TicketWatcher.created_at, Person.id)
-    )
-    return list(rows.all())
+    return await lk.holders(LEVEL_ROLES[level][0], unit_id=unit.id)
 
 
 async def can_act(session: AsyncSession, *, person_id: int, ticket: Ticket) -> bool:
@@ -317,83 +329,66 @@ async def can_act(session: AsyncSession, *, person_id: int, ticket: Ticket) -> b
         return False
     unit = await session.get(OrgUnit, ticket.holder_unit_id)
     assert unit is not None
-    roles = LEVEL_ROLES[ticket.level]
-    if ticket.status == S.RETURNED:
-        roles = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
+    roles = holder_roles(ticket)
     found = await covering_assignment(session, person_id=person_id, roles=roles, unit=unit)
     return found is not None
 
 
-# -- deadlines and numbers -----------------------------------------------------------------
+# -- deadlines -----------------------------------------------------------------------------
 
 
-async def _policy(session: AsyncSession, ticket: Ticket) -> DeadlinePolicy | None:
-    candidates = (
-        await session.exec(
-            select(DeadlinePolicy).where(
-                DeadlinePolicy.urgency == ticket.urgency,
-                DeadlinePolicy.level == ticket.level,
-                sa.or_(
-                    DeadlinePolicy.category_id == ticket.category_id,
-                    DeadlinePolicy.category_id.is_(None),
-                ),
-            )
-        )
-    ).all()
-    # A category's own policy wins over the urgency-wide one.
-    candidates = sorted(candidates, key=lambda p: p.category_id is None)
-    return candidates[0] if candidates else None
-
-
-async def _set_deadlines(
-    session: AsyncSession, ticket: Ticket, now: datetime, calendar: WorkCalendar
-) -> None:
-    """Deadlines for the holder who just got the ticket (accept, then resolve)."""
-    policy = await _policy(session, ticket)
-    if policy is None:
-        ticket.accept_deadline = ticket.resolve_deadline = ticket.next_deadline = None
-        return
-    ticket.accept_deadline = calendar.add(
-        now, policy.accept_minutes, working_time=policy.working_time
-    )
-    ticket.resolve_deadline = calendar.add(
-        now, policy.resolve_minutes, working_time=policy.working_time
-    )
-    _refresh_next_deadline(ticket)
-
-
-async def _hand_to(
-    session: AsyncSession,
+def plan(
     ticket: Ticket,
-    unit: OrgUnit,
-    level: Level,
+    timing: Timing,
+    policy: DeadlinePolicy | None,
+    *,
     now: datetime,
-    calendar: WorkCalendar,
+    start: datetime,
+    phase: str | None = None,
 ) -> None:
-    """The ticket is held by `unit` at `level` from now on, with that level's deadlines."""
+    """The deadline the holder works against now, and the sweep's alerts leading to it.
+
+    The phase follows the status (a new or returned ticket must be accepted, an accepted or
+    reopened one resolved, a resolved one waits for the follow-up) unless given: a summoned
+    ticket has no clock of its own while its departments work, only when one returns it.
+    """
+    if phase is None:
+        phase = PHASES.get(ticket.status)
+    deadline, alerts = None, []
+    if phase == "followup":
+        deadline, alerts = followup_alerts(timing, ticket.resolved_at or now)
+    elif phase is not None and policy is not None:
+        minutes = policy.accept_minutes if phase == "accept" else policy.resolve_minutes
+        top = ticket.level not in NEXT_LEVEL
+        deadline, alerts = phase_alerts(
+            timing, policy, start=start, minutes=minutes, now=now, top=top
+        )
+        if phase == "accept":
+            ticket.accept_deadline = deadline
+        else:
+            ticket.resolve_deadline = deadline
+    ticket.next_deadline, ticket.alerts, ticket.alert_at = deadline, alerts, first_at(alerts)
+
+
+async def _replan(
+    session: AsyncSession,
+    timing: Timing,
+    ticket: Ticket,
+    *,
+    now: datetime,
+    start: datetime,
+    phase: str | None = None,
+) -> None:
+    policies = await Policies.load(session)
+    policy = policies.find(ticket.urgency, ticket.category_id, ticket.level)
+    plan(ticket, timing, policy, now=now, start=start, phase=phase)
+
+
+def _hand_to(ticket: Ticket, unit: OrgUnit, level: Level, now: datetime) -> None:
+    """The ticket is held by `unit` at `level` from now on (the caller plans its deadlines)."""
     ticket.level = level
     ticket.holder_unit_id = unit.id
     ticket.holder_since = now
-    await _set_deadlines(session, ticket, now, calendar)
-
-
-def _refresh_next_deadline(ticket: Ticket) -> None:
-    if ticket.status == S.NEW:
-        ticket.next_deadline = ticket.accept_deadline
-    elif ticket.status in (S.ACCEPTED, S.REOPENED):
-        ticket.next_deadline = ticket.resolve_deadline
-    else:
-        ticket.next_deadline = None
-
-
-async def _ancestor(session: AsyncSession, unit: OrgUnit, kind: UnitKind) -> OrgUnit:
-    ids = [int(part) for part in unit.path.strip("/").split("/") if part]
-    found = (
-        await session.exec(select(OrgUnit).where(OrgUnit.id.in_(ids), OrgUnit.kind == kind))
-    ).first()
-    if found is None:
-        raise NotFound("unit.no_ancestor", code=unit.code, kind=kind.value)
-    return found
 
 
 # -- notifications -------------------------------------------------------------------------
@@ -412,6 +407,7 @@ def _status_data(ctx: TicketContext, event: str, **extra: object) -> dict:
         "holder_en": holder.name_en if holder else None,
         "category_zh": ctx.category.name_zh,
         "category_en": ctx.category.name_en,
+        "next_deadline": t.next_deadline.isoformat() if t.next_deadline else None,
         **extra,
     }
 
@@ -454,106 +450,83 @@ def card_data(ctx: TicketContext, now: datetime) -> dict:
     }
 
 
-def _send_card(
-    session: AsyncSession,
-    clock: Clock,
+def send_card(
+    out: Changes,
     ctx: TicketContext,
     people: Sequence[Person],
     *,
     lane: Lane,
     reason: str,
+    media: bool = True,
     **extra: object,
 ) -> None:
-    """The ticket's card (photos, place, then text with buttons) to each person."""
-    data = card_data(ctx, clock.now()) | {"reason": reason, **extra}
+    """The ticket's card (photos and place first when `media`, then text with buttons)."""
+    data = card_data(ctx, out.now) | {"reason": reason, **extra}
     for person in people:
-        if data["photos"]:
-            enqueue(
-                session,
-                clock=clock,
-                chat_id=person.telegram_id,
-                kind="ticket_photos",
-                lane=lane,
-                data={"photos": data["photos"], "number": data["number"]},
+        if media and data["photos"]:
+            out.message(
+                person.telegram_id,
+                "ticket_photos",
+                {"photos": data["photos"], "number": data["number"]},
+                lane,
             )
-        if data["latitude"] is not None:
-            enqueue(
-                session,
-                clock=clock,
-                chat_id=person.telegram_id,
-                kind="ticket_place",
-                lane=lane,
-                data={
+        if media and data["latitude"] is not None:
+            out.message(
+                person.telegram_id,
+                "ticket_place",
+                {
                     "latitude": data["latitude"],
                     "longitude": data["longitude"],
                     "number": data["number"],
                     "grid_zh": data["grid_zh"],
                     "grid_en": data["grid_en"],
                 },
+                lane,
             )
-        enqueue(
-            session,
-            clock=clock,
-            chat_id=person.telegram_id,
-            kind="ticket_card",
-            lane=lane,
-            data=data,
-        )
+        out.message(person.telegram_id, "ticket_card", data, lane)
 
 
-async def _tell_watchers(
-    session: AsyncSession,
-    clock: Clock,
+def _tell(
+    out: Changes,
+    ctx: TicketContext,
+    people: Sequence[Person],
+    event: str,
+    *,
+    skip: Sequence[int | None] = (),
+    kind: str = "ticket_status",
+    lane: Lane = Lane.INTERACTIVE,
+    **extra: object,
+) -> None:
+    """A status line about the ticket to each person not in `skip`."""
+    data = _status_data(ctx, event, **extra)
+    for person in people:
+        if person.id not in skip:
+            out.message(person.telegram_id, kind, data, lane)
+
+
+async def tell_watchers(
+    lk: Lookups,
+    out: Changes,
     ctx: TicketContext,
     event: str,
     *,
-    skip: Sequence[int] = (),
-    kind: str = "ticket_status",
+    skip: Sequence[int | None] = (),
     **extra: object,
 ) -> None:
     """Every status change reaches the reporter and everyone who said "me too"."""
-    data = _status_data(ctx, event, **extra)
-    for person in await watchers_of(session, ctx.ticket.id):
-        if person.id in skip:
-            continue
-        enqueue(
-            session,
-            clock=clock,
-            chat_id=person.telegram_id,
-            kind=kind,
-            lane=Lane.INTERACTIVE,
-            data=data,
-        )
+    _tell(out, ctx, await lk.watchers(ctx.ticket.id), event, skip=skip, **extra)
 
 
-def _event(
-    session: AsyncSession,
-    clock: Clock,
-    ticket: Ticket,
-    *,
-    actor_id: int | None,
-    kind: str,
-    from_status: TicketStatus | None,
-    note: str | None = None,
-    **data: object,
+async def _tell_resolver(
+    lk: Lookups, out: Changes, ctx: TicketContext, event: str, **extra: object
 ) -> None:
-    session.add(
-        TicketEvent(
-            ticket_id=ticket.id,
-            at=clock.now(),
-            actor_id=actor_id,
-            kind=kind,
-            from_status=from_status,
-            to_status=ticket.status,
-            note=note,
-            data=dict(data),
-        )
-    )
+    resolver = await lk.person(ctx.ticket.resolved_by_id)
+    if resolver is not None:
+        _tell(out, ctx, [resolver], event, **extra)
 
 
-def _move(
-    session: AsyncSession,
-    clock: Clock,
+def move(
+    out: Changes,
     ticket: Ticket,
     action: Action,
     *,
@@ -561,24 +534,18 @@ def _move(
     note: str | None = None,
     **data: object,
 ) -> None:
-    """Make the table's move for `action`: the new status, its time, and the event."""
+    """Make the table's move for `action`: the new status, its time, and the event.
+
+    A ticket that is no longer open has no deadline and nothing left for the sweep.
+    """
     before = ticket.status
     ticket.status = MOVES[(before, action)]
-    ticket.updated_at = clock.now()
-    if ticket.status in (S.CLOSED, S.CANCELLED) and ticket.closed_at is None:
-        ticket.closed_at = ticket.updated_at
-    _refresh_next_deadline(ticket)
-    session.add(ticket)
-    _event(
-        session,
-        clock,
-        ticket,
-        actor_id=actor_id,
-        kind=action,
-        from_status=before,
-        note=note,
-        **data,
-    )
+    ticket.updated_at = out.now
+    if ticket.status not in OPEN_STATUSES:
+        ticket.next_deadline, ticket.alerts, ticket.alert_at = None, [], None
+        if ticket.closed_at is None:
+            ticket.closed_at = out.now
+    out.event(ticket, actor_id=actor_id, kind=action, from_status=before, note=note, **data)
 
 
 # -- use cases -----------------------------------------------------------------------------
@@ -588,7 +555,7 @@ async def file_ticket(
     *,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     reporter: Person,
     category_id: int,
     description: str,
@@ -606,16 +573,18 @@ async def file_ticket(
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
     if len(photos) > PHOTO_LIMIT:
         raise DomainError("report.too_many_photos", limit=PHOTO_LIMIT)
+    lk = Lookups(session)
     category = await session.get(Category, category_id)
     if category is None or not category.active:
         raise NotFound("category.unknown")
     grid = await session.get(OrgUnit, grid_id)
     if grid is None or grid.kind != UnitKind.GRID:
         raise NotFound("unit.unknown", code=str(grid_id))
-    community = await _ancestor(session, grid, UnitKind.COMMUNITY)
-    city = await _ancestor(session, grid, UnitKind.CITY)
-    now = clock.now()
-    local_day = now.astimezone(calendar.tz).strftime("%Y%m%d")
+    community = await lk.ancestor(grid, UnitKind.COMMUNITY)
+    city = await lk.ancestor(grid, UnitKind.CITY)
+    out = Changes(clock)
+    now = out.now
+    local_day = now.astimezone(timing.calendar.tz).strftime("%Y%m%d")
     prefix = f"{city.code}-{local_day}"
     sequence = await next_in_sequence(session, prefix)
     ticket = Ticket(
@@ -637,17 +606,15 @@ async def file_ticket(
         created_at=now,
         updated_at=now,
     )
+    await _replan(session, timing, ticket, now=now, start=now)
     session.add(ticket)
     await session.flush()
-    await _set_deadlines(session, ticket, now, calendar)
     session.add(
         TicketWatcher(
             ticket_id=ticket.id, person_id=reporter.id, kind=WatcherKind.REPORTER, created_at=now
         )
     )
-    _event(
-        session,
-        clock,
+    out.event(
         ticket,
         actor_id=reporter.id,
         kind=Action.FILE,
@@ -656,15 +623,14 @@ async def file_ticket(
         anonymous=anonymous,
     )
     ctx = TicketContext(ticket, category, grid, community, grid, reporter)
-    _send_card(
-        session,
-        clock,
+    send_card(
+        out,
         ctx,
-        await holders_of(session, grid, Level.GRID),
+        await _holders(lk, grid, Level.GRID),
         lane=Lane.INTERACTIVE,
         reason="new",
     )
-    await session.commit()
+    await out.commit(session)
     logger.info("ticket %s filed in %s", ticket.number, grid.code)
     return ctx
 
@@ -676,6 +642,7 @@ async def join_ticket(
     ticket = await get_ticket(session, ticket_id, for_update=True)
     if ticket.status not in OPEN_STATUSES:
         raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
+    out = Changes(clock)
     existing = await session.get(TicketWatcher, (ticket.id, person.id))
     if existing is None:
         session.add(
@@ -683,15 +650,13 @@ async def join_ticket(
                 ticket_id=ticket.id,
                 person_id=person.id,
                 kind=WatcherKind.ME_TOO,
-                created_at=clock.now(),
+                created_at=out.now,
             )
         )
         ticket.affected += 1
-        ticket.updated_at = clock.now()
+        ticket.updated_at = out.now
         session.add(ticket)
-        _event(
-            session,
-            clock,
+        out.event(
             ticket,
             actor_id=person.id,
             kind=Action.JOIN,
@@ -699,7 +664,7 @@ async def join_ticket(
             affected=ticket.affected,
         )
     ctx = await context_of(session, ticket)
-    await session.commit()
+    await out.commit(session)
     return ctx
 
 
@@ -722,9 +687,7 @@ async def load_for_action(
     else:
         holder = await session.get(OrgUnit, ticket.holder_unit_id)
         assert holder is not None
-        roles = LEVEL_ROLES[ticket.level]
-        if ticket.status == S.RETURNED:
-            roles = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
+        roles = holder_roles(ticket)
         if await covering_assignment(session, person_id=actor.id, roles=roles, unit=holder) is None:
             grid = await session.get(OrgUnit, ticket.grid_id)
             assert grid is not None
@@ -765,15 +728,18 @@ async def check_move(
 
 
 async def accept_ticket(
-    *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int
+    *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, ticket_id: int
 ) -> TicketContext:
-    """The holder accepts (簽收): recorded who and when; the resident is told."""
+    """The holder accepts (簽收): recorded who and when; its clock now runs on resolving."""
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.ACCEPT)
-    ticket.accepted_at, ticket.accepted_by_id = clock.now(), actor.id
-    _move(session, clock, ticket, Action.ACCEPT, actor_id=actor.id)
-    ctx = await context_of(session, ticket)
-    await _tell_watchers(session, clock, ctx, "accepted", skip=[actor.id])
-    await session.commit()
+    out = Changes(clock)
+    ticket.accepted_at, ticket.accepted_by_id = out.now, actor.id
+    move(out, ticket, Action.ACCEPT, actor_id=actor.id)
+    await _replan(session, timing, ticket, now=out.now, start=ticket.holder_since)
+    lk = Lookups(session)
+    ctx = await context_from(lk, ticket)
+    await tell_watchers(lk, out, ctx, "accepted", skip=[actor.id])
+    await out.commit(session)
     return ctx
 
 
@@ -781,31 +747,31 @@ async def return_ticket(
     *,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     actor: Person,
     ticket_id: int,
     reason: ReturnReason,
 ) -> TicketContext:
     """The grid returns it (退單) with a reason; the community secretary re-dispatches or closes."""
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.RETURN)
-    community = await session.get(OrgUnit, ticket.community_id)
-    assert community is not None
-    _move(session, clock, ticket, Action.RETURN, actor_id=actor.id, reason=reason.value)
+    lk = Lookups(session)
+    out = Changes(clock)
+    community = await lk.unit(ticket.community_id)
+    move(out, ticket, Action.RETURN, actor_id=actor.id, reason=reason.value)
     ticket.return_reason = reason
-    await _hand_to(session, ticket, community, Level.COMMUNITY, clock.now(), calendar)
+    _hand_to(ticket, community, Level.COMMUNITY, out.now)
     # The community's clock runs on deciding what to do with it.
-    ticket.next_deadline = ticket.accept_deadline
-    ctx = await context_of(session, ticket)
-    _send_card(
-        session,
-        clock,
+    await _replan(session, timing, ticket, now=out.now, start=out.now)
+    ctx = await context_from(lk, ticket)
+    send_card(
+        out,
         ctx,
-        await holders_of(session, community, Level.COMMUNITY),
+        await _holders(lk, community, Level.COMMUNITY),
         lane=Lane.ESCALATION,
         reason="returned",
     )
-    await _tell_watchers(session, clock, ctx, "returned", skip=[actor.id])
-    await session.commit()
+    await tell_watchers(lk, out, ctx, "returned", skip=[actor.id])
+    await out.commit(session)
     return ctx
 
 
@@ -813,72 +779,107 @@ async def escalate_ticket(
     *,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
-    actor: Person | None,
+    timing: Timing,
+    actor: Person,
     ticket_id: int,
     note: str | None = None,
 ) -> TicketContext:
-    """One level up the ladder now; the new holder gets the card, the level below is told.
-
-    `actor` None is the scheduler escalating a missed deadline (no role check).
-    """
-    if actor is None:
-        ticket = await get_ticket(session, ticket_id, for_update=True)
-        if not allowed(ticket.status, Action.ESCALATE):
-            raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
-    else:
-        ticket = await load_for_action(session, clock, actor, ticket_id, Action.ESCALATE)
+    """One level up the ladder now, by the holder; the same step the sweep takes on a deadline."""
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.ESCALATE)
     if ticket.level not in NEXT_LEVEL:
         raise DomainError("ticket.top_level", number=ticket.number)
+    lk = Lookups(session)
+    out = Changes(clock)
+    ctx = await escalate(
+        lk, out, timing, await Policies.load(session), ticket, actor=actor, note=note
+    )
+    await out.commit(session)
+    return ctx
+
+
+async def escalate(
+    lk: Lookups,
+    out: Changes,
+    timing: Timing,
+    policies: Policies,
+    ticket: Ticket,
+    *,
+    actor: Person | None,
+    note: str | None = None,
+) -> TicketContext:
+    """Move the ticket one level up: the new holder gets the card, the level below is told.
+
+    `actor` None is the sweep escalating a missed deadline. The caller checked the move.
+    """
     from_level = ticket.level
-    previous_holder = await session.get(OrgUnit, ticket.holder_unit_id)
-    grid = await session.get(OrgUnit, ticket.grid_id)
-    assert previous_holder is not None and grid is not None
+    previous_holder = await lk.unit(ticket.holder_unit_id) if ticket.holder_unit_id else None
+    grid = await lk.unit(ticket.grid_id)
     to_level = NEXT_LEVEL[from_level]
-    new_holder = await _ancestor(session, grid, LEVEL_KIND[to_level])
-    _move(
-        session,
-        clock,
+    new_holder = await lk.ancestor(grid, LEVEL_KIND[to_level])
+    actor_id = actor.id if actor else None
+    move(
+        out,
         ticket,
         Action.ESCALATE,
-        actor_id=actor.id if actor else None,
+        actor_id=actor_id,
         note=note,
         from_level=from_level.value,
         to_level=to_level.value,
     )
-    await _hand_to(session, ticket, new_holder, to_level, clock.now(), calendar)
-    ctx = await context_of(session, ticket)
-    _send_card(
-        session,
-        clock,
+    _hand_to(ticket, new_holder, to_level, out.now)
+    # A summoned ticket only has a clock of its own while a returned summons waits on it.
+    phase = "accept" if ticket.status == S.SUMMONED else None
+    policy = policies.find(ticket.urgency, ticket.category_id, ticket.level)
+    plan(ticket, timing, policy, now=out.now, start=out.now, phase=phase)
+    ctx = await context_from(lk, ticket)
+    send_card(
+        out,
         ctx,
-        await holders_of(session, new_holder, ticket.level),
+        await _holders(lk, new_holder, ticket.level),
         lane=Lane.ESCALATION,
         reason="escalated",
     )
-    below = [
-        p
-        for p in await holders_of(session, previous_holder, from_level)
-        if actor is None or p.id != actor.id
-    ]
-    for person in below:
-        enqueue(
-            session,
-            clock=clock,
-            chat_id=person.telegram_id,
-            kind="ticket_moved",
-            lane=Lane.ESCALATION,
-            data=_status_data(ctx, "escalated"),
+    if previous_holder is not None:
+        below = await _holders(lk, previous_holder, from_level)
+        _tell(
+            out, ctx, below, "escalated", skip=[actor_id], kind="ticket_moved", lane=Lane.ESCALATION
         )
-    await _tell_watchers(session, clock, ctx, "escalated", skip=[actor.id] if actor else [])
-    await session.commit()
+    await tell_watchers(lk, out, ctx, "escalated", skip=[actor_id])
     return ctx
+
+
+async def remind(
+    lk: Lookups, out: Changes, ticket: Ticket, *, overdue: bool, deadline: str
+) -> None:
+    """Remind whoever holds the ticket now that its deadline is near (or has passed)."""
+    if ticket.holder_unit_id is None:
+        return
+    ctx = await context_from(lk, ticket)
+    holder = await lk.unit(ticket.holder_unit_id)
+    send_card(
+        out,
+        ctx,
+        await _holders(lk, holder, ticket.level),
+        lane=Lane.ESCALATION,
+        reason="overdue" if overdue else "reminder",
+        media=False,
+        deadline=deadline,
+    )
+
+
+async def close_unanswered(lk: Lookups, out: Changes, ticket: Ticket) -> None:
+    """Nobody answered the follow-up visit in time: closed as solved, unrated."""
+    move(out, ticket, Action.EXPIRE, actor_id=None)
+    ctx = await context_from(lk, ticket)
+    await tell_watchers(lk, out, ctx, "closed_unrated")
+    await _tell_resolver(lk, out, ctx, "closed_unrated")
 
 
 async def resolve_ticket(
     *,
     session: AsyncSession,
     clock: Clock,
+    timing: Timing,
     actor: Person,
     ticket_id: int,
     note: str,
@@ -891,24 +892,33 @@ async def resolve_ticket(
     if len(note) > DESCRIPTION_LIMIT:
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.RESOLVE)
-    ticket.resolved_at, ticket.resolved_by_id = clock.now(), actor.id
+    lk = Lookups(session)
+    out = Changes(clock)
+    ctx = await resolve(lk, out, timing, ticket, actor=actor, note=note, photo=photo)
+    await out.commit(session)
+    return ctx
+
+
+async def resolve(
+    lk: Lookups,
+    out: Changes,
+    timing: Timing,
+    ticket: Ticket,
+    *,
+    actor: Person,
+    note: str,
+    photo: str | None = None,
+) -> TicketContext:
+    """Record the answer and start the follow-up visit (also when the last department finishes)."""
+    ticket.resolved_at, ticket.resolved_by_id = out.now, actor.id
     ticket.resolution_note, ticket.resolution_photo = note, photo
-    _move(session, clock, ticket, Action.RESOLVE, actor_id=actor.id, note=note, photo=photo)
-    ctx = await context_of(session, ticket)
+    move(out, ticket, Action.RESOLVE, actor_id=actor.id, note=note, photo=photo)
+    plan(ticket, timing, None, now=out.now, start=out.now)
+    ctx = await context_from(lk, ticket)
     # The reporter gets the follow-up question; everyone else who watches, the news.
     if ctx.reporter is not None:
-        enqueue(
-            session,
-            clock=clock,
-            chat_id=ctx.reporter.telegram_id,
-            kind="ticket_followup",
-            lane=Lane.INTERACTIVE,
-            data=_status_data(ctx, "resolved", note=note, photo=photo),
-        )
-    await _tell_watchers(
-        session, clock, ctx, "resolved", skip=[actor.id, ticket.reporter_id or 0], note=note
-    )
-    await session.commit()
+        _tell(out, ctx, [ctx.reporter], "resolved", kind="ticket_followup", note=note, photo=photo)
+    await tell_watchers(lk, out, ctx, "resolved", skip=[actor.id, ticket.reporter_id], note=note)
     return ctx
 
 
@@ -917,11 +927,13 @@ async def confirm_ticket(
 ) -> TicketContext:
     """The resident says it is solved: the ticket closes; the resolver hears of it."""
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.CONFIRM)
-    _move(session, clock, ticket, Action.CONFIRM, actor_id=actor.id)
-    ctx = await context_of(session, ticket)
-    await _tell_watchers(session, clock, ctx, "closed", skip=[actor.id])
-    await _tell_resolver(session, clock, ctx, "closed")
-    await session.commit()
+    lk = Lookups(session)
+    out = Changes(clock)
+    move(out, ticket, Action.CONFIRM, actor_id=actor.id)
+    ctx = await context_from(lk, ticket)
+    await tell_watchers(lk, out, ctx, "closed", skip=[actor.id])
+    await _tell_resolver(lk, out, ctx, "closed")
+    await out.commit(session)
     return ctx
 
 
@@ -934,16 +946,24 @@ async def rate_ticket(
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.RATE)
     if ticket.rating is not None:
         raise StaleAction("ticket.already_rated", number=ticket.number, rating=ticket.rating)
+    lk = Lookups(session)
+    out = Changes(clock)
     ticket.rating = rating
-    _move(session, clock, ticket, Action.RATE, actor_id=actor.id, rating=rating)
-    ctx = await context_of(session, ticket)
-    await _tell_resolver(session, clock, ctx, "rated", rating=rating)
-    await session.commit()
+    move(out, ticket, Action.RATE, actor_id=actor.id, rating=rating)
+    ctx = await context_from(lk, ticket)
+    await _tell_resolver(lk, out, ctx, "rated", rating=rating)
+    await out.commit(session)
     return ctx
 
 
 async def reopen_ticket(
-    *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int, reason: str
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    timing: Timing,
+    actor: Person,
+    ticket_id: int,
+    reason: str,
 ) -> TicketContext:
     """The resident says it is not solved: back to whoever resolved it, with the reason."""
     reason = reason.strip()
@@ -952,28 +972,24 @@ async def reopen_ticket(
     if len(reason) > DESCRIPTION_LIMIT:
         raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.REOPEN)
+    lk = Lookups(session)
+    out = Changes(clock)
     ticket.reopen_count += 1
-    _move(session, clock, ticket, Action.REOPEN, actor_id=actor.id, note=reason)
-    ctx = await context_of(session, ticket)
-    resolver = await session.get(Person, ticket.resolved_by_id) if ticket.resolved_by_id else None
+    move(out, ticket, Action.REOPEN, actor_id=actor.id, note=reason)
+    # The holder gets a fresh period to resolve it again.
+    await _replan(session, timing, ticket, now=out.now, start=out.now)
+    ctx = await context_from(lk, ticket)
+    resolver = await lk.person(ticket.resolved_by_id)
     people = [resolver] if resolver else []
     if ctx.holder is not None:
         people += [
             p
-            for p in await holders_of(session, ctx.holder, ticket.level)
+            for p in await _holders(lk, ctx.holder, ticket.level)
             if resolver is None or p.id != resolver.id
         ]
-    _send_card(
-        session,
-        clock,
-        ctx,
-        people,
-        lane=Lane.INTERACTIVE,
-        reason="reopened",
-        reopen_reason=reason,
-    )
-    await _tell_watchers(session, clock, ctx, "reopened", skip=[actor.id], note=reason)
-    await session.commit()
+    send_card(out, ctx, people, lane=Lane.INTERACTIVE, reason="reopened", reopen_reason=reason)
+    await tell_watchers(lk, out, ctx, "reopened", skip=[actor.id], note=reason)
+    await out.commit(session)
     return ctx
 
 
@@ -981,7 +997,7 @@ async def redispatch_ticket(
     *,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     actor: Person,
     ticket_id: int,
     grid_id: int,
@@ -991,21 +1007,23 @@ async def redispatch_ticket(
     grid = await session.get(OrgUnit, grid_id)
     if grid is None or grid.kind != UnitKind.GRID or grid.parent_id != ticket.community_id:
         raise DomainError("ticket.grid_not_in_community")
-    _move(session, clock, ticket, Action.REDISPATCH, actor_id=actor.id, grid=grid.code)
+    lk = Lookups(session)
+    out = Changes(clock)
+    move(out, ticket, Action.REDISPATCH, actor_id=actor.id, grid=grid.code)
     ticket.grid_id = grid.id
     ticket.return_reason = None
-    await _hand_to(session, ticket, grid, Level.GRID, clock.now(), calendar)
-    ctx = await context_of(session, ticket)
-    _send_card(
-        session,
-        clock,
+    _hand_to(ticket, grid, Level.GRID, out.now)
+    await _replan(session, timing, ticket, now=out.now, start=out.now)
+    ctx = await context_from(lk, ticket)
+    send_card(
+        out,
         ctx,
-        await holders_of(session, grid, Level.GRID),
+        await _holders(lk, grid, Level.GRID),
         lane=Lane.INTERACTIVE,
         reason="redispatched",
     )
-    await _tell_watchers(session, clock, ctx, "redispatched", skip=[actor.id])
-    await session.commit()
+    await tell_watchers(lk, out, ctx, "redispatched", skip=[actor.id])
+    await out.commit(session)
     return ctx
 
 
@@ -1017,28 +1035,13 @@ async def cancel_ticket(
     if not note:
         raise DomainError("cancel.note_empty")
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.CANCEL)
-    _move(session, clock, ticket, Action.CANCEL, actor_id=actor.id, note=note)
-    ctx = await context_of(session, ticket)
-    await _tell_watchers(session, clock, ctx, "cancelled", skip=[actor.id], note=note)
-    await session.commit()
+    lk = Lookups(session)
+    out = Changes(clock)
+    move(out, ticket, Action.CANCEL, actor_id=actor.id, note=note)
+    ctx = await context_from(lk, ticket)
+    await tell_watchers(lk, out, ctx, "cancelled", skip=[actor.id], note=note)
+    await out.commit(session)
     return ctx
-
-
-async def _tell_resolver(
-    session: AsyncSession, clock: Clock, ctx: TicketContext, event: str, **extra: object
-) -> None:
-    if ctx.ticket.resolved_by_id is None:
-        return
-    resolver = await session.get(Person, ctx.ticket.resolved_by_id)
-    if resolver is not None:
-        enqueue(
-            session,
-            clock=clock,
-            chat_id=resolver.telegram_id,
-            kind="ticket_status",
-            lane=Lane.INTERACTIVE,
-            data=_status_data(ctx, event, **extra),
-        )
 
 
 async def events_of(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:

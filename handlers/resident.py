@@ -21,8 +21,8 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.calendar import WorkCalendar
 from domain.clock import Clock
+from domain.deadlines import Timing
 from domain.errors import NotFound
 from domain.geo import LocatorCache, place_of
 from domain.people import LANGUAGES
@@ -612,7 +612,7 @@ async def confirmed(
     query: CallbackQuery,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     person: Person,
     settings: Any,
     language: str,
@@ -628,7 +628,7 @@ async def confirmed(
     ctx = await file_ticket(
         session=session,
         clock=clock,
-        calendar=calendar,
+        timing=timing,
         reporter=person,
         category_id=data["category_id"],
         description=data["description"],
@@ -855,6 +855,7 @@ async def reason_given(
     message: Message,
     session: AsyncSession,
     clock: Clock,
+    timing: Timing,
     person: Person,
     language: str,
     t: Translate,
@@ -869,7 +870,12 @@ async def reason_given(
         return
     data = await state.get_data()
     ctx = await reopen_ticket(
-        session=session, clock=clock, actor=person, ticket_id=data["ticket_id"], reason=text
+        session=session,
+        clock=clock,
+        timing=timing,
+        actor=person,
+        ticket_id=data["ticket_id"],
+        reason=text,
     )
     await state.clear()
     holder = ctx.holder or ctx.grid

@@ -58,6 +58,7 @@ class TicketStatus(StrEnum):
     RETURNED = "returned"  # sent back to the community secretary to re-dispatch or close
     RESOLVED = "resolved"  # answered; waiting for the resident's "is it solved?"
     REOPENED = "reopened"  # the resident said it is not solved; back with whoever resolved it
+    SUMMONED = "summoned"  # the street blew the whistle: departments are working on it
     CLOSED = "closed"  # the resident confirmed (or, later, nobody answered the follow-up)
     CANCELLED = "cancelled"  # closed by the community: duplicate, not real, not ours
 
@@ -69,6 +70,7 @@ OPEN_STATUSES = frozenset(
         TicketStatus.RETURNED,
         TicketStatus.RESOLVED,
         TicketStatus.REOPENED,
+        TicketStatus.SUMMONED,
     }
 )
 
@@ -78,6 +80,32 @@ class ReturnReason(StrEnum):
     NOT_OUR_REMIT = "not_our_remit"
     DUPLICATE = "duplicate"
     NOT_REAL = "not_real"
+
+
+class SummonsStatus(StrEnum):
+    """A department's part in a whistled ticket."""
+
+    SUMMONED = "summoned"  # waiting for the department to report in (签收)
+    ACCEPTED = "accepted"  # the department is working on it
+    RETURNED = "returned"  # the department sent it back (退单); the street decides
+    FINISHED = "finished"  # the department's part is done
+    WITHDRAWN = "withdrawn"  # the street released the department
+
+
+ACTIVE_SUMMONS = frozenset({SummonsStatus.SUMMONED, SummonsStatus.ACCEPTED})
+
+
+class SummonsReturnReason(StrEnum):
+    NOT_OUR_REMIT = "not_our_remit"
+    NOT_OUR_AREA = "not_our_area"
+
+
+class AlertKind(StrEnum):
+    """What the sweep does when a ticket's (or a summons') next deadline comes."""
+
+    REMIND = "remind"  # remind the holder before the deadline
+    OVERDUE = "overdue"  # the deadline passed: escalate (or, at the top, remind again)
+    FOLLOWUP_TIMEOUT = "followup_timeout"  # nobody answered "is it solved?": close, unrated
 
 
 class WatcherKind(StrEnum):

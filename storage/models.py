@@ -14,6 +14,8 @@ from storage.enums import (
     OutboxStatus,
     ReturnReason,
     Role,
+    SummonsReturnReason,
+    SummonsStatus,
     TicketStatus,
     UnitKind,
     Urgency,
@@ -110,6 +112,16 @@ class DeadlinePolicy(SQLModel, table=True):
     reminders: list = Field(default_factory=list, sa_type=JSONType)
 
 
+class OrgSetting(SQLModel, table=True):
+    """Organisation-wide policy from the organisation file: the calendar, the ladder's top."""
+
+    __tablename__ = "org_setting"
+
+    key: str = Field(max_length=64, primary_key=True)
+    value: dict = Field(default_factory=dict, sa_type=JSONType)
+    updated_at: datetime = _created()
+
+
 class Person(SQLModel, table=True):
     """Anyone who has talked to the bot."""
 
@@ -186,7 +198,12 @@ class Ticket(SQLModel, table=True):
     holder_since: datetime = _created()
     accept_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolve_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The deadline the holder works against now (accept, resolve, or the follow-up's end).
     next_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # The sweep's work for this ticket, earliest first: [{"at", "kind", "deadline"}...];
+    # alert_at is the first one's "at" (indexed: a sweep reads only what is due).
+    alerts: list = Field(default_factory=list, sa_type=JSONType)
+    alert_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     accepted_by_id: int | None = Field(default=None, foreign_key="person.id")
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -210,6 +227,38 @@ class TicketWatcher(SQLModel, table=True):
     person_id: int = Field(foreign_key="person.id", primary_key=True, index=True)
     kind: WatcherKind = Field(sa_type=_enum(WatcherKind))
     created_at: datetime = _created()
+
+
+class TicketSummons(SQLModel, table=True):
+    """A department summoned to a ticket by the street's whistle (吹哨), and its answer (报到)."""
+
+    __tablename__ = "ticket_summons"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "department_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    department_id: int = Field(foreign_key="department.id", index=True)
+    status: SummonsStatus = Field(default=SummonsStatus.SUMMONED, sa_type=_enum(SummonsStatus))
+    summoned_at: datetime = _created()
+    summoned_by_id: int | None = Field(default=None, foreign_key="person.id")
+    accept_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finish_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_deadline: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    alerts: list = Field(default_factory=list, sa_type=JSONType)
+    alert_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # Escalated to the district for silence (missed a deadline).
+    escalated: bool = Field(default=False)
+    accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    accepted_by_id: int | None = Field(default=None, foreign_key="person.id")
+    returned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    return_reason: SummonsReturnReason | None = Field(
+        default=None, sa_type=_enum(SummonsReturnReason)
+    )
+    return_note: str | None = Field(default=None, sa_type=sa.Text)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_by_id: int | None = Field(default=None, foreign_key="person.id")
+    finish_note: str | None = Field(default=None, sa_type=sa.Text)
+    updated_at: datetime = _created()
 
 
 class TicketCounter(SQLModel, table=True):
@@ -268,6 +317,15 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     telegram_message_id: int | None = Field(default=None, sa_type=sa.BigInteger)
     error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class JobRun(SQLModel, table=True):
+    """A once-only job that ran (e.g. "digest:2026-11-25"): the key is claimed by inserting it."""
+
+    __tablename__ = "job_run"
+
+    key: str = Field(max_length=128, primary_key=True)
+    at: datetime = _created()
 
 
 class ConversationState(SQLModel, table=True):

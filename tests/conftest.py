@@ -92,6 +92,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_db_url(postgres_url: str) -> str:
+    """An empty PostgreSQL database, for tests of what only PostgreSQL does (row locks)."""
+    _truncate_all(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
 async def engine(db_url: str) -> AsyncIterator:
     engine = make_engine(db_url)
     yield engine

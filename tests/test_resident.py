@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import func, select
 
-from domain.calendar import WorkCalendar
 from domain.clock import FrozenClock, SystemClock
+from domain.deadlines import Timing
 from domain.tickets import accept_ticket, events_of, file_ticket, resolve_ticket
 from handlers.callbacks import FollowUp
 from storage.db import make_engine, make_sessionmaker
@@ -543,7 +543,7 @@ async def _file(
     """A ticket filed by the resident (and accepted and resolved by the leader if asked)."""
 
     async def fn(session):
-        calendar = WorkCalendar(TZ)
+        timing = Timing.plain(TZ)
         reporter = (
             await session.exec(select(Person).where(Person.telegram_id == person_telegram_id))
         ).one()
@@ -553,7 +553,7 @@ async def _file(
         ctx = await file_ticket(
             session=session,
             clock=clock,
-            calendar=calendar,
+            timing=timing,
             reporter=reporter,
             category_id=category.id,
             description=description,
@@ -561,9 +561,16 @@ async def _file(
         )
         ticket_id, number = ctx.ticket.id, ctx.ticket.number
         if resolve:
-            await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket_id)
+            await accept_ticket(
+                session=session, clock=clock, timing=timing, actor=leader, ticket_id=ticket_id
+            )
             await resolve_ticket(
-                session=session, clock=clock, actor=leader, ticket_id=ticket_id, note="Filled in"
+                session=session,
+                clock=clock,
+                timing=timing,
+                actor=leader,
+                ticket_id=ticket_id,
+                note="Filled in",
             )
         return ticket_id, number
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from domain.calendar import WorkCalendar
+from domain.deadlines import Timing
 from domain.errors import DomainError, NotAllowed
 from domain.tickets import (
     MOVES,
@@ -43,7 +43,7 @@ from storage.models import (
 )
 from tests.factories import make_person, make_tree
 
-CAL = WorkCalendar(ZoneInfo("Asia/Shanghai"))
+CAL = Timing.plain(ZoneInfo("Asia/Shanghai"))
 S = TicketStatus
 
 
@@ -84,7 +84,7 @@ async def _file(session, clock, tree, category, resident, **extra):
     ctx = await file_ticket(
         session=session,
         clock=clock,
-        calendar=CAL,
+        timing=CAL,
         reporter=resident,
         category_id=category.id,
         description="楼下垃圾三天没人清",
@@ -133,21 +133,34 @@ async def test_the_whole_story(sessionmaker, clock) -> None:
         ]
 
         clock.advance(timedelta(minutes=10))
-        await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
+        await accept_ticket(
+            session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
+        )
         clock.advance(timedelta(hours=1))
         await resolve_ticket(
             session=session,
             clock=clock,
+            timing=CAL,
             actor=leader,
             ticket_id=ticket.id,
             note="已清理",
             photo="after.jpg",
         )
         await reopen_ticket(
-            session=session, clock=clock, actor=resident, ticket_id=ticket.id, reason="还有一堆没清"
+            session=session,
+            clock=clock,
+            timing=CAL,
+            actor=resident,
+            ticket_id=ticket.id,
+            reason="还有一堆没清",
         )
         await resolve_ticket(
-            session=session, clock=clock, actor=leader, ticket_id=ticket.id, note="全部清完"
+            session=session,
+            clock=clock,
+            timing=CAL,
+            actor=leader,
+            ticket_id=ticket.id,
+            note="全部清完",
         )
         await confirm_ticket(session=session, clock=clock, actor=resident, ticket_id=ticket.id)
         ctx = await rate_ticket(
@@ -186,14 +199,19 @@ async def test_stale_and_forged_actions_change_nothing(sessionmaker, clock) -> N
     async with sessionmaker() as session:
         tree, category, resident, leader, other_leader, _ = await _world(session)
         ticket = await _file(session, clock, tree, category, resident)
-        await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
+        await accept_ticket(
+            session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
+        )
         with pytest.raises(StaleAction) as stale:
-            await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
+            await accept_ticket(
+                session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
+            )
         assert stale.value.params == {"status": "accepted", "number": ticket.number}
         with pytest.raises(NotAllowed):
             await resolve_ticket(
                 session=session,
                 clock=clock,
+                timing=CAL,
                 actor=other_leader,
                 ticket_id=ticket.id,
                 note="不是我的",
@@ -217,7 +235,7 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
         ctx = await return_ticket(
             session=session,
             clock=clock,
-            calendar=CAL,
+            timing=CAL,
             actor=leader,
             ticket_id=first.id,
             reason=ReturnReason.NOT_MY_GRID,
@@ -233,7 +251,7 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
             await redispatch_ticket(
                 session=session,
                 clock=clock,
-                calendar=CAL,
+                timing=CAL,
                 actor=leader,
                 ticket_id=first.id,
                 grid_id=tree.other_grid.id,
@@ -244,7 +262,7 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
             await redispatch_ticket(
                 session=session,
                 clock=clock,
-                calendar=CAL,
+                timing=CAL,
                 actor=secretary,
                 ticket_id=first.id,
                 grid_id=tree.street.id,
@@ -252,7 +270,7 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
         ctx = await redispatch_ticket(
             session=session,
             clock=clock,
-            calendar=CAL,
+            timing=CAL,
             actor=secretary,
             ticket_id=first.id,
             grid_id=tree.other_grid.id,
@@ -269,7 +287,7 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
         await return_ticket(
             session=session,
             clock=clock,
-            calendar=CAL,
+            timing=CAL,
             actor=leader,
             ticket_id=second.id,
             reason=ReturnReason.NOT_REAL,
@@ -281,14 +299,14 @@ async def test_return_redispatch_and_cancel(sessionmaker, clock) -> None:
         assert (await _outbox(session))[-1] == (100, "ticket_status")
 
 
-async def test_escalation_climbs_and_stops_at_the_top(sessionmaker, clock) -> None:
+async def test_escalation_by_hand_climbs_one_level_at_a_time(sessionmaker, clock) -> None:
     async with sessionmaker() as session:
         tree, category, resident, leader, _, secretary = await _world(session)
         ticket = await _file(session, clock, tree, category, resident)
         ctx = await escalate_ticket(
             session=session,
             clock=clock,
-            calendar=CAL,
+            timing=CAL,
             actor=leader,
             ticket_id=ticket.id,
             note="需要社区协调",
@@ -302,18 +320,17 @@ async def test_escalation_climbs_and_stops_at_the_top(sessionmaker, clock) -> No
         assert (300, "ticket_card") in kinds and (100, "ticket_status") in kinds
         # The secretary holds it now; the grid leader's old button says it moved on.
         with pytest.raises(StaleAction):
-            await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
-        await accept_ticket(session=session, clock=clock, actor=secretary, ticket_id=ticket.id)
-        for expected in (Level.STREET, Level.DISTRICT):
-            ctx = await escalate_ticket(
-                session=session, clock=clock, calendar=CAL, actor=None, ticket_id=ticket.id
+            await accept_ticket(
+                session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
             )
-            assert ctx.ticket.level == expected
-        with pytest.raises(DomainError) as top:
-            await escalate_ticket(
-                session=session, clock=clock, calendar=CAL, actor=None, ticket_id=ticket.id
-            )
-        assert top.value.key == "ticket.top_level"
+        await accept_ticket(
+            session=session, clock=clock, timing=CAL, actor=secretary, ticket_id=ticket.id
+        )
+        ctx = await escalate_ticket(
+            session=session, clock=clock, timing=CAL, actor=secretary, ticket_id=ticket.id
+        )
+        assert ctx.ticket.level == Level.STREET
+        # The climb by deadline, and the top of the ladder: tests/test_sweep.py.
 
 
 async def test_duplicates_and_me_too(sessionmaker, clock) -> None:
@@ -346,7 +363,9 @@ async def test_duplicates_and_me_too(sessionmaker, clock) -> None:
         mine, total = await tickets_of(session, person_id=neighbour.id)
         assert ([t.id for t in mine], total) == ([ticket.id], 1)
         # Everyone who said "me too" hears of every change.
-        await accept_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
+        await accept_ticket(
+            session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
+        )
         kinds = await _outbox(session)
         assert (100, "ticket_status") in kinds and (101, "ticket_status") in kinds
 
@@ -365,7 +384,7 @@ async def test_bad_reports_are_refused(sessionmaker, clock) -> None:
                 await file_ticket(
                     session=session,
                     clock=clock,
-                    calendar=CAL,
+                    timing=CAL,
                     reporter=resident,
                     category_id=category.id,
                     **args,
@@ -383,7 +402,7 @@ async def test_queue_holds_what_the_person_holds_most_urgent_first(sessionmaker,
             clock.advance(timedelta(minutes=5))
         # The first one was escalated: the secretary holds it now.
         await escalate_ticket(
-            session=session, clock=clock, calendar=CAL, actor=leader, ticket_id=tickets[0].id
+            session=session, clock=clock, timing=CAL, actor=leader, ticket_id=tickets[0].id
         )
         page, total = await queue_of(session, person_id=leader.id)
         assert ([t.id for t in page], total) == ([tickets[1].id, tickets[2].id], 2)

@@ -1,0 +1,587 @@
+"""The street's whistle (吹哨) and the departments reporting in (报到).
+
+A street officer (or the district above) summons one or more departments to a ticket. Each
+department's liaisons get the card and must accept (签收) or return it (退单, with a reason
+and a note) before their own deadline, then finish their part before another. A silent
+department is reminded, then escalated to the district. A returned summons goes back to the
+street, whose clock runs again until it re-assigns, insists (arbitrates) or releases it.
+The ticket is resolved when every summoned department has finished; the resident then gets
+the follow-up visit as for any resolved ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.access import covering_assignment, deny
+from domain.changes import Changes
+from domain.clock import Clock
+from domain.deadlines import Policies, Timing, due, first_at, phase_alerts
+from domain.errors import DomainError, NotFound
+from domain.lookups import Lookups
+from domain.tickets import (
+    DESCRIPTION_LIMIT,
+    LEVEL_ROLES,
+    Action,
+    StaleAction,
+    TicketContext,
+    card_data,
+    context_from,
+    get_ticket,
+    load_for_action,
+    move,
+    plan,
+    resolve,
+    tell_watchers,
+)
+from storage.enums import (
+    ACTIVE_SUMMONS,
+    AlertKind,
+    AssignmentStatus,
+    Lane,
+    Level,
+    Role,
+    SummonsReturnReason,
+    SummonsStatus,
+    TicketStatus,
+    UnitKind,
+)
+from storage.models import (
+    CategoryDepartment,
+    Department,
+    OrgUnit,
+    Person,
+    RoleAssignment,
+    Ticket,
+    TicketSummons,
+)
+
+SS = SummonsStatus
+
+
+WHISTLE_LEVELS = frozenset({Level.STREET, Level.DISTRICT})
+
+
+async def summonses_of(session: AsyncSession, ticket_id: int) -> list[TicketSummons]:
+    return list(
+        (
+            await session.exec(
+                select(TicketSummons)
+                .where(TicketSummons.ticket_id == ticket_id)
+                .order_by(TicketSummons.id)
+            )
+        ).all()
+    )
+
+
+async def proposed_departments(
+    session: AsyncSession, ticket: Ticket
+) -> tuple[list[Department], list[Department]]:
+    """Departments the street may summon: the category's responsible ones first, then the rest.
+
+    Only departments of the ticket's street or district (or the city) qualify.
+    """
+    grid = await session.get(OrgUnit, ticket.grid_id)
+    assert grid is not None
+    ancestors = [int(p) for p in grid.path.strip("/").split("/") if p]
+    rows = list(
+        (
+            await session.exec(
+                select(Department)
+                .where(Department.unit_id.in_(ancestors))
+                .order_by(Department.code)
+            )
+        ).all()
+    )
+    responsible = set(
+        (
+            await session.exec(
+                select(CategoryDepartment.department_id).where(
+                    CategoryDepartment.category_id == ticket.category_id
+                )
+            )
+        ).all()
+    )
+    first = [d for d in rows if d.id in responsible]
+    return first, [d for d in rows if d.id not in responsible]
+
+
+def _department_data(department: Department) -> dict:
+    return {
+        "department_id": department.id,
+        "department_code": department.code,
+        "department_zh": department.name_zh,
+        "department_en": department.name_en,
+    }
+
+
+def _summons_data(
+    ctx: TicketContext, summons: TicketSummons, department: Department, now: datetime
+) -> dict:
+    return (
+        card_data(ctx, now)
+        | _department_data(department)
+        | {
+            "summons_id": summons.id,
+            "summons_status": summons.status.value,
+            "summons_deadline": summons.next_deadline.isoformat()
+            if summons.next_deadline
+            else None,
+            "return_reason": summons.return_reason.value if summons.return_reason else None,
+            "return_note": summons.return_note,
+            "finish_note": summons.finish_note,
+        }
+    )
+
+
+def _plan_summons(
+    summons: TicketSummons,
+    timing: Timing,
+    policies: Policies,
+    ticket: Ticket,
+    *,
+    now: datetime,
+) -> None:
+    """The department's deadline now (to report in, then to finish) and its alerts."""
+    policy = policies.find(ticket.urgency, ticket.category_id, Level.DEPARTMENT)
+    deadline, alerts = None, []
+    if policy is not None and summons.status in ACTIVE_SUMMONS:
+        start = summons.summoned_at
+        accepting = summons.status == SS.SUMMONED
+        minutes = policy.accept_minutes if accepting else policy.resolve_minutes
+        deadline, alerts = phase_alerts(
+            timing, policy, start=start, minutes=minutes, now=now, top=False
+        )
+        if summons.status == SS.SUMMONED:
+            summons.accept_deadline = deadline
+            summons.finish_deadline = timing.calendar.add(
+                start, policy.resolve_minutes, working_time=policy.working_time
+            )
+    summons.next_deadline, summons.alerts, summons.alert_at = deadline, alerts, first_at(alerts)
+
+
+async def _liaisons(lk: Lookups, department_id: int) -> list[Person]:
+    return await lk.holders(Role.DEPARTMENT_LIAISON, department_id=department_id)
+
+
+async def _district_admins(lk: Lookups, ticket: Ticket) -> list[Person]:
+    district = await lk.ancestor(await lk.unit(ticket.grid_id), UnitKind.DISTRICT)
+    return await lk.holders(LEVEL_ROLES[Level.DISTRICT][0], unit_id=district.id)
+
+
+async def _holders_now(lk: Lookups, ticket: Ticket) -> list[Person]:
+    holder = await lk.unit(ticket.holder_unit_id)
+    return await lk.holders(LEVEL_ROLES[ticket.level][0], unit_id=holder.id)
+
+
+def _ticket_clock(
+    ticket: Ticket,
+    summonses: Sequence[TicketSummons],
+    timing: Timing,
+    policies: Policies,
+    now: datetime,
+) -> None:
+    """A summoned ticket's own clock runs only while a returned summons waits for the street."""
+    waiting = any(s.status == SS.RETURNED for s in summonses)
+    if waiting and not ticket.alerts:
+        policy = policies.find(ticket.urgency, ticket.category_id, ticket.level)
+        plan(ticket, timing, policy, now=now, start=now, phase="accept")
+    elif not waiting:
+        ticket.next_deadline, ticket.alerts, ticket.alert_at = None, [], None
+
+
+async def whistle(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    timing: Timing,
+    actor: Person,
+    ticket_id: int,
+    department_ids: Sequence[int],
+) -> tuple[TicketContext, list[TicketSummons]]:
+    """Summon departments to the ticket; each one's liaisons get the card and a deadline.
+
+    A department already working on it is left as it is; one that returned it or was
+    released is summoned again (the street insists).
+    """
+    if not department_ids:
+        raise DomainError("whistle.no_departments")
+    ticket = await load_for_action(session, clock, actor, ticket_id, Action.WHISTLE)
+    if ticket.level not in WHISTLE_LEVELS:
+        raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
+    first, rest = await proposed_departments(session, ticket)
+    allowed_ids = {d.id: d for d in first + rest}
+    unknown = [i for i in department_ids if i not in allowed_ids]
+    if unknown:
+        raise DomainError("whistle.unknown_department")
+    lk = Lookups(session)
+    out = Changes(clock)
+    now = out.now
+    policies = await Policies.load(session)
+    existing = {s.department_id: s for s in await summonses_of(session, ticket.id)}
+    summoned: list[TicketSummons] = []
+    for department_id in dict.fromkeys(department_ids):
+        summons = existing.get(department_id)
+        if summons is not None and summons.status in (ACTIVE_SUMMONS | {SS.FINISHED}):
+            continue
+        if summons is None:
+            summons = TicketSummons(ticket_id=ticket.id, department_id=department_id)
+            existing[department_id] = summons
+        summons.status = SS.SUMMONED
+        summons.summoned_at, summons.summoned_by_id, summons.updated_at = now, actor.id, now
+        summons.escalated = False
+        summons.return_reason = summons.return_note = None
+        _plan_summons(summons, timing, policies, ticket, now=now)
+        session.add(summons)
+        summoned.append(summons)
+    if not summoned:
+        raise DomainError("whistle.already_summoned")
+    await session.flush()
+    move(
+        out,
+        ticket,
+        Action.WHISTLE,
+        actor_id=actor.id,
+        departments=[allowed_ids[s.department_id].code for s in summoned],
+    )
+    _ticket_clock(ticket, list(existing.values()), timing, policies, now)
+    session.add(ticket)
+    ctx = await context_from(lk, ticket)
+    for summons in summoned:
+        department = allowed_ids[summons.department_id]
+        data = _summons_data(ctx, summons, department, now) | {"reason": "summoned"}
+        for person in await _liaisons(lk, department.id):
+            out.message(person.telegram_id, "summons_card", data, Lane.ESCALATION)
+    names = [allowed_ids[s.department_id] for s in summoned]
+    status = {
+        "departments_zh": "、".join(d.name_zh for d in names),
+        "departments_en": ", ".join(d.name_en for d in names),
+    }
+    await tell_watchers(lk, out, ctx, "whistled", skip=[actor.id], **status)
+    await out.commit(session)
+    return ctx, summoned
+
+
+async def _load_summons(
+    session: AsyncSession, clock: Clock, actor: Person, summons_id: int, *, liaison: bool
+) -> tuple[Ticket, TicketSummons, Department]:
+    """Lock the ticket, then check the actor: the department's liaison, or the ticket's holder."""
+    summons = await session.get(TicketSummons, summons_id)
+    if summons is None:
+        raise NotFound("summons.unknown")
+    ticket = await get_ticket(session, summons.ticket_id, for_update=True)
+    await session.refresh(summons)
+    department = await session.get(Department, summons.department_id)
+    assert department is not None
+    if liaison:
+        found = (
+            await session.exec(
+                select(RoleAssignment.id).where(
+                    RoleAssignment.person_id == actor.id,
+                    RoleAssignment.role == Role.DEPARTMENT_LIAISON,
+                    RoleAssignment.department_id == department.id,
+                    RoleAssignment.status == AssignmentStatus.ACTIVE,
+                )
+            )
+        ).first()
+        if found is None:
+            unit = await session.get(OrgUnit, department.unit_id)
+            assert unit is not None
+            await deny(
+                session,
+                clock=clock,
+                person_id=actor.id,
+                unit=unit,
+                action=f"summons.{department.code}:{ticket.number}",
+                roles=[Role.DEPARTMENT_LIAISON],
+            )
+    else:
+        holder = await session.get(OrgUnit, ticket.holder_unit_id)
+        assert holder is not None
+        roles = LEVEL_ROLES[ticket.level]
+        if await covering_assignment(session, person_id=actor.id, roles=roles, unit=holder) is None:
+            await deny(
+                session,
+                clock=clock,
+                person_id=actor.id,
+                unit=holder,
+                action=f"summons.arbitrate:{ticket.number}",
+                roles=roles,
+            )
+    return ticket, summons, department
+
+
+def _stale(summons: TicketSummons, ticket: Ticket, department: Department) -> StaleAction:
+    return StaleAction(
+        "summons.stale",
+        number=ticket.number,
+        status=summons.status.value,
+        department_zh=department.name_zh,
+        department_en=department.name_en,
+    )
+
+
+async def report_in(
+    *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
+) -> tuple[TicketContext, TicketSummons]:
+    """The department accepts (报到/签收); its clock now runs on finishing its part."""
+    ticket, summons, department = await _load_summons(
+        session, clock, actor, summons_id, liaison=True
+    )
+    if summons.status != SS.SUMMONED or ticket.status != TicketStatus.SUMMONED:
+        raise _stale(summons, ticket, department)
+    out = Changes(clock)
+    summons.status, summons.updated_at = SS.ACCEPTED, out.now
+    summons.accepted_at, summons.accepted_by_id = out.now, actor.id
+    _plan_summons(summons, timing, await Policies.load(session), ticket, now=out.now)
+    session.add(summons)
+    out.event(
+        ticket,
+        actor_id=actor.id,
+        kind="department_accepted",
+        from_status=ticket.status,
+        department=department.code,
+    )
+    lk = Lookups(session)
+    ctx = await context_from(lk, ticket)
+    data = _summons_data(ctx, summons, department, out.now) | {"event": "department_accepted"}
+    for person in await _holders_now(lk, ticket):
+        out.message(person.telegram_id, "summons_status", data, Lane.ESCALATION)
+    await out.commit(session)
+    return ctx, summons
+
+
+async def return_summons(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    timing: Timing,
+    actor: Person,
+    summons_id: int,
+    reason: SummonsReturnReason,
+    note: str,
+) -> tuple[TicketContext, TicketSummons]:
+    """The department returns it (退单) with a reason and a note; the street decides."""
+    note = note.strip()
+    if not note:
+        raise DomainError("summons.note_empty")
+    if len(note) > DESCRIPTION_LIMIT:
+        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    ticket, summons, department = await _load_summons(
+        session, clock, actor, summons_id, liaison=True
+    )
+    if summons.status not in ACTIVE_SUMMONS or ticket.status != TicketStatus.SUMMONED:
+        raise _stale(summons, ticket, department)
+    out = Changes(clock)
+    summons.status, summons.updated_at = SS.RETURNED, out.now
+    summons.returned_at, summons.return_reason, summons.return_note = out.now, reason, note
+    summons.next_deadline, summons.alerts, summons.alert_at = None, [], None
+    session.add(summons)
+    policies = await Policies.load(session)
+    _ticket_clock(ticket, await summonses_of(session, ticket.id), timing, policies, out.now)
+    session.add(ticket)
+    out.event(
+        ticket,
+        actor_id=actor.id,
+        kind="department_returned",
+        from_status=ticket.status,
+        note=note,
+        department=department.code,
+        reason=reason.value,
+    )
+    lk = Lookups(session)
+    ctx = await context_from(lk, ticket)
+    data = _summons_data(ctx, summons, department, out.now) | {"reason": "department_returned"}
+    for person in await _holders_now(lk, ticket):
+        out.message(person.telegram_id, "summons_card", data, Lane.ESCALATION)
+    await out.commit(session)
+    return ctx, summons
+
+
+async def finish_summons(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    timing: Timing,
+    actor: Person,
+    summons_id: int,
+    note: str,
+) -> tuple[TicketContext, TicketSummons]:
+    """The department's part is done; the last one to finish resolves the ticket."""
+    note = note.strip()
+    if not note:
+        raise DomainError("resolve.note_empty")
+    if len(note) > DESCRIPTION_LIMIT:
+        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    ticket, summons, department = await _load_summons(
+        session, clock, actor, summons_id, liaison=True
+    )
+    if summons.status != SS.ACCEPTED or ticket.status != TicketStatus.SUMMONED:
+        raise _stale(summons, ticket, department)
+    out = Changes(clock)
+    summons.status, summons.updated_at = SS.FINISHED, out.now
+    summons.finished_at, summons.finished_by_id, summons.finish_note = out.now, actor.id, note
+    summons.next_deadline, summons.alerts, summons.alert_at = None, [], None
+    session.add(summons)
+    out.event(
+        ticket,
+        actor_id=actor.id,
+        kind="department_finished",
+        from_status=ticket.status,
+        note=note,
+        department=department.code,
+    )
+    lk = Lookups(session)
+    ctx = await _finish_if_done(session, lk, out, timing, ticket, actor)
+    data = _summons_data(ctx, summons, department, out.now) | {"event": "department_finished"}
+    if ticket.status == TicketStatus.SUMMONED:
+        for person in await _holders_now(lk, ticket):
+            out.message(person.telegram_id, "summons_status", data, Lane.ESCALATION)
+    await out.commit(session)
+    return ctx, summons
+
+
+async def _finish_if_done(
+    session: AsyncSession,
+    lk: Lookups,
+    out: Changes,
+    timing: Timing,
+    ticket: Ticket,
+    actor: Person,
+) -> TicketContext:
+    """Resolve the ticket once no department is still summoned, working or returned."""
+    summonses = await summonses_of(session, ticket.id)
+    if any(s.status in ACTIVE_SUMMONS | {SS.RETURNED} for s in summonses):
+        return await context_from(lk, ticket)
+    finished = [s for s in summonses if s.status == SS.FINISHED]
+    if not finished:
+        # Every department released: the street holds it again, with its clock on resolving.
+        move(out, ticket, Action.RECALL, actor_id=actor.id)
+        policies = await Policies.load(session)
+        policy = policies.find(ticket.urgency, ticket.category_id, ticket.level)
+        plan(ticket, timing, policy, now=out.now, start=out.now)
+        return await context_from(lk, ticket)
+    notes = []
+    for s in finished:
+        department = await lk.department(s.department_id)
+        notes.append(f"{department.name_zh} / {department.name_en}: {s.finish_note}")
+    return await resolve(lk, out, timing, ticket, actor=actor, note="\n".join(notes))
+
+
+async def insist(
+    *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
+) -> tuple[TicketContext, list[TicketSummons]]:
+    """The street arbitrates a return: the department must take it after all."""
+    ticket, summons, department = await _load_summons(
+        session, clock, actor, summons_id, liaison=False
+    )
+    if summons.status != SS.RETURNED:
+        raise _stale(summons, ticket, department)
+    await session.commit()
+    return await whistle(
+        session=session,
+        clock=clock,
+        timing=timing,
+        actor=actor,
+        ticket_id=ticket.id,
+        department_ids=[department.id],
+    )
+
+
+async def release(
+    *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
+) -> tuple[TicketContext, TicketSummons]:
+    """The street accepts a department's return and releases it."""
+    ticket, summons, department = await _load_summons(
+        session, clock, actor, summons_id, liaison=False
+    )
+    if summons.status != SS.RETURNED or ticket.status != TicketStatus.SUMMONED:
+        raise _stale(summons, ticket, department)
+    out = Changes(clock)
+    summons.status, summons.updated_at = SS.WITHDRAWN, out.now
+    session.add(summons)
+    out.event(
+        ticket,
+        actor_id=actor.id,
+        kind="department_released",
+        from_status=ticket.status,
+        department=department.code,
+    )
+    await session.flush()
+    policies = await Policies.load(session)
+    _ticket_clock(ticket, await summonses_of(session, ticket.id), timing, policies, out.now)
+    lk = Lookups(session)
+    ctx = await _finish_if_done(session, lk, out, timing, ticket, actor)
+    session.add(ticket)
+    await out.commit(session)
+    return ctx, summons
+
+
+async def sweep_summons(
+    lk: Lookups,
+    out: Changes,
+    timing: Timing,
+    rows: Sequence[TicketSummons],
+    now: datetime,
+) -> tuple[int, int]:
+    """Due department alerts: remind the liaisons; past a deadline, bring in the district."""
+    reminded = escalated = 0
+    tickets = {
+        t.id: t
+        for t in (
+            await lk.session.exec(select(Ticket).where(Ticket.id.in_({s.ticket_id for s in rows})))
+        ).all()
+    }
+    await lk.prefetch(list(tickets.values()), roles=[Role.ADMIN])
+    for summons in rows:
+        ticket = tickets[summons.ticket_id]
+        if summons.status not in ACTIVE_SUMMONS or ticket.status != TicketStatus.SUMMONED:
+            summons.alerts, summons.alert_at = [], None
+            continue
+        now_due, ahead = due(list(summons.alerts or []), now)
+        department = await lk.department(summons.department_id)
+        ctx = await context_from(lk, ticket)
+        for alert in now_due:
+            kind = AlertKind(alert["kind"])
+            overdue = kind == AlertKind.OVERDUE
+            data = _summons_data(ctx, summons, department, now) | {
+                "reason": "overdue" if overdue else "reminder",
+                "deadline": alert["deadline"],
+            }
+            for person in await _liaisons(lk, department.id):
+                out.message(person.telegram_id, "summons_card", data, Lane.ESCALATION)
+            if overdue:
+                data = data | {"reason": "department_silent"}
+                for person in await _district_admins(lk, ticket):
+                    out.message(person.telegram_id, "summons_card", data, Lane.ESCALATION)
+                if not summons.escalated:
+                    summons.escalated = True
+                    out.event(
+                        ticket,
+                        actor_id=None,
+                        kind="department_escalated",
+                        from_status=ticket.status,
+                        department=department.code,
+                    )
+                    escalated += 1
+                    # Past its deadline the department is chased at the ladder's top interval.
+                    every = timedelta(minutes=timing.ladder.top_repeat_minutes)
+                    ahead = [
+                        {
+                            "at": (now + k * every).isoformat(),
+                            "kind": AlertKind.OVERDUE.value,
+                            "deadline": alert["deadline"],
+                        }
+                        for k in range(1, timing.ladder.top_repeat_times + 1)
+                    ] + [a for a in ahead if a["kind"] != AlertKind.OVERDUE.value]
+                    ahead.sort(key=lambda a: a["at"])
+            else:
+                reminded += 1
+        summons.alerts, summons.alert_at = ahead, first_at(ahead)
+        summons.updated_at = now
+        lk.session.add(summons)
+    return reminded, escalated

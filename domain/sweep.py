@@ -1,0 +1,158 @@
+"""The deadline sweep: reminders before a deadline, escalation after it, each exactly once.
+
+A sweep reads only rows whose first alert is due (an index on `alert_at`), oldest first, in
+batches; each batch is one transaction. On PostgreSQL the rows are claimed with
+`FOR UPDATE SKIP LOCKED`, so two schedulers never take the same ticket; SQLite runs one
+writer at a time anyway. After downtime the first sweep catches up: every alert that came
+due meanwhile is handled once, in deadline order (not once per missed sweep), and an
+escalation replaces what was left of the old holder's schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.changes import Changes
+from domain.clock import Clock
+from domain.deadlines import Policies, Timing, due, first_at
+from domain.lookups import Lookups
+from domain.summons import sweep_summons
+from domain.tickets import (
+    LADDER_ROLES,
+    NEXT_LEVEL,
+    Action,
+    allowed,
+    close_unanswered,
+    escalate,
+    remind,
+)
+from storage.enums import OPEN_STATUSES, AlertKind, TicketStatus
+from storage.models import Ticket, TicketSummons
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did."""
+
+    reminded: int = 0
+    escalated: int = 0
+    overdue_at_top: int = 0
+    closed_unrated: int = 0
+    departments_reminded: int = 0
+    departments_escalated: int = 0
+
+    def add(self, other: SweepReport) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+
+def _claim(model: type, now: datetime, limit: int, session: AsyncSession):
+    statement = (
+        select(model).where(model.alert_at <= now).order_by(model.alert_at, model.id).limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        # Another scheduler's batch is skipped, not waited for (and never taken twice).
+        statement = statement.with_for_update(skip_locked=True)
+    return statement
+
+
+async def _ticket_batch(
+    session: AsyncSession, clock: Clock, timing: Timing, batch: int
+) -> tuple[SweepReport, int]:
+    report = SweepReport()
+    now = clock.now()
+    tickets = list((await session.exec(_claim(Ticket, now, batch, session))).all())
+    if not tickets:
+        await session.commit()
+        return report, 0
+    lk = Lookups(session)
+    await lk.prefetch(tickets, roles=LADDER_ROLES)
+    policies = await Policies.load(session)
+    out = Changes(clock)
+    for ticket in tickets:
+        await _ticket_alerts(lk, out, timing, policies, ticket, now, report)
+    await out.commit(session)
+    return report, len(tickets)
+
+
+async def _ticket_alerts(
+    lk: Lookups,
+    out: Changes,
+    timing: Timing,
+    policies: Policies,
+    ticket: Ticket,
+    now: datetime,
+    report: SweepReport,
+) -> None:
+    """Handle the ticket's due alerts in order; an escalation or a closing ends the list."""
+    if ticket.status not in OPEN_STATUSES:
+        ticket.alerts, ticket.alert_at = [], None
+        return
+    now_due, ahead = due(list(ticket.alerts or []), now)
+    for alert in now_due:
+        kind = AlertKind(alert["kind"])
+        if kind == AlertKind.REMIND:
+            await remind(lk, out, ticket, overdue=False, deadline=alert["deadline"])
+            report.reminded += 1
+        elif kind == AlertKind.OVERDUE:
+            if ticket.level in NEXT_LEVEL and allowed(ticket.status, Action.ESCALATE):
+                await escalate(lk, out, timing, policies, ticket, actor=None)
+                report.escalated += 1
+                return  # the new holder's schedule replaced the rest
+            await remind(lk, out, ticket, overdue=True, deadline=alert["deadline"])
+            report.overdue_at_top += 1
+        elif kind == AlertKind.FOLLOWUP_TIMEOUT and ticket.status == TicketStatus.RESOLVED:
+            await close_unanswered(lk, out, ticket)
+            report.closed_unrated += 1
+            return
+    ticket.alerts, ticket.alert_at = ahead, first_at(ahead)
+
+
+async def _summons_batch(
+    session: AsyncSession, clock: Clock, timing: Timing, batch: int
+) -> tuple[SweepReport, int]:
+    report = SweepReport()
+    now = clock.now()
+    rows = list((await session.exec(_claim(TicketSummons, now, batch, session))).all())
+    if not rows:
+        await session.commit()
+        return report, 0
+    lk = Lookups(session)
+    out = Changes(clock)
+    reminded, escalated = await sweep_summons(lk, out, timing, rows, now)
+    report.departments_reminded += reminded
+    report.departments_escalated += escalated
+    await out.commit(session)
+    return report, len(rows)
+
+
+async def sweep(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    timing: Timing,
+    batch: int = 500,
+    max_batches: int = 1000,
+) -> SweepReport:
+    """Everything due by now, batch after batch (each its own transaction)."""
+    report = SweepReport()
+    for step in (_ticket_batch, _summons_batch):
+        for _ in range(max_batches):
+            part, taken = await step(session, clock, timing, batch)
+            report.add(part)
+            if taken < batch:
+                break
+    if report.total:
+        logger.info("sweep: %s", report)
+    return report

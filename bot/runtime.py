@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from contextlib import suppress
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from aiogram import Bot, Dispatcher
@@ -13,6 +14,8 @@ from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import User
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.app import build_bot, build_dispatcher, build_throttle, set_commands
@@ -21,6 +24,8 @@ from bot.outbox import OutboxSender
 from bot.render import default_renderer
 from bot.settings import Settings
 from domain.clock import Clock, SystemClock
+from domain.deadlines import load_timing
+from scheduler import jobs
 from storage.db import make_engine, make_sessionmaker, upgrade
 from storage.org_loader import apply_org, org_is_empty, sample_path
 from storage.orgfile import read_org_file
@@ -82,6 +87,8 @@ async def serve(
                 logger.warning(
                     "The database was empty: loaded the bundled sample city (%s)", summary
                 )
+        async with sessionmaker() as session:
+            timing = await load_timing(session, settings.tz)
         logger.info("Bot @%s (id %s) starting", me.username, me.id)
         tracker = UpdateTracker()
         sender = OutboxSender(
@@ -98,16 +105,27 @@ async def serve(
             clock=clock,
             tracker=tracker,
             on_queued=sender.wake,
+            timing=timing,
         )
         await set_commands(bot)
         sender_stop = asyncio.Event()
         sender_task = asyncio.create_task(sender.run(sender_stop), name="outbox-sender")
+        scheduler = None
+        if settings.scheduler:
+            scheduler = start_scheduler(
+                jobs.JobContext(sessionmaker, clock, timing, settings.digest_time, sender.wake),
+                settings.sweep_interval,
+            )
         try:
             if settings.webhook_url:
                 await _run_webhook(bot, dp, settings, stop, tracker)
             else:
                 await _run_polling(bot, dp, stop)
         finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+                await jobs.wait_idle()
+                jobs.configure(None)
             if not await tracker.drained(DRAIN_TIMEOUT):
                 logger.error("stopped with %d updates still being handled", tracker.active)
             sender_stop.set()
@@ -117,6 +135,23 @@ async def serve(
         await bot.session.close()
         if engine is not None:
             await engine.dispose()
+
+
+def start_scheduler(context: jobs.JobContext, interval: float) -> AsyncIOScheduler:
+    """The deadline sweep every `interval` seconds, the first one now (it catches up)."""
+    jobs.configure(context)
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        jobs.sweep_job,
+        IntervalTrigger(seconds=interval, timezone=UTC),
+        id=jobs.SWEEP_JOB_ID,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        next_run_time=datetime.now(UTC),
+    )
+    scheduler.start()
+    return scheduler
 
 
 async def _run_polling(bot: Bot, dp: Dispatcher, stop: asyncio.Event | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -51,6 +52,19 @@ class Settings(BaseSettings):
     )
     load_sample_city: bool = Field(
         default=True, description="Load the bundled sample city when the database is empty."
+    )
+    scheduler: bool = Field(
+        default=True,
+        description="Run the deadline sweep and the digests in this process "
+        "(on PostgreSQL several processes may; on SQLite keep it to one).",
+    )
+    sweep_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between two deadline sweeps."
+    )
+    digest_time: time = Field(
+        default=time(8, 30),
+        description="Local time of the daily digest to grid leaders, secretaries and officers "
+        "(HH:MM; working days only).",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
 

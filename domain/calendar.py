@@ -36,6 +36,9 @@ def _require_aware(*moments: datetime) -> None:
             raise ValueError("aware datetimes only")
 
 
+_MEMO_LIMIT = 4096
+
+
 class WorkCalendar:
     """Which days and hours count, and how a span of working minutes falls on the clock."""
 
@@ -55,6 +58,10 @@ class WorkCalendar:
         self._periods = self._validated(self.working_hours)
         self._day_length = sum((end - start for start, end in self._periods), timedelta())
         self.day_minutes = self._day_length // _MINUTE
+        # The sweep computes the same deadlines for many tickets at once (same start, same
+        # policy): both answers are memoised, bounded.
+        self._days: dict[date, bool] = {}
+        self._sums: dict[tuple[datetime, int], datetime] = {}
 
     @staticmethod
     def _validated(hours: tuple[tuple[time, time], ...]) -> tuple[tuple[timedelta, timedelta], ...]:
@@ -77,6 +84,14 @@ class WorkCalendar:
 
     def is_working_day(self, day: date) -> bool:
         """Whether `day` is a working day (operator lists first, then the official calendar)."""
+        known = self._days.get(day)
+        if known is None:
+            if len(self._days) > _MEMO_LIMIT:
+                self._days.clear()
+            known = self._days[day] = self._is_working_day(day)
+        return known
+
+    def _is_working_day(self, day: date) -> bool:
         if day in self._workdays:
             return True
         if day in self._holidays:
@@ -113,6 +128,15 @@ class WorkCalendar:
             raise ValueError("a duration cannot be negative")
         if total == 0:
             return start
+        key = (start, total)
+        found = self._sums.get(key)
+        if found is None:
+            if len(self._sums) > _MEMO_LIMIT:
+                self._sums.clear()
+            found = self._sums[key] = self._add_working(start, total)
+        return found
+
+    def _add_working(self, start: datetime, total: int) -> datetime:
         remaining = timedelta(minutes=total)
         cursor = self._wall(start)
         day = cursor.date()

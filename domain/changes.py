@@ -1,6 +1,6 @@
 """What a ticket use case writes besides the ticket row: its events and its outbox messages.
 
-Both are collected in memory and inserted with one executemany each (no ORM objects), in
+Both are collected in memory and inserted with one executemany each (storage.bulk), in
 the use case's own transaction, just before it commits. The sweep escalates thousands of
 tickets in one transaction through the same path.
 """
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.outbox import QUEUED
+from storage.bulk import insert_rows
 from storage.enums import Lane, OutboxStatus, TicketStatus
 from storage.models import OutboxMessage, Ticket, TicketEvent
 
@@ -68,12 +68,11 @@ class Changes:
             }
         )
 
-    async def write(self, session: AsyncSession, chunk: int = 2000) -> None:
+    async def write(self, session: AsyncSession) -> None:
         """Insert what was collected into the session's transaction; the caller commits."""
         await session.flush()  # the tickets the events refer to exist first
-        for table, rows in ((_events, self.events), (_outbox, self.messages)):
-            for start in range(0, len(rows), chunk):
-                await session.exec(sa.insert(table), params=rows[start : start + chunk])
+        await insert_rows(session, _events, self.events)
+        await insert_rows(session, _outbox, self.messages)
         if self.messages:
             session.info[QUEUED] = True
         self.events, self.messages = [], []

@@ -30,6 +30,8 @@ def bot_settings(api_base: str, database_url: str, **overrides: object) -> Setti
         # Test pace: fast enough not to slow the tests, still throttled.
         "outbox_rate": 500.0,
         "outbox_chat_interval": 0.01,
+        # The deadline sweep runs only where a test asks for it (scheduler=True).
+        "scheduler": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -19,7 +19,6 @@ from domain.tickets import (
     confirm_ticket,
     events_of,
     file_ticket,
-    get_ticket,
     resolve_ticket,
 )
 from storage.db import make_engine, make_sessionmaker
@@ -86,6 +85,14 @@ async def _file(session, clock, tree, category, people, timing=TIMING) -> Ticket
     return ctx.ticket
 
 
+async def _reload(session, ticket_id: int) -> Ticket:
+    """The ticket as the database has it now (the sweep writes rows, not the session's objects)."""
+    statement = (
+        select(Ticket).where(Ticket.id == ticket_id).execution_options(populate_existing=True)
+    )
+    return (await session.exec(statement)).one()
+
+
 async def _messages(session, *, since: int = 0) -> list[tuple[int, str, str | None]]:
     rows = (
         await session.exec(
@@ -129,7 +136,7 @@ async def test_a_ticket_nobody_touches_climbs_the_whole_ladder(sessionmaker, clo
             clock.advance(timedelta(minutes=15))
             report = await sweep(session=session, clock=clock, timing=TIMING)
             assert report.escalated == 1
-            ticket = await get_ticket(session, ticket_id)
+            ticket = await _reload(session, ticket_id)
             assert (ticket.level, ticket.holder_unit_id, ticket.status) == (level, holder.id, S.NEW)
             assert ticket.holder_since == clock.now()
             assert ticket.next_deadline == clock.now() + timedelta(minutes=30)
@@ -148,7 +155,7 @@ async def test_a_ticket_nobody_touches_climbs_the_whole_ladder(sessionmaker, clo
             clock.advance(timedelta(minutes=15) if not counts else timedelta(hours=4))
             counts.append((await sweep(session=session, clock=clock, timing=TIMING)).overdue_at_top)
         assert counts == [1, 1, 1, 1, 0, 0]
-        ticket = await get_ticket(session, ticket_id)
+        ticket = await _reload(session, ticket_id)
         assert ticket.alerts == [] and ticket.alert_at is None
         assert ticket.level == Level.DISTRICT
 
@@ -207,7 +214,7 @@ async def test_after_downtime_each_missed_alert_happens_once_in_deadline_order(
         assert ids[first.id][0] < ids[second.id][0] < ids[accepted.id][0]
         # The community's new deadlines run from the sweep that caught up, not from the past.
         for ticket in (first, second, accepted):
-            ticket = await get_ticket(session, ticket.id)
+            ticket = await _reload(session, ticket.id)
             assert ticket.holder_since == clock.now()
             assert ticket.next_deadline == clock.now() + timedelta(minutes=30)
 
@@ -235,7 +242,7 @@ async def test_an_unanswered_follow_up_closes_the_ticket_unrated(sessionmaker, c
         clock.advance(timedelta(minutes=1))
         report = await sweep(session=session, clock=clock, timing=TIMING)
         assert report.closed_unrated == 1
-        ticket = await get_ticket(session, ticket_id)
+        ticket = await _reload(session, ticket_id)
         assert (ticket.status, ticket.rating, ticket.closed_at) == (
             S.CLOSED,
             None,

@@ -1,0 +1,73 @@
+"""The scheduler's jobs: module-level async functions with no arguments and fixed ids.
+
+APScheduler only triggers them; what they need (sessions, clock, timing) is handed over once
+by `configure` when the bot starts, so no ORM object or closure is ever a job argument. Each
+job opens its own session and calls a domain use case. Tests call them directly with a
+frozen clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import time
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from domain.clock import Clock
+from domain.deadlines import Timing
+from domain.digests import send_digests
+from domain.sweep import SweepReport, sweep
+
+logger = logging.getLogger(__name__)
+
+SWEEP_JOB_ID = "gridbot.sweep"
+
+
+@dataclass
+class JobContext:
+    sessionmaker: async_sessionmaker
+    clock: Clock
+    timing: Timing
+    digest_time: time
+    on_queued: Callable[[], None] | None = None
+
+
+_context: JobContext | None = None
+# Held while a job runs, so a stopping bot can wait for it before closing the database.
+_running = asyncio.Lock()
+
+
+def configure(context: JobContext | None) -> None:
+    """Hand the jobs what they need (None when the bot stops)."""
+    global _context
+    _context = context
+
+
+def _require() -> JobContext:
+    if _context is None:
+        raise RuntimeError("scheduler jobs used before scheduler.jobs.configure()")
+    return _context
+
+
+async def sweep_job() -> SweepReport:
+    """Re-read the calendar and ladder, sweep what is due, and send today's digest if due."""
+    ctx = _require()
+    async with _running, ctx.sessionmaker() as session:
+        await ctx.timing.refresh(session)
+        await session.commit()
+        report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing)
+        digests = await send_digests(
+            session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
+        )
+    if (report.total or digests) and ctx.on_queued is not None:
+        ctx.on_queued()
+    return report
+
+
+async def wait_idle() -> None:
+    """Return once no job is running."""
+    async with _running:
+        pass

@@ -1,0 +1,144 @@
+"""The scheduler's job and the daily digest: once a working day, after its time, never twice;
+and the running bot sweeps at start (catching up) and on its interval."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import select
+
+from domain.calendar import WorkCalendar
+from domain.clock import FrozenClock
+from domain.deadlines import Ladder, Timing
+from domain.digests import send_digests
+from domain.tickets import accept_ticket
+from scheduler import jobs
+from storage.db import make_engine, make_sessionmaker
+from storage.enums import Level
+from storage.models import OrgSetting, OutboxMessage
+from tests.botkit import running_bot
+from tests.test_sweep import _file, _reload, _world
+
+TZ = ZoneInfo("Asia/Shanghai")
+DIGEST_AT = time(8, 30)
+
+
+def _local(*args: int) -> datetime:
+    return datetime(*args, tzinfo=TZ).astimezone(UTC)
+
+
+async def _digests(session) -> list[OutboxMessage]:
+    return list(
+        (
+            await session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == "digest")
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+    )
+
+
+async def test_the_digest_goes_out_once_per_working_day_after_its_time(sessionmaker) -> None:
+    clock = FrozenClock(_local(2026, 11, 24, 16, 0))  # Tuesday afternoon
+    timing = Timing(WorkCalendar(TZ), Ladder())
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        overdue = await _file(session, clock, tree, category, people, timing=timing)
+        # Accepted: its deadline is the resolve one (4 h), so overdue by tomorrow; the one
+        # filed tomorrow at 08:10 is due at 08:40: due today, not yet overdue, at 08:31.
+        await accept_ticket(
+            session=session,
+            clock=clock,
+            timing=timing,
+            actor=people["leader"],
+            ticket_id=overdue.id,
+        )
+        clock.set(_local(2026, 11, 25, 8, 10))
+        fresh = await _file(session, clock, tree, category, people, timing=timing)
+        expected = [overdue.id, fresh.id]
+
+        # Before its time: nothing.
+        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) is None
+        clock.set(_local(2026, 11, 25, 8, 31))
+        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) == 1
+        # Again the same day (another sweep, or another scheduler): nothing.
+        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) is None
+
+        [digest] = await _digests(session)
+        assert digest.chat_id == 200  # only the grid leader holds anything
+        data = digest.data
+        assert (data["open"], data["overdue"], data["due_today"]) == (2, 1, 1)
+        assert data["date"] == "2026-11-25" and data["role"] == "grid_leader"
+        # Most urgent first: the overdue one, then the one due this morning.
+        assert [t["ticket_id"] for t in data["tickets"]] == expected
+        assert [t["overdue"] for t in data["tickets"]] == [True, False]
+
+        # Saturday is not a working day: no digest.
+        clock.set(_local(2026, 11, 28, 9, 0))
+        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) is None
+        # Monday: the next one.
+        clock.set(_local(2026, 11, 30, 9, 0))
+        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) == 1
+        assert len(await _digests(session)) == 2
+
+
+async def test_the_sweep_job_rereads_the_calendar_and_wakes_the_sender(sessionmaker) -> None:
+    clock = FrozenClock(_local(2026, 11, 25, 7, 0))
+    timing = Timing.plain(TZ)
+    woken = []
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        ticket = await _file(session, clock, tree, category, people, timing=timing)
+        ticket_id = ticket.id
+        session.add(OrgSetting(key="ladder", value={"top_repeat_minutes": 60}))
+        await session.commit()
+    jobs.configure(jobs.JobContext(sessionmaker, clock, timing, DIGEST_AT, lambda: woken.append(1)))
+    try:
+        clock.advance(timedelta(minutes=5))
+        report = await jobs.sweep_job()
+        assert report.total == 0 and woken == []
+        assert timing.ladder.top_repeat_minutes == 60  # the organisation's settings were read
+        clock.advance(timedelta(minutes=30))
+        report = await jobs.sweep_job()
+        assert (report.reminded, report.escalated) == (1, 1)
+        assert woken == [1]
+    finally:
+        jobs.configure(None)
+    async with sessionmaker() as session:
+        assert (await _reload(session, ticket_id)).level == Level.COMMUNITY
+
+
+async def test_the_running_bot_sweeps_at_start_and_then_on_its_interval(db_url) -> None:
+    """Down while a deadline passed: the first sweep, at start, escalates; the next ones follow."""
+    clock = FrozenClock(_local(2026, 11, 25, 7, 0))
+    timing = Timing.plain(TZ)
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            tree, category, people = await _world(session)
+            ticket = await _file(session, clock, tree, category, people, timing=timing)
+            ticket_id = ticket.id
+    finally:
+        await engine.dispose()
+    clock.advance(timedelta(hours=1))  # the grid's 30 minutes passed while the bot was down
+    async with running_bot(
+        db_url, clock=clock, scheduler=True, sweep_interval=0.05, load_sample_city=False
+    ) as running:
+        # The community secretary (300) gets the escalated card from the first sweep.
+        def is_text(message: dict) -> bool:
+            return message["method"] == "sendMessage"
+
+        card = await running.fake.wait_for_message(300, is_text, timeout=20)
+        assert "escalated" in card["text"].lower() or "上报" in card["text"]
+        # The community's 15-minute reminder comes from a later sweep once the clock moves.
+        clock.advance(timedelta(minutes=15))
+        reminder = await running.fake.wait_for_message(300, is_text, timeout=20)
+        assert reminder["text"].startswith("⏰")
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            assert (await _reload(session, ticket_id)).level == Level.COMMUNITY
+    finally:
+        await engine.dispose()

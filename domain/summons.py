@@ -579,6 +579,8 @@ async def sweep_summons(
                         for k in range(1, timing.ladder.top_repeat_times + 1)
                     ] + [a for a in ahead if a["kind"] != AlertKind.OVERDUE.value]
                     ahead.sort(key=lambda a: a["at"])
+                else:
+                    reminded += 1  # chased again
             else:
                 reminded += 1
         summons.alerts, summons.alert_at = ahead, first_at(ahead)

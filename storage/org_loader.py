@@ -2,8 +2,9 @@
 
 Rows are matched by code, compared, and written only when something differs, so loading the
 same file twice touches nothing. Units and departments that vanished from the file are kept,
-because tickets and roles refer to them. Bulk statements keep a 50,000-grid city to a few
-round trips per table instead of one per row.
+because tickets and roles refer to them. The optional calendar and ladder sections are one
+org_setting row each; a file without the section removes its row, so the defaults apply.
+Bulk statements keep a 50,000-grid city to a few round trips per table instead of one per row.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.enums import UnitKind
-from storage.models import Category, CategoryDepartment, DeadlinePolicy, Department, OrgUnit
+from storage.models import (
+    Category,
+    CategoryDepartment,
+    DeadlinePolicy,
+    Department,
+    OrgSetting,
+    OrgUnit,
+)
 from storage.orgfile import Organisation, OrgFileError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +42,9 @@ KIND_ORDER = (
     UnitKind.GRID,
 )
 _MAX_DEPTH = 32
+# The org_setting keys domain.deadlines reads (CALENDAR_KEY, LADDER_KEY).
+CALENDAR_KEY = "calendar"
+LADDER_KEY = "ladder"
 
 
 class Clock(Protocol):
@@ -64,12 +75,23 @@ class LoadReport:
     categories: Counts = field(default_factory=Counts)
     links: Counts = field(default_factory=Counts)
     deadlines: Counts = field(default_factory=Counts)
+    # One row each: at most one of created, updated, unchanged or removed is 1.
+    calendar: Counts = field(default_factory=Counts)
+    ladder: Counts = field(default_factory=Counts)
     units_not_in_file: list[str] = field(default_factory=list)
     departments_not_in_file: list[str] = field(default_factory=list)
     categories_not_in_file: list[str] = field(default_factory=list)
 
     def _all(self) -> tuple[Counts, ...]:
-        return (self.units, self.departments, self.categories, self.links, self.deadlines)
+        return (
+            self.units,
+            self.departments,
+            self.categories,
+            self.links,
+            self.deadlines,
+            self.calendar,
+            self.ladder,
+        )
 
     @property
     def created(self) -> int:
@@ -93,6 +115,14 @@ class LoadReport:
         def part(name: str, c: Counts) -> str:
             return f"{name} {c.created} created, {c.updated} updated, {c.unchanged} unchanged"
 
+        def setting(name: str, c: Counts) -> str:
+            if c.removed:
+                return f"{name} removed (defaults apply)"
+            for state in ("created", "updated", "unchanged"):
+                if getattr(c, state):
+                    return f"{name} {state}"
+            return f"{name} not set (defaults apply)"
+
         links = self.links
         parts = [
             part("units", self.units),
@@ -101,6 +131,8 @@ class LoadReport:
             f"category links {links.created} added, {links.removed} removed, "
             f"{links.unchanged} unchanged",
             part("deadlines", self.deadlines) + f", {self.deadlines.removed} removed",
+            setting("calendar", self.calendar),
+            setting("ladder", self.ladder),
         ]
         line = f"Organisation {self.city}: " + "; ".join(parts)
         kept = [
@@ -141,6 +173,7 @@ async def apply_org(*, session: AsyncSession, org: Organisation, clock: Clock) -
         category_ids = await _apply_categories(session, org, now, report)
         await _apply_links(session, org, category_ids, department_ids, report)
         await _apply_deadlines(session, org, category_ids, report)
+        await _apply_settings(session, org, now, report)
         await session.commit()
     except BaseException:
         await session.rollback()
@@ -455,3 +488,39 @@ async def _apply_deadlines(
     counts = report.deadlines
     counts.created, counts.updated, counts.removed = len(inserts), len(updates), len(stale_ids)
     counts.unchanged = len(org.deadlines) - counts.created - counts.updated
+
+
+async def _apply_settings(
+    session: AsyncSession, org: Organisation, now: datetime, report: LoadReport
+) -> None:
+    """The calendar and ladder rows: written when they differ, removed when not in the file."""
+    sections = (
+        (CALENDAR_KEY, org.calendar, report.calendar),
+        (LADDER_KEY, org.ladder, report.ladder),
+    )
+    rows = await session.exec(
+        select(OrgSetting.key, OrgSetting.value).where(
+            OrgSetting.key.in_([key for key, _, _ in sections])
+        )
+    )
+    existing = {key: value for key, value in rows.all()}
+    for key, spec, counts in sections:
+        current = existing.get(key)
+        if spec is None:
+            if current is not None:
+                await session.exec(sa.delete(OrgSetting).where(OrgSetting.key == key))
+                counts.removed = 1
+            continue
+        wanted = spec.setting()
+        if current is None:
+            await session.exec(sa.insert(OrgSetting).values(key=key, value=wanted, updated_at=now))
+            counts.created = 1
+        elif current != wanted:
+            await session.exec(
+                sa.update(OrgSetting)
+                .where(OrgSetting.key == key)
+                .values(value=wanted, updated_at=now)
+            )
+            counts.updated = 1
+        else:
+            counts.unchanged = 1

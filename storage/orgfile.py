@@ -12,7 +12,8 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,12 +43,19 @@ OVERLAP_TOLERANCE_M2 = 1.0
 # A child may stick out of its ancestor's boundary by this much (coordinates from two sources).
 WITHIN_TOLERANCE_M = 1.0
 DEFAULT_REMINDERS = (0.5, 0.8)
-TOP_KEYS = ("city", "units", "departments", "categories", "deadlines")
+REQUIRED_KEYS = ("city", "units", "departments", "categories", "deadlines")
+# Without these sections the defaults apply: whole working days, no operator-listed days, and
+# the ladder's built-in timing (domain.deadlines.Ladder).
+OPTIONAL_KEYS = ("calendar", "ladder")
+TOP_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
+MAX_TOP_REPEAT_TIMES = 100
 DEPARTMENT_UNIT_KINDS = (UnitKind.DISTRICT, UnitKind.STREET)
 
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_AT_EQUATOR = 111_320.0
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+_PERIOD = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 Problem = tuple[str, str]
 
@@ -110,14 +118,49 @@ class DeadlineSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CalendarSpec:
+    """Working hours and the operator's own holidays and make-up working days."""
+
+    # ("09:00", "12:00") periods in order, not overlapping; () means the whole day counts.
+    working_hours: tuple[tuple[str, str], ...] = ()
+    holidays: tuple[date, ...] = ()
+    workdays: tuple[date, ...] = ()
+
+    def setting(self) -> dict[str, Any]:
+        """The org_setting value (domain.deadlines.calendar_from_setting reads it)."""
+        return {
+            "working_hours": [[start, end] for start, end in self.working_hours],
+            "holidays": [day.isoformat() for day in self.holidays],
+            "workdays": [day.isoformat() for day in self.workdays],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LadderSpec:
+    """The top of the ladder's repeated reminders and the follow-up's end; None: the default."""
+
+    top_repeat_minutes: int | None = None
+    top_repeat_times: int | None = None
+    followup_close_minutes: int | None = None
+
+    def setting(self) -> dict[str, int]:
+        """The org_setting value (domain.deadlines.Ladder.from_setting reads it)."""
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {name: value for name, value in values if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
 class Organisation:
-    """A validated organisation file: the whole tree, departments, categories and deadlines."""
+    """A validated organisation file: the whole tree, departments, categories, deadlines and
+    the optional calendar and ladder (None when the file leaves them out)."""
 
     city: UnitSpec
     units: tuple[UnitSpec, ...]
     departments: tuple[DepartmentSpec, ...]
     categories: tuple[CategorySpec, ...]
     deadlines: tuple[DeadlineSpec, ...]
+    calendar: CalendarSpec | None = None
+    ladder: LadderSpec | None = None
 
     @property
     def all_units(self) -> tuple[UnitSpec, ...]:
@@ -224,6 +267,17 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_day_or_text(self, node: yaml.ScalarNode) -> Any:
+        # An impossible date such as 2027-02-30 stays text, so the validator can name its place
+        # (PyYAML would raise a bare ValueError with no line).
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_day_or_text)
+
 
 def _yaml_problem(exc: yaml.YAMLError) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -240,6 +294,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
 Code = Annotated[StrictStr, PydanticField(min_length=1, max_length=64, pattern=r"^\S+$")]
 Name = Annotated[StrictStr, PydanticField(min_length=1, max_length=200)]
 Fraction = Annotated[float, Strict()]
+RepeatTimes = Annotated[StrictInt, PydanticField(ge=0, le=MAX_TOP_REPEAT_TIMES)]
 
 
 class _Entry(BaseModel):
@@ -288,7 +343,22 @@ class _DeadlineIn(_Entry):
     reminders: list[Fraction] = list(DEFAULT_REMINDERS)
 
 
+class _CalendarIn(_Entry):
+    # Items are checked one by one (text periods; dates as YAML dates or ISO text).
+    working_hours: list[Any] = []
+    holidays: list[Any] = []
+    workdays: list[Any] = []
+
+
+class _LadderIn(_Entry):
+    top_repeat: StrictStr | None = None
+    top_repeat_times: RepeatTimes | None = None
+    followup_close: StrictStr | None = None
+
+
 _WHERE = re.compile(r"^(\w+)(?:\[(\d+)\])?")
+# A field of an optional section: "calendar.holidays[3]" -> ("holidays", "3").
+_FIELD = re.compile(r"^\w+\.(\w+)(?:\[(\d+)\])?")
 
 
 def _file_order(problem: Problem) -> tuple[int, int]:
@@ -437,12 +507,18 @@ class _Validator:
             raise OrgFileError([("(file)", "the file is empty")])
         if not isinstance(data, Mapping):
             raise OrgFileError(
-                [("(file)", f"must be a mapping with the keys {', '.join(TOP_KEYS)}")]
+                [
+                    (
+                        "(file)",
+                        f"must be a mapping with the keys {', '.join(REQUIRED_KEYS)} "
+                        f"(and optionally {', '.join(OPTIONAL_KEYS)})",
+                    )
+                ]
             )
         for key in data:
             if key not in TOP_KEYS:
                 self.problem(str(key), f"unknown key (expected {', '.join(TOP_KEYS)})")
-        for key in TOP_KEYS:
+        for key in REQUIRED_KEYS:
             if key not in data:
                 self.problem(key, "missing")
 
@@ -451,6 +527,8 @@ class _Validator:
         departments = self._departments(units, self._entries(data, "departments", _DepartmentIn))
         categories = self._categories(departments, self._entries(data, "categories", _CategoryIn))
         deadlines = self._deadlines(categories, self._entries(data, "deadlines", _DeadlineIn))
+        calendar = self._calendar(data["calendar"]) if "calendar" in data else None
+        ladder = self._ladder(data["ladder"]) if "ladder" in data else None
 
         if self.problems or city is None:
             # In file order, whatever order the checks ran in.
@@ -461,6 +539,8 @@ class _Validator:
             departments=tuple(departments.values()),
             categories=tuple(categories.values()),
             deadlines=tuple(deadlines),
+            calendar=calendar,
+            ladder=ladder,
         )
 
     def _model(self, model: type[BaseModel], value: Any, where: str) -> Any | None:
@@ -734,3 +814,151 @@ class _Validator:
                     )
                 )
         return deadlines
+
+    def _section(self, key: str, value: Any, model: type[BaseModel]) -> Any | None:
+        """An optional top-level mapping; present but empty is a mistake, not a default.
+
+        A field with a wrong type (or an unknown one) does not hide the others: they are still
+        parsed, so their own problems are listed too. The caller checks whether any were found.
+        """
+        names = list(model.model_fields)
+        if value is None or (isinstance(value, Mapping) and not value):
+            some = f"{', '.join(names[:-1])} or {names[-1]}"
+            self.problem(key, f"is empty: give {some}, or leave the section out")
+            return None
+        if not isinstance(value, Mapping):
+            self.problem(key, f"must be a mapping of fields, got {type(value).__name__}")
+            return None
+        known = {name: item for name, item in value.items() if name in model.model_fields}
+        for name in value:
+            if name not in known:
+                self.problem(f"{key}.{name}", f"unknown field (expected {', '.join(names)})")
+        try:
+            return model.model_validate(known)
+        except ValidationError as exc:
+            bad = set()
+            for error in exc.errors(include_url=False):
+                self.problem(_loc(key, error["loc"]), _reason(error))
+                bad.add(error["loc"][0])
+        return model.model_validate({name: item for name, item in known.items() if name not in bad})
+
+    def _calendar(self, value: Any) -> CalendarSpec | None:
+        before = len(self.problems)
+        parsed = self._section("calendar", value, _CalendarIn)
+        if parsed is None:
+            return None
+        hours = self._working_hours("calendar.working_hours", parsed.working_hours)
+        holidays = self._days("calendar.holidays", parsed.holidays)
+        workdays = self._days("calendar.workdays", parsed.workdays, holidays)
+        if self._in_field_order(before, _CalendarIn):
+            return None
+        return CalendarSpec(tuple(hours), tuple(sorted(holidays)), tuple(sorted(workdays)))
+
+    def _working_hours(self, prefix: str, items: list[Any]) -> list[tuple[str, str]]:
+        """Valid "HH:MM-HH:MM" periods, normalised; every malformed one is a problem."""
+        periods: list[tuple[str, str]] = []
+        previous: tuple[int, str, str] | None = None  # (end in minutes, text, where)
+        for i, item in enumerate(items):
+            where = f"{prefix}[{i}]"
+            if not isinstance(item, str):
+                self.problem(
+                    where, f'must be text like "09:00-12:00", got {item!r} (quote it in YAML)'
+                )
+                continue
+            match = _PERIOD.fullmatch(item.strip())
+            if match is None:
+                self.problem(where, f"{item!r} is not a period like 09:00-12:00")
+                continue
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            wrong = [f"{h}:{m:02d}" for h, m in ((h1, m1), (h2, m2)) if h > 23 or m > 59]
+            if wrong:
+                self.problem(where, f"{item!r}: {wrong[0]} is not a time of day (00:00 to 23:59)")
+                continue
+            start, end = h1 * 60 + m1, h2 * 60 + m2
+            if start >= end:
+                self.problem(where, f"{item!r} does not start before it ends")
+                continue
+            if previous is not None and start < previous[0]:
+                self.problem(
+                    where,
+                    f"{item!r} starts before the previous period {previous[1]!r} "
+                    f"({previous[2]}) ends: list periods in order, without overlaps",
+                )
+                continue
+            previous = (end, item, where)
+            periods.append((f"{h1:02d}:{m1:02d}", f"{h2:02d}:{m2:02d}"))
+        return periods
+
+    def _days(
+        self, prefix: str, items: list[Any], holidays: Mapping[date, str] | None = None
+    ) -> dict[date, str]:
+        """Valid days with where each is listed; bad and repeated ones are problems, and so
+        are workdays that are also listed as holidays."""
+        days: dict[date, str] = {}
+        for i, item in enumerate(items):
+            where = f"{prefix}[{i}]"
+            day = self._day(where, item)
+            if day is None:
+                continue
+            if day in days:
+                self.problem(where, f"{day.isoformat()} listed twice (first at {days[day]})")
+                continue
+            if holidays is not None and day in holidays:
+                self.problem(
+                    where,
+                    f"{day.isoformat()} is listed both as a workday and as a holiday "
+                    f"({holidays[day]})",
+                )
+            days[day] = where
+        return days
+
+    def _day(self, where: str, value: Any) -> date | None:
+        if isinstance(value, datetime):
+            self.problem(where, f"must be a day like 2027-01-01, got a time too: {value}")
+            return None
+        if isinstance(value, date):
+            return value
+        if not isinstance(value, str):
+            self.problem(where, f"must be a date like 2027-01-01, got {value!r}")
+            return None
+        text = value.strip()
+        if not _ISO_DAY.fullmatch(text):
+            self.problem(where, f"{value!r} is not a date like 2027-01-01")
+            return None
+        try:
+            return date.fromisoformat(text)
+        except ValueError as exc:
+            self.problem(where, f"{value!r} is not a real date ({exc})")
+            return None
+
+    def _ladder(self, value: Any) -> LadderSpec | None:
+        before = len(self.problems)
+        parsed = self._section("ladder", value, _LadderIn)
+        if parsed is None:
+            return None
+        for name in parsed.model_fields_set:
+            if getattr(parsed, name) is None:
+                self.problem(f"ladder.{name}", "has no value: give one, or leave the key out")
+        top_repeat, followup_close = (
+            None if text is None else self._duration(f"ladder.{name}", text)
+            for name, text in (
+                ("top_repeat", parsed.top_repeat),
+                ("followup_close", parsed.followup_close),
+            )
+        )
+        if self._in_field_order(before, _LadderIn):
+            return None
+        return LadderSpec(top_repeat, parsed.top_repeat_times, followup_close)
+
+    def _in_field_order(self, since: int, model: type[BaseModel]) -> bool:
+        """Sort a section's problems (those after `since`) by field and item; any found?"""
+        names = list(model.model_fields)
+
+        def order(problem: Problem) -> tuple[int, int]:
+            match = _FIELD.match(problem[0])
+            if match is None or match.group(1) not in names:
+                return (-1, -1)
+            return (names.index(match.group(1)), int(match.group(2) or -1))
+
+        self.problems[since:] = sorted(self.problems[since:], key=order)
+        return len(self.problems) > since

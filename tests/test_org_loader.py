@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -12,13 +13,21 @@ from sqlmodel import select
 
 import storage.org_loader as org_loader
 from domain.clock import FrozenClock
+from domain.deadlines import Ladder, load_timing
 from domain.geo import GridHit, load_locator
 from storage.enums import Level, UnitKind, Urgency
-from storage.models import Category, CategoryDepartment, DeadlinePolicy, Department, OrgUnit
+from storage.models import (
+    Category,
+    CategoryDepartment,
+    DeadlinePolicy,
+    Department,
+    OrgSetting,
+    OrgUnit,
+)
 from storage.org_loader import LoadReport, apply_org, org_is_empty, sample_path
 from storage.orgfile import Organisation, OrgFileError, validate_org
 
-TABLES = (OrgUnit, Department, Category, CategoryDepartment, DeadlinePolicy)
+TABLES = (OrgUnit, Department, Category, CategoryDepartment, DeadlinePolicy, OrgSetting)
 
 
 def sample_data() -> dict[str, Any]:
@@ -270,6 +279,12 @@ BROKEN = [
         lambda d: d["departments"][0].update(unit="EQ-JZJ-01-G1"),
         "departments[0].unit",
     ),
+    (
+        "a day both holiday and workday",
+        lambda d: d["calendar"].update(workdays=["2027-10-01"]),
+        "calendar.workdays[0]",
+    ),
+    ("ladder without repeats", lambda d: d["ladder"].update(top_repeat="0m"), "ladder.top_repeat"),
 ]
 
 
@@ -354,3 +369,119 @@ async def test_a_failure_on_an_empty_database_leaves_it_empty(
     async with sessionmaker() as session:
         assert await org_is_empty(session)
         assert (await session.exec(sa.select(sa.func.count()).select_from(Category))).one() == (0,)
+
+
+async def settings(sessionmaker) -> dict[str, OrgSetting]:
+    async with sessionmaker() as session:
+        return {s.key: s for s in (await session.exec(select(OrgSetting))).all()}
+
+
+async def test_sample_loads_with_both_settings(sessionmaker, clock, sample_org) -> None:
+    report = await load(sessionmaker, sample_org, clock)
+
+    assert (report.calendar.created, report.ladder.created) == (1, 1)
+    assert "; deadlines 16 created, 0 updated, 0 unchanged, 0 removed; " in report.summary()
+    assert report.summary().endswith("; calendar created; ladder created")
+    rows = await settings(sessionmaker)
+    assert sorted(rows) == ["calendar", "ladder"]
+    calendar = rows["calendar"]
+    assert calendar.value["working_hours"] == [["09:00", "12:00"], ["13:00", "17:00"]]
+    assert len(calendar.value["holidays"]) == 23
+    assert calendar.value["holidays"][0] == "2027-01-01"
+    assert calendar.value["workdays"] == []
+    assert calendar.updated_at == clock.now()
+    assert rows["ladder"].value == {
+        "top_repeat_minutes": 240,
+        "top_repeat_times": 3,
+        "followup_close_minutes": 4320,
+    }
+
+    # What the sweep will read back from the database.
+    async with sessionmaker() as session:
+        timing = await load_timing(session, ZoneInfo("Asia/Shanghai"))
+    assert timing.calendar.day_minutes == 420
+    assert not timing.calendar.is_working_day(date(2027, 1, 1))
+    assert timing.calendar.is_working_day(date(2027, 1, 4))
+    assert timing.ladder == Ladder(240, 3, 4320)
+
+
+async def test_settings_are_created_updated_kept_and_removed(
+    sessionmaker, clock, sample_org
+) -> None:
+    first = clock.now()
+    await load(sessionmaker, sample_org, clock)
+
+    # The same file again: nothing written, updated_at untouched.
+    clock.advance(timedelta(hours=1))
+    again = await load(sessionmaker, sample_org, clock)
+    assert (again.calendar.unchanged, again.ladder.unchanged) == (1, 1)
+    assert again.summary().endswith("; calendar unchanged; ladder unchanged")
+    assert not again.changed
+    assert {row.updated_at for row in (await settings(sessionmaker)).values()} == {first}
+
+    # One section changed: that row only.
+    data = sample_data()
+    data["calendar"]["workdays"] = ["2027-02-20"]
+    data["calendar"]["holidays"].reverse()  # order in the file does not matter
+    clock.advance(timedelta(hours=1))
+    changed = await load(sessionmaker, validate_org(data), clock)
+    assert (changed.calendar.updated, changed.ladder.unchanged) == (1, 1)
+    assert changed.updated == 1 and changed.changed
+    assert changed.summary().endswith("; calendar updated; ladder unchanged")
+    rows = await settings(sessionmaker)
+    assert rows["calendar"].value["workdays"] == ["2027-02-20"]
+    assert rows["calendar"].value["holidays"][0] == "2027-01-01"
+    assert rows["calendar"].updated_at == clock.now()
+    assert rows["ladder"].updated_at == first
+
+    # A ladder with a key left out stores only what the file says.
+    data["ladder"] = {"top_repeat_times": 5}
+    report = await load(sessionmaker, validate_org(data), clock)
+    assert (report.calendar.unchanged, report.ladder.updated) == (1, 1)
+    assert (await settings(sessionmaker))["ladder"].value == {"top_repeat_times": 5}
+
+    # Sections gone from the file: rows removed, defaults apply.
+    del data["calendar"], data["ladder"]
+    gone = validate_org(data)
+    removed = await load(sessionmaker, gone, clock)
+    assert (removed.calendar.removed, removed.ladder.removed) == (1, 1)
+    assert removed.removed == 2
+    assert removed.summary().endswith(
+        "; calendar removed (defaults apply); ladder removed (defaults apply)"
+    )
+    assert await settings(sessionmaker) == {}
+    async with sessionmaker() as session:
+        timing = await load_timing(session, ZoneInfo("Asia/Shanghai"))
+    assert timing.calendar.day_minutes == 1440 and timing.ladder == Ladder()
+
+    # And again: nothing to remove.
+    none = await load(sessionmaker, gone, clock)
+    assert not none.changed
+    assert none.summary().endswith(
+        "; calendar not set (defaults apply); ladder not set (defaults apply)"
+    )
+
+    # Back in the file: created afresh.
+    back = await load(sessionmaker, sample_org, clock)
+    assert (back.calendar.created, back.ladder.created) == (1, 1)
+
+
+async def test_a_failure_after_the_settings_leaves_them_as_they_were(
+    sessionmaker, clock, sample_org, monkeypatch
+) -> None:
+    await load(sessionmaker, sample_org, clock)
+    before = await snapshot(sessionmaker)
+    data = sample_data()
+    del data["calendar"]
+    data["ladder"]["top_repeat"] = "2h"
+    apply_settings = org_loader._apply_settings
+
+    async def settings_then_fail(*args: Any, **kwargs: Any) -> None:
+        await apply_settings(*args, **kwargs)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(org_loader, "_apply_settings", settings_then_fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        await load(sessionmaker, validate_org(data), clock)
+
+    assert await snapshot(sessionmaker) == before

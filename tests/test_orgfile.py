@@ -5,16 +5,21 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import shapely
 import yaml
 from shapely.geometry import shape
 
+from domain.deadlines import Ladder, calendar_from_setting
 from storage.enums import Level, UnitKind, Urgency
 from storage.org_loader import sample_path
 from storage.orgfile import (
+    CalendarSpec,
+    LadderSpec,
     OrgFileError,
     format_duration,
     parse_duration,
@@ -518,3 +523,401 @@ def test_json_duplicate_keys_and_syntax_errors_are_refused() -> None:
     with pytest.raises(OrgFileError) as info:
         parse_org('{"city":\n  {"code": }}')
     assert info.value.problems == [("line 2", "JSON syntax error: Expecting value")]
+
+
+# --- calendar and ladder -------------------------------------------------------------------
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def with_settings() -> dict[str, Any]:
+    """The minimal city with both optional sections."""
+    data = minimal()
+    data["calendar"] = {
+        "working_hours": ["09:00-12:00", "13:00-17:00"],
+        "holidays": [date(2027, 1, 1), "2027-02-05", date(2027, 2, 20)],
+        "workdays": ["2027-02-21"],
+    }
+    data["ladder"] = {"top_repeat": "4h", "top_repeat_times": 3, "followup_close": "3d"}
+    return data
+
+
+def test_sample_has_a_calendar_and_a_ladder() -> None:
+    org = read_org_file(sample_path())
+    assert org.calendar is not None and org.ladder is not None
+    assert org.calendar.working_hours == (("09:00", "12:00"), ("13:00", "17:00"))
+    holidays = org.calendar.holidays
+    assert len(holidays) == 23 and org.calendar.workdays == ()
+    assert all(day.year == 2027 for day in holidays)
+    assert {date(2027, 1, 1), date(2027, 2, 6), date(2027, 10, 7)} <= set(holidays)
+    assert org.ladder == LadderSpec(240, 3, 4320)
+
+
+def test_sample_calendar_round_trips_through_the_domain() -> None:
+    org = read_org_file(sample_path())
+    assert org.calendar is not None
+    value = org.calendar.setting()
+    # What the org_setting row holds is plain JSON.
+    assert json.loads(json.dumps(value)) == value
+    assert value["working_hours"] == [["09:00", "12:00"], ["13:00", "17:00"]]
+    assert value["holidays"][:3] == ["2027-01-01", "2027-02-05", "2027-02-06"]
+    assert value["workdays"] == []
+
+    calendar = calendar_from_setting(ZoneInfo("Asia/Shanghai"), value)
+
+    assert calendar.day_minutes == 420
+    assert calendar.working_hours == ((time(9), time(12)), (time(13), time(17)))
+    assert not calendar.is_working_day(date(2027, 1, 1))  # Friday, New Year's Day
+    assert not calendar.is_working_day(date(2027, 2, 8))  # Monday in the Spring Festival
+    assert calendar.is_working_day(date(2027, 2, 12))  # Friday after it
+    assert calendar.is_working_day(date(2027, 1, 4))  # an ordinary Monday
+    lunch = datetime(2027, 1, 4, 12, 30, tzinfo=SHANGHAI)
+    assert not calendar.is_working_moment(lunch)
+    assert calendar.is_working_moment(lunch.replace(hour=13))
+    # Thursday 16:00 before New Year's Day plus two working hours: Monday 10:00.
+    start = datetime(2026, 12, 31, 16, 0, tzinfo=SHANGHAI)
+    assert calendar.add(start, 120, working_time=True) == datetime(
+        2027, 1, 4, 10, 0, tzinfo=SHANGHAI
+    ).astimezone(UTC)
+
+
+def test_sample_ladder_round_trips_through_the_domain() -> None:
+    org = read_org_file(sample_path())
+    assert org.ladder is not None
+    value = org.ladder.setting()
+    assert value == {
+        "top_repeat_minutes": 240,
+        "top_repeat_times": 3,
+        "followup_close_minutes": 4320,
+    }
+    assert Ladder.from_setting(json.loads(json.dumps(value))) == Ladder(
+        top_repeat_minutes=240, top_repeat_times=3, followup_close_minutes=4320
+    )
+
+
+def test_both_sections_are_optional() -> None:
+    org = validate_org(minimal())
+    assert org.calendar is None and org.ladder is None
+
+
+def test_calendar_is_normalised_sorted_and_workdays_round_trip() -> None:
+    data = with_settings()
+    data["calendar"]["working_hours"] = [" 8:30 - 12:00", "13:00-17:30"]
+    org = validate_org(data)
+    assert org.calendar == CalendarSpec(
+        (("08:30", "12:00"), ("13:00", "17:30")),
+        (date(2027, 1, 1), date(2027, 2, 5), date(2027, 2, 20)),
+        (date(2027, 2, 21),),
+    )
+    value = org.calendar.setting()
+    assert value == {
+        "working_hours": [["08:30", "12:00"], ["13:00", "17:30"]],
+        "holidays": ["2027-01-01", "2027-02-05", "2027-02-20"],
+        "workdays": ["2027-02-21"],
+    }
+    calendar = calendar_from_setting(SHANGHAI, value)
+    assert calendar.day_minutes == 3 * 60 + 30 + 4 * 60 + 30
+    assert calendar.is_working_day(date(2027, 2, 21))  # a Sunday made a working day
+    assert not calendar.is_working_day(date(2027, 2, 5))
+
+
+def test_calendar_keys_are_each_optional() -> None:
+    data = minimal()
+    data["calendar"] = {"holidays": ["2027-10-01"]}
+    org = validate_org(data)
+    assert org.calendar is not None
+    value = org.calendar.setting()
+    assert value == {"working_hours": [], "holidays": ["2027-10-01"], "workdays": []}
+    calendar = calendar_from_setting(SHANGHAI, value)
+    assert calendar.day_minutes == 1440  # no working hours: the whole day
+    assert not calendar.is_working_day(date(2027, 10, 1))
+
+
+def test_ladder_keys_left_out_keep_the_defaults() -> None:
+    data = minimal()
+    data["ladder"] = {"top_repeat": "1h30m", "top_repeat_times": 0}
+    org = validate_org(data)
+    assert org.ladder == LadderSpec(90, 0, None)
+    value = org.ladder.setting()
+    assert value == {"top_repeat_minutes": 90, "top_repeat_times": 0}
+    assert Ladder.from_setting(value) == Ladder(top_repeat_minutes=90, top_repeat_times=0)
+    assert Ladder.from_setting(value).followup_close_minutes == Ladder().followup_close_minutes
+
+
+def test_yaml_dates_and_quoted_dates_are_both_accepted() -> None:
+    text = yaml.safe_dump(minimal(), allow_unicode=True) + (
+        "calendar:\n"
+        '  working_hours: ["09:00-12:00", 13:00-17:00]\n'
+        '  holidays: [2027-01-01, "2027-01-02"]\n'
+        "  workdays: ['2027-02-20']\n"
+    )
+    org = parse_org(text)
+    assert org.calendar == CalendarSpec(
+        (("09:00", "12:00"), ("13:00", "17:00")),
+        (date(2027, 1, 1), date(2027, 1, 2)),
+        (date(2027, 2, 20),),
+    )
+    as_json = json.dumps(minimal() | {"calendar": {"holidays": ["2027-01-01", "2027-01-02"]}})
+    assert parse_org(as_json).calendar == CalendarSpec((), org.calendar.holidays, ())
+
+
+def test_an_impossible_yaml_date_is_placed_not_crashed_on() -> None:
+    # PyYAML itself raises a bare ValueError for 2027-02-30; the file is refused with its place.
+    text = yaml.safe_dump(minimal(), allow_unicode=True) + (
+        "calendar:\n  holidays: [2027-01-01, 2027-02-30, 2027-01-01 10:00:00]\n"
+    )
+    with pytest.raises(OrgFileError) as info:
+        parse_org(text)
+    assert info.value.problems == [
+        (
+            "calendar.holidays[1]",
+            "'2027-02-30' is not a real date (day is out of range for month)",
+        ),
+        (
+            "calendar.holidays[2]",
+            "must be a day like 2027-01-01, got a time too: 2027-01-01 10:00:00",
+        ),
+    ]
+
+
+SETTINGS_CASES: list[tuple[str, Callable[[dict], None], str, str]] = [
+    (
+        "period not like HH:MM-HH:MM",
+        _set("calendar/working_hours/0", "9-12"),
+        "calendar.working_hours[0]",
+        "'9-12' is not a period like 09:00-12:00",
+    ),
+    (
+        "period not text",
+        _set("calendar/working_hours/0", 900),
+        "calendar.working_hours[0]",
+        'must be text like "09:00-12:00", got 900 (quote it in YAML)',
+    ),
+    (
+        "hour out of range",
+        _set("calendar/working_hours/1", "13:00-24:00"),
+        "calendar.working_hours[1]",
+        "'13:00-24:00': 24:00 is not a time of day (00:00 to 23:59)",
+    ),
+    (
+        "minute out of range",
+        _set("calendar/working_hours/0", "09:60-12:00"),
+        "calendar.working_hours[0]",
+        "'09:60-12:00': 9:60 is not a time of day",
+    ),
+    (
+        "period ends before it starts",
+        _set("calendar/working_hours/0", "12:00-09:00"),
+        "calendar.working_hours[0]",
+        "'12:00-09:00' does not start before it ends",
+    ),
+    (
+        "empty period",
+        _set("calendar/working_hours/0", "09:00-09:00"),
+        "calendar.working_hours[0]",
+        "'09:00-09:00' does not start before it ends",
+    ),
+    (
+        "overlapping periods",
+        _set("calendar/working_hours", ["09:00-12:00", "11:30-17:00"]),
+        "calendar.working_hours[1]",
+        "'11:30-17:00' starts before the previous period '09:00-12:00' "
+        "(calendar.working_hours[0]) ends: list periods in order, without overlaps",
+    ),
+    (
+        "periods out of order",
+        _set("calendar/working_hours", ["13:00-17:00", "09:00-12:00"]),
+        "calendar.working_hours[1]",
+        "'09:00-12:00' starts before the previous period '13:00-17:00'",
+    ),
+    (
+        "working hours not a list",
+        _set("calendar/working_hours", "09:00-17:00"),
+        "calendar.working_hours",
+        "should be a valid list, got '09:00-17:00'",
+    ),
+    (
+        "holiday not a real date",
+        _set("calendar/holidays/1", "2027-02-30"),
+        "calendar.holidays[1]",
+        "'2027-02-30' is not a real date (day is out of range for month)",
+    ),
+    (
+        "holiday not ISO",
+        _set("calendar/holidays/1", "2027/02/05"),
+        "calendar.holidays[1]",
+        "'2027/02/05' is not a date like 2027-01-01",
+    ),
+    (
+        "holiday a number",
+        _set("calendar/holidays/0", 20270101),
+        "calendar.holidays[0]",
+        "must be a date like 2027-01-01, got 20270101",
+    ),
+    (
+        "holiday with a time",
+        _set("calendar/holidays/0", datetime(2027, 1, 1, 10, 0)),  # noqa: DTZ001 (naive, as YAML gives it)
+        "calendar.holidays[0]",
+        "must be a day like 2027-01-01, got a time too: 2027-01-01 10:00:00",
+    ),
+    (
+        "holiday listed twice (date and text)",
+        _set("calendar/holidays/1", "2027-01-01"),
+        "calendar.holidays[1]",
+        "2027-01-01 listed twice (first at calendar.holidays[0])",
+    ),
+    (
+        "workday listed twice",
+        _set("calendar/workdays", ["2027-02-21", date(2027, 2, 21)]),
+        "calendar.workdays[1]",
+        "2027-02-21 listed twice (first at calendar.workdays[0])",
+    ),
+    (
+        "a day both holiday and workday",
+        _set("calendar/workdays", ["2027-02-21", "2027-02-20"]),
+        "calendar.workdays[1]",
+        "2027-02-20 is listed both as a workday and as a holiday (calendar.holidays[2])",
+    ),
+    (
+        "unknown calendar field",
+        _set("calendar/weekends", ["saturday"]),
+        "calendar.weekends",
+        "unknown field (expected working_hours, holidays, workdays)",
+    ),
+    (
+        "empty calendar",
+        _set("calendar", None),
+        "calendar",
+        "is empty: give working_hours, holidays or workdays, or leave the section out",
+    ),
+    ("calendar an empty mapping", _set("calendar", {}), "calendar", "is empty: give"),
+    (
+        "calendar not a mapping",
+        _set("calendar", ["09:00-17:00"]),
+        "calendar",
+        "must be a mapping of fields, got list",
+    ),
+    (
+        "malformed top_repeat",
+        _set("ladder/top_repeat", "4 hours"),
+        "ladder.top_repeat",
+        "'4 hours' is not a duration like 30m, 2h, 3d or 1d12h",
+    ),
+    (
+        "zero top_repeat",
+        _set("ladder/top_repeat", "0h"),
+        "ladder.top_repeat",
+        "must be longer than zero, got '0h'",
+    ),
+    (
+        "top_repeat a bare number",
+        _set("ladder/top_repeat", 4),
+        "ladder.top_repeat",
+        "must be text, got 4 (quote it in YAML)",
+    ),
+    (
+        "negative top_repeat_times",
+        _set("ladder/top_repeat_times", -1),
+        "ladder.top_repeat_times",
+        "should be greater than or equal to 0, got -1",
+    ),
+    (
+        "too many top_repeat_times",
+        _set("ladder/top_repeat_times", 101),
+        "ladder.top_repeat_times",
+        "should be less than or equal to 100, got 101",
+    ),
+    (
+        "top_repeat_times as text",
+        _set("ladder/top_repeat_times", "3"),
+        "ladder.top_repeat_times",
+        "should be a valid integer, got '3'",
+    ),
+    (
+        "top_repeat_times a fraction",
+        _set("ladder/top_repeat_times", 2.5),
+        "ladder.top_repeat_times",
+        "should be a valid integer, got 2.5",
+    ),
+    (
+        "zero followup_close",
+        _set("ladder/followup_close", "0m"),
+        "ladder.followup_close",
+        "must be longer than zero, got '0m'",
+    ),
+    (
+        "malformed followup_close",
+        _set("ladder/followup_close", "soon"),
+        "ladder.followup_close",
+        "'soon' is not a duration",
+    ),
+    (
+        "followup_close without a value",
+        _set("ladder/followup_close", None),
+        "ladder.followup_close",
+        "has no value: give one, or leave the key out",
+    ),
+    (
+        "unknown ladder field",
+        _set("ladder/top_repeat_every", "4h"),
+        "ladder.top_repeat_every",
+        "unknown field (expected top_repeat, top_repeat_times, followup_close)",
+    ),
+    (
+        "empty ladder",
+        _set("ladder", None),
+        "ladder",
+        "is empty: give top_repeat, top_repeat_times or followup_close, or leave the section out",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "reason"),
+    [c[1:] for c in SETTINGS_CASES],
+    ids=[c[0] for c in SETTINGS_CASES],
+)
+def test_each_calendar_and_ladder_mistake_is_named_and_placed(
+    change: Callable, where: str, reason: str
+) -> None:
+    data = with_settings()
+    validate_org(data)  # valid before the change
+    change(data)
+    problems = refused(data)
+    matching = [p for p in problems if p[0] == where and p[1].startswith(reason)]
+    assert matching, f"expected ({where!r}, {reason!r}...) in {problems}"
+    # The text an operator reads carries the place and the reason.
+    with pytest.raises(OrgFileError) as info:
+        validate_org(data)
+    assert f"{where}: {reason}" in str(info.value)
+
+
+def test_every_calendar_and_ladder_problem_is_listed_in_file_order() -> None:
+    data = with_settings()
+    data["deadlines"][0]["accept"] = "soon"
+    data["calendar"]["working_hours"] = ["13:00-17:00", "09:00-12:00"]
+    data["calendar"]["holidays"] = ["2027-13-01", "2027-02-21"]
+    data["calendar"]["workdays"] = ["2027-02-21", "nope"]
+    data["calendar"]["weekends"] = []
+    data["ladder"] = {"top_repeat": "0m", "top_repeat_times": 101, "followup_close": "x"}
+    assert [where for where, _ in refused(data)] == [
+        "deadlines[0].accept",
+        "calendar.weekends",
+        "calendar.working_hours[1]",
+        "calendar.holidays[0]",
+        "calendar.workdays[0]",
+        "calendar.workdays[1]",
+        "ladder.top_repeat",
+        "ladder.top_repeat_times",
+        "ladder.followup_close",
+    ]
+
+
+def test_unknown_top_level_key_names_the_optional_sections() -> None:
+    data = minimal()
+    data["calender"] = {}
+    ((where, reason),) = refused(data)
+    assert where == "calender"
+    assert reason == (
+        "unknown key (expected city, units, departments, categories, deadlines, calendar, ladder)"
+    )

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 org_app = typer.Typer(
     name="org",
-    help="Organisation: the city's units, grids, departments, categories and deadlines.",
+    help="Organisation: the city's units, grids, departments, categories, deadlines, calendar.",
     no_args_is_help=True,
     add_completion=False,
 )

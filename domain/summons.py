@@ -24,12 +24,12 @@ from domain.deadlines import Policies, Timing, due, first_at, phase_alerts
 from domain.errors import DomainError, NotFound
 from domain.lookups import Lookups
 from domain.tickets import (
-    DESCRIPTION_LIMIT,
     LEVEL_ROLES,
     Action,
     StaleAction,
     TicketContext,
     card_data,
+    clean_note,
     context_from,
     get_ticket,
     load_for_action,
@@ -267,9 +267,16 @@ async def whistle(
 
 
 async def _load_summons(
-    session: AsyncSession, clock: Clock, actor: Person, summons_id: int, *, liaison: bool
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    summons_id: int,
+    *,
+    liaison: bool,
+    statuses: frozenset[SummonsStatus],
 ) -> tuple[Ticket, TicketSummons, Department]:
-    """Lock the ticket, then check the actor: the department's liaison, or the ticket's holder."""
+    """Lock the ticket, check the actor (the department's liaison, or the ticket's holder),
+    then that the summons is in one of `statuses` and the ticket still summoned."""
     summons = await session.get(TicketSummons, summons_id)
     if summons is None:
         raise NotFound("summons.unknown")
@@ -312,6 +319,8 @@ async def _load_summons(
                 action=f"summons.arbitrate:{ticket.number}",
                 roles=roles,
             )
+    if summons.status not in statuses or ticket.status != TicketStatus.SUMMONED:
+        raise _stale(summons, ticket, department)
     return ticket, summons, department
 
 
@@ -325,32 +334,55 @@ def _stale(summons: TicketSummons, ticket: Ticket, department: Department) -> St
     )
 
 
+async def _tell_street(
+    lk: Lookups,
+    out: Changes,
+    ticket: Ticket,
+    summons: TicketSummons,
+    department: Department,
+    *,
+    actor: Person,
+    kind: str,
+    note: str | None = None,
+    **data: object,
+) -> TicketContext:
+    """The department's step in the ticket's history, and the card or notice to the street."""
+    out.event(
+        ticket,
+        actor_id=actor.id,
+        kind=kind,
+        from_status=ticket.status,
+        note=note,
+        department=department.code,
+        **data,
+    )
+    ctx = await context_from(lk, ticket)
+    if ticket.status == TicketStatus.SUMMONED:
+        message = _summons_data(ctx, summons, department, out.now)
+        if kind == "department_returned":
+            outbox_kind, message = "summons_card", message | {"reason": kind}
+        else:
+            outbox_kind, message = "summons_status", message | {"event": kind}
+        for person in await _holders_now(lk, ticket):
+            out.message(person.telegram_id, outbox_kind, message, Lane.ESCALATION)
+    return ctx
+
+
 async def report_in(
     *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
 ) -> tuple[TicketContext, TicketSummons]:
     """The department accepts (报到/签收); its clock now runs on finishing its part."""
     ticket, summons, department = await _load_summons(
-        session, clock, actor, summons_id, liaison=True
+        session, clock, actor, summons_id, liaison=True, statuses=frozenset({SS.SUMMONED})
     )
-    if summons.status != SS.SUMMONED or ticket.status != TicketStatus.SUMMONED:
-        raise _stale(summons, ticket, department)
     out = Changes(clock)
     summons.status, summons.updated_at = SS.ACCEPTED, out.now
     summons.accepted_at, summons.accepted_by_id = out.now, actor.id
     _plan_summons(summons, timing, await Policies.load(session), ticket, now=out.now)
     session.add(summons)
-    out.event(
-        ticket,
-        actor_id=actor.id,
-        kind="department_accepted",
-        from_status=ticket.status,
-        department=department.code,
+    ctx = await _tell_street(
+        Lookups(session), out, ticket, summons, department, actor=actor, kind="department_accepted"
     )
-    lk = Lookups(session)
-    ctx = await context_from(lk, ticket)
-    data = _summons_data(ctx, summons, department, out.now) | {"event": "department_accepted"}
-    for person in await _holders_now(lk, ticket):
-        out.message(person.telegram_id, "summons_status", data, Lane.ESCALATION)
     await out.commit(session)
     return ctx, summons
 
@@ -366,16 +398,10 @@ async def return_summons(
     note: str,
 ) -> tuple[TicketContext, TicketSummons]:
     """The department returns it (退单) with a reason and a note; the street decides."""
-    note = note.strip()
-    if not note:
-        raise DomainError("summons.note_empty")
-    if len(note) > DESCRIPTION_LIMIT:
-        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    note = clean_note(note, "summons.note_empty")
     ticket, summons, department = await _load_summons(
-        session, clock, actor, summons_id, liaison=True
+        session, clock, actor, summons_id, liaison=True, statuses=ACTIVE_SUMMONS
     )
-    if summons.status not in ACTIVE_SUMMONS or ticket.status != TicketStatus.SUMMONED:
-        raise _stale(summons, ticket, department)
     out = Changes(clock)
     summons.status, summons.updated_at = SS.RETURNED, out.now
     summons.returned_at, summons.return_reason, summons.return_note = out.now, reason, note
@@ -384,20 +410,17 @@ async def return_summons(
     policies = await Policies.load(session)
     _ticket_clock(ticket, await summonses_of(session, ticket.id), timing, policies, out.now)
     session.add(ticket)
-    out.event(
+    ctx = await _tell_street(
+        Lookups(session),
+        out,
         ticket,
-        actor_id=actor.id,
+        summons,
+        department,
+        actor=actor,
         kind="department_returned",
-        from_status=ticket.status,
         note=note,
-        department=department.code,
         reason=reason.value,
     )
-    lk = Lookups(session)
-    ctx = await context_from(lk, ticket)
-    data = _summons_data(ctx, summons, department, out.now) | {"reason": "department_returned"}
-    for person in await _holders_now(lk, ticket):
-        out.message(person.telegram_id, "summons_card", data, Lane.ESCALATION)
     await out.commit(session)
     return ctx, summons
 
@@ -412,35 +435,20 @@ async def finish_summons(
     note: str,
 ) -> tuple[TicketContext, TicketSummons]:
     """The department's part is done; the last one to finish resolves the ticket."""
-    note = note.strip()
-    if not note:
-        raise DomainError("resolve.note_empty")
-    if len(note) > DESCRIPTION_LIMIT:
-        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    note = clean_note(note, "resolve.note_empty")
     ticket, summons, department = await _load_summons(
-        session, clock, actor, summons_id, liaison=True
+        session, clock, actor, summons_id, liaison=True, statuses=frozenset({SS.ACCEPTED})
     )
-    if summons.status != SS.ACCEPTED or ticket.status != TicketStatus.SUMMONED:
-        raise _stale(summons, ticket, department)
     out = Changes(clock)
     summons.status, summons.updated_at = SS.FINISHED, out.now
     summons.finished_at, summons.finished_by_id, summons.finish_note = out.now, actor.id, note
     summons.next_deadline, summons.alerts, summons.alert_at = None, [], None
     session.add(summons)
-    out.event(
-        ticket,
-        actor_id=actor.id,
-        kind="department_finished",
-        from_status=ticket.status,
-        note=note,
-        department=department.code,
-    )
     lk = Lookups(session)
+    await _tell_street(
+        lk, out, ticket, summons, department, actor=actor, kind="department_finished", note=note
+    )
     ctx = await _finish_if_done(session, lk, out, timing, ticket, actor)
-    data = _summons_data(ctx, summons, department, out.now) | {"event": "department_finished"}
-    if ticket.status == TicketStatus.SUMMONED:
-        for person in await _holders_now(lk, ticket):
-            out.message(person.telegram_id, "summons_status", data, Lane.ESCALATION)
     await out.commit(session)
     return ctx, summons
 
@@ -477,10 +485,8 @@ async def insist(
 ) -> tuple[TicketContext, list[TicketSummons]]:
     """The street arbitrates a return: the department must take it after all."""
     ticket, summons, department = await _load_summons(
-        session, clock, actor, summons_id, liaison=False
+        session, clock, actor, summons_id, liaison=False, statuses=frozenset({SS.RETURNED})
     )
-    if summons.status != SS.RETURNED:
-        raise _stale(summons, ticket, department)
     await session.commit()
     return await whistle(
         session=session,
@@ -497,10 +503,8 @@ async def release(
 ) -> tuple[TicketContext, TicketSummons]:
     """The street accepts a department's return and releases it."""
     ticket, summons, department = await _load_summons(
-        session, clock, actor, summons_id, liaison=False
+        session, clock, actor, summons_id, liaison=False, statuses=frozenset({SS.RETURNED})
     )
-    if summons.status != SS.RETURNED or ticket.status != TicketStatus.SUMMONED:
-        raise _stale(summons, ticket, department)
     out = Changes(clock)
     summons.status, summons.updated_at = SS.WITHDRAWN, out.now
     session.add(summons)

@@ -551,6 +551,16 @@ def move(
 # -- use cases -----------------------------------------------------------------------------
 
 
+def clean_note(note: str, empty_key: str) -> str:
+    """A note, reason or description trimmed; refused when empty or over the limit."""
+    note = note.strip()
+    if not note:
+        raise DomainError(empty_key)
+    if len(note) > DESCRIPTION_LIMIT:
+        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    return note
+
+
 async def file_ticket(
     *,
     session: AsyncSession,
@@ -566,11 +576,7 @@ async def file_ticket(
     anonymous: bool = False,
 ) -> TicketContext:
     """File a resident's report: numbered, dispatched to its grid, the grid leaders told."""
-    description = description.strip()
-    if not description:
-        raise DomainError("report.description_empty")
-    if len(description) > DESCRIPTION_LIMIT:
-        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    description = clean_note(description, "report.description_empty")
     if len(photos) > PHOTO_LIMIT:
         raise DomainError("report.too_many_photos", limit=PHOTO_LIMIT)
     lk = Lookups(session)
@@ -886,11 +892,7 @@ async def resolve_ticket(
     photo: str | None = None,
 ) -> TicketContext:
     """Answered (答覆) with a note and maybe a photo; the reporter is asked whether it is solved."""
-    note = note.strip()
-    if not note:
-        raise DomainError("resolve.note_empty")
-    if len(note) > DESCRIPTION_LIMIT:
-        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    note = clean_note(note, "resolve.note_empty")
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.RESOLVE)
     lk = Lookups(session)
     out = Changes(clock)
@@ -966,11 +968,7 @@ async def reopen_ticket(
     reason: str,
 ) -> TicketContext:
     """The resident says it is not solved: back to whoever resolved it, with the reason."""
-    reason = reason.strip()
-    if not reason:
-        raise DomainError("reopen.reason_empty")
-    if len(reason) > DESCRIPTION_LIMIT:
-        raise DomainError("report.description_too_long", limit=DESCRIPTION_LIMIT)
+    reason = clean_note(reason, "reopen.reason_empty")
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.REOPEN)
     lk = Lookups(session)
     out = Changes(clock)
@@ -1031,9 +1029,7 @@ async def cancel_ticket(
     *, session: AsyncSession, clock: Clock, actor: Person, ticket_id: int, note: str
 ) -> TicketContext:
     """The community closes a returned ticket (duplicate, not real, not ours), saying why."""
-    note = note.strip()
-    if not note:
-        raise DomainError("cancel.note_empty")
+    note = clean_note(note, "cancel.note_empty")
     ticket = await load_for_action(session, clock, actor, ticket_id, Action.CANCEL)
     lk = Lookups(session)
     out = Changes(clock)

@@ -1,67 +1,88 @@
 """Many rows at once, straight to the driver: no ORM objects and no per-value type processing.
 
-For the few writes that come by the thousand (the sweep's escalations: their ticket rows,
-events and outbox messages). Values are converted here exactly as the column types would
-convert them (UTC timestamps, JSON, enums), once per value, and the statement goes to the
-driver's executemany in the caller's transaction.
+For the writes that come by the thousand (the sweep's escalations: their ticket rows, events
+and outbox messages). Values are converted here as the column types would convert them (UTC
+timestamps, JSON, enums), once per distinct timestamp, and the rows go to the driver in the
+caller's transaction: executemany on SQLite, COPY on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-from collections.abc import Sequence
-from datetime import UTC
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # How SQLAlchemy's SQLite DATETIME stores a value: text that sorts like the time.
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+_scratch = itertools.count()
 
 
-def _converter(column: sa.Column, dialect: str):
-    is_json = isinstance(column.type, sa.JSON)
-    is_time = isinstance(column.type, sa.types.TypeDecorator) and isinstance(
-        column.type.impl, sa.DateTime
-    )
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
-    def convert(value: Any) -> Any:
-        if value is None:
-            return None
-        if is_json:
-            return json.dumps(value)
-        if is_time:
+
+def _time_converter(name: str, dialect: str) -> Callable[[datetime], Any]:
+    memo: dict[datetime, Any] = {}
+
+    def convert(value: datetime) -> Any:
+        found = memo.get(value)
+        if found is None:
             if value.tzinfo is None:
-                raise ValueError(f"naive datetime given to {column.name}")
-            value = value.astimezone(UTC)
-            return (
-                value.replace(tzinfo=None).strftime(_SQLITE_TIME) if dialect == "sqlite" else value
-            )
-        if isinstance(value, Enum):
-            return value.value
-        return value
+                raise ValueError(f"naive datetime given to {name}")
+            utc = value.astimezone(UTC)
+            found = utc.replace(tzinfo=None).strftime(_SQLITE_TIME) if dialect == "sqlite" else utc
+            memo[value] = found
+        return found
 
     return convert
 
 
-def _placeholder(column: sa.Column, dialect: str) -> str:
-    name = column.name
-    if dialect == "sqlite":
-        return f":{name}"
-    if isinstance(column.type, sa.JSON):
-        return f"CAST(%({name})s AS jsonb)"
-    return f"%({name})s"
+def _enum_value(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
 
 
-def _prepare(
-    table: sa.Table, rows: Sequence[dict[str, Any]], dialect: str
-) -> tuple[list[sa.Column], list[dict[str, Any]]]:
-    columns = [table.c[name] for name in rows[0]]
-    converters = [(c.name, _converter(c, dialect)) for c in columns]
-    return columns, [{name: convert(row[name]) for name, convert in converters} for row in rows]
+def _converters(columns: Sequence[sa.Column], dialect: str) -> list[tuple[int, Callable]]:
+    """(position, converter) for the columns whose values need one."""
+    found = []
+    for position, column in enumerate(columns):
+        kind = column.type
+        if isinstance(kind, sa.JSON):
+            found.append((position, _json))
+        elif isinstance(kind, sa.types.TypeDecorator) and isinstance(kind.impl, sa.DateTime):
+            found.append((position, _time_converter(column.name, dialect)))
+        elif isinstance(kind, sa.Enum):
+            found.append((position, _enum_value))
+    return found
+
+
+def _tuples(
+    columns: Sequence[sa.Column], rows: Sequence[dict[str, Any]], dialect: str
+) -> list[tuple]:
+    names = [c.name for c in columns]
+    converters = _converters(columns, dialect)
+    out = []
+    for row in rows:
+        values = [row[name] for name in names]
+        for position, convert in converters:
+            value = values[position]
+            if value is not None:
+                values[position] = convert(value)
+        out.append(tuple(values))
+    return out
+
+
+async def _copy(connection: Any, table: str, names: str, values: list[tuple]) -> None:
+    raw = await connection.get_raw_connection()
+    statement = f'COPY "{table}" ({names}) FROM STDIN'
+    async with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in values:
+            await copy.write_row(row)
 
 
 async def insert_rows(
@@ -72,22 +93,16 @@ async def insert_rows(
         return
     connection = await session.connection()
     dialect = connection.dialect.name
-    columns, params = _prepare(table, rows, dialect)
+    columns = [table.c[name] for name in rows[0]]
+    values = _tuples(columns, rows, dialect)
     names = ", ".join(c.name for c in columns)
     if dialect == "postgresql":
         # COPY: PostgreSQL's own bulk path, several times faster than INSERT executemany.
-        raw = await connection.get_raw_connection()
-        statement = f'COPY "{table.name}" ({names}) FROM STDIN'
-        async with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in params:
-                await copy.write_row(tuple(row.values()))
+        await _copy(connection, table.name, names, values)
         return
-    sql = (
-        f'INSERT INTO "{table.name}" ({names}) '
-        f"VALUES ({', '.join(_placeholder(c, dialect) for c in columns)})"
-    )
-    for start in range(0, len(params), chunk):
-        await connection.exec_driver_sql(sql, params[start : start + chunk])
+    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+    for start in range(0, len(values), chunk):
+        await connection.exec_driver_sql(sql, values[start : start + chunk])
 
 
 async def update_rows(
@@ -103,37 +118,27 @@ async def update_rows(
         return
     connection = await session.connection()
     dialect = connection.dialect.name
-    columns, params = _prepare(table, rows, dialect)
+    # The key last, where the WHERE clause wants it.
+    columns = [table.c[name] for name in rows[0] if name != key] + [table.c[key]]
+    values = _tuples(columns, rows, dialect)
+    changed = [c.name for c in columns[:-1]]
     if dialect == "postgresql":
-        await _update_by_copy(connection, table, columns, params, key)
+        # COPY the new values into a scratch table, then one UPDATE ... FROM it.
+        scratch = f"_bulk_{table.name}_{next(_scratch)}"
+        names = ", ".join(c.name for c in columns)
+        await connection.exec_driver_sql(
+            f'CREATE TEMP TABLE "{scratch}" ON COMMIT DROP AS '
+            f'SELECT {names} FROM "{table.name}" WITH NO DATA'
+        )
+        await _copy(connection, scratch, names, values)
+        sets = ", ".join(f"{name} = s.{name}" for name in changed)
+        await connection.exec_driver_sql(
+            f'UPDATE "{table.name}" AS t SET {sets} FROM "{scratch}" AS s '
+            f"WHERE t.{key} = s.{key}"
+        )
+        await connection.exec_driver_sql(f'DROP TABLE "{scratch}"')
         return
-    sets = ", ".join(f"{c.name} = {_placeholder(c, dialect)}" for c in columns if c.name != key)
-    where = _placeholder(table.c[key], dialect)
-    sql = f'UPDATE "{table.name}" SET {sets} WHERE {key} = {where}'
-    for start in range(0, len(params), chunk):
-        await connection.exec_driver_sql(sql, params[start : start + chunk])
-
-
-_scratch = itertools.count()
-
-
-async def _update_by_copy(
-    connection: Any, table: sa.Table, columns: list[sa.Column], params: list[dict], key: str
-) -> None:
-    """PostgreSQL: COPY the new values into a scratch table, then one UPDATE ... FROM it."""
-    scratch = f"_bulk_{table.name}_{next(_scratch)}"
-    names = ", ".join(c.name for c in columns)
-    await connection.exec_driver_sql(
-        f'CREATE TEMP TABLE "{scratch}" ON COMMIT DROP AS '
-        f'SELECT {names} FROM "{table.name}" WITH NO DATA'
-    )
-    raw = await connection.get_raw_connection()
-    statement = f'COPY "{scratch}" ({names}) FROM STDIN'
-    async with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in params:
-            await copy.write_row(tuple(row.values()))
-    sets = ", ".join(f"{c.name} = s.{c.name}" for c in columns if c.name != key)
-    await connection.exec_driver_sql(
-        f'UPDATE "{table.name}" AS t SET {sets} FROM "{scratch}" AS s WHERE t.{key} = s.{key}'
-    )
-    await connection.exec_driver_sql(f'DROP TABLE "{scratch}"')
+    sets = ", ".join(f"{name} = ?" for name in changed)
+    sql = f'UPDATE "{table.name}" SET {sets} WHERE {key} = ?'
+    for start in range(0, len(values), chunk):
+        await connection.exec_driver_sql(sql, values[start : start + chunk])

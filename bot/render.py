@@ -17,8 +17,17 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import catalogs, text, translator
-from handlers.callbacks import FollowUp
-from handlers.cards import DEFAULT_TZ, card_keyboard, card_text, localized_name
+from handlers.callbacks import FollowUp, TicketAction, TicketOp
+from handlers.cards import (
+    AUDIENCES,
+    DEFAULT_TZ,
+    card_keyboard,
+    card_text,
+    local_time,
+    localized_name,
+    summons_keyboard,
+    summons_text,
+)
 
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
@@ -168,7 +177,9 @@ def render_invitation_used(data: Mapping[str, Any], language: str) -> Rendered:
 
 # -- tickets -------------------------------------------------------------------------------
 
-CARD_REASONS = frozenset({"new", "returned", "escalated", "reopened", "redispatched"})
+CARD_REASONS = frozenset(
+    {"new", "returned", "escalated", "reopened", "redispatched", "reminder", "overdue"}
+)
 
 
 def _status_params(data: Mapping[str, Any], language: str) -> dict[str, Any]:
@@ -181,7 +192,14 @@ def _status_params(data: Mapping[str, Any], language: str) -> dict[str, Any]:
         "status": localized(f"status.{data['status']}", language),
         "note": data.get("note") or "",
         "rating": data.get("rating") or "",
+        "departments": localized_name(data, "departments", language),
     }
+
+
+def _when(data: Mapping[str, Any], key: str, tz: tzinfo) -> str:
+    """data[key] (an ISO time) in the city's time zone, or "" when there is none."""
+    value = data.get(key)
+    return local_time(value, tz) if value else ""
 
 
 def render_ticket_card(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
@@ -190,7 +208,9 @@ def render_ticket_card(data: Mapping[str, Any], language: str, *, tz: tzinfo) ->
     body = card_text(data, t, language, tz=tz)
     reason = data.get("reason")
     if reason in CARD_REASONS:
-        body = f"{localized(f'card.header.{reason}', language)}\n\n{body}"
+        # Reminders say which deadline they are about ("deadline": when the alert was set).
+        params = {"number": data["number"], "when": _when(data, "deadline", tz)}
+        body = f"{localized(f'card.header.{reason}', language, params)}\n\n{body}"
     return Rendered(body, reply_markup=card_keyboard(data, t))
 
 
@@ -252,18 +272,107 @@ def render_ticket_followup(data: Mapping[str, Any], language: str) -> Rendered:
     return Rendered(body, reply_markup=markup, photos=(photo,))
 
 
+# -- the street's whistle: departments summoned to a ticket ----------------------------------
+
+
+def render_summons_card(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "summons_card": why it came, the ticket's card, the department's part, buttons.
+
+    Summoned, reminded or overdue: to the department's liaisons (Report in / Return, then
+    Finish / Return); department_returned: to the street (Insist / Release / Summon other
+    departments); department_silent: to the district's administrators (Open the ticket).
+    """
+    reason = data.get("reason")
+    audience = AUDIENCES.get(reason or "")
+    if audience is None:
+        raise RenderError(f"summons_card with an unknown reason {reason!r}")
+    t = translator(language)
+    params = {
+        "number": data["number"],
+        "department": localized_name(data, "department", language),
+        "when": _when(data, "deadline", tz) or _when(data, "summons_deadline", tz),
+        "reason": localized(f"summons.return_reason.{data['return_reason']}", language)
+        if data.get("return_reason")
+        else "",
+    }
+    header = localized(f"summons.header.{reason}", language, params)
+    body = summons_text(data, t, language, audience=audience, tz=tz)
+    return Rendered(f"{header}\n\n{body}", reply_markup=summons_keyboard(data, t, audience))
+
+
+def render_summons_status(data: Mapping[str, Any], language: str) -> Rendered:
+    """Kind "summons_status": to the street, a department reported in or finished its part."""
+    event = data.get("event")
+    key = f"summons.news.{event}"
+    if key not in catalogs()["zh-hans"]:
+        raise RenderError(f"summons_status with an unknown event {event!r}")
+    params = {
+        "number": data["number"],
+        "category": localized_name(data, "category", language),
+        "department": localized_name(data, "department", language),
+        "note": data.get("finish_note") or "",
+    }
+    return Rendered(localized(key, language, params))
+
+
+# -- the daily digest --------------------------------------------------------------------------
+
+
+def render_digest(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "digest": a holder's open, overdue and due-today counts, and the most urgent
+    tickets as buttons that open their cards; a short line when nothing is open."""
+    params = {
+        "date": data["date"],
+        "unit": localized_name(data, "unit", language),
+        "role": localized(f"role.{data['role']}", language),
+        "open": data.get("open", 0),
+        "overdue": data.get("overdue", 0),
+        "due_today": data.get("due_today", 0),
+    }
+    if not params["open"]:
+        return Rendered(localized("digest.empty", language, params))
+    lines = [localized("digest.title", language, params)]
+    lines.append(localized("digest.counts", language, params))
+    tickets = list(data.get("tickets") or ())
+    if not tickets:
+        return Rendered("\n".join(lines))
+    lines.append(localized("digest.most_urgent", language))
+    builder = InlineKeyboardBuilder()
+    for ticket in tickets:
+        deadline = _when(ticket, "next_deadline", tz) or localized("digest.no_deadline", language)
+        key = "digest.button_overdue" if ticket.get("overdue") else "digest.button"
+        label = localized(
+            key,
+            language,
+            {
+                "number": ticket["number"],
+                "category": localized_name(ticket, "category", language),
+                "when": deadline,
+            },
+        )
+        builder.button(
+            text=label, callback_data=TicketAction(op=TicketOp.OPEN, id=ticket["ticket_id"])
+        )
+    builder.adjust(1)
+    return Rendered("\n".join(lines), reply_markup=builder.as_markup())
+
+
 def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     """A renderer with every kind the bot sends through the outbox.
 
     `tz` is the city's time zone for the times on ticket cards (settings.tz).
     """
+    zone = tz or DEFAULT_TZ
     renderer = Renderer()
     renderer.register("notice", render_notice)
     renderer.register("invitation_used", render_invitation_used)
-    renderer.register("ticket_card", partial(render_ticket_card, tz=tz or DEFAULT_TZ))
+    renderer.register("ticket_card", partial(render_ticket_card, tz=zone))
     renderer.register("ticket_photos", render_ticket_photos)
     renderer.register("ticket_place", render_ticket_place)
     renderer.register("ticket_status", render_ticket_status)
     renderer.register("ticket_moved", render_ticket_moved)
     renderer.register("ticket_followup", render_ticket_followup)
+    renderer.register("summons_card", partial(render_summons_card, tz=zone))
+    renderer.register("summons_status", render_summons_status)
+    renderer.register("digest", partial(render_digest, tz=zone))
     return renderer

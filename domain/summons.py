@@ -119,7 +119,7 @@ def _department_data(department: Department) -> dict:
     }
 
 
-def _summons_data(
+def summons_data(
     ctx: TicketContext, summons: TicketSummons, department: Department, now: datetime
 ) -> dict:
     return (
@@ -205,8 +205,9 @@ async def whistle(
 ) -> tuple[TicketContext, list[TicketSummons]]:
     """Summon departments to the ticket; each one's liaisons get the card and a deadline.
 
-    A department already working on it is left as it is; one that returned it or was
-    released is summoned again (the street insists).
+    A department already working on it is left as it is; one named again after it returned
+    it or was released is summoned again (the street insists); one that returned it and is
+    not named again is released (the street re-assigned the work).
     """
     if not department_ids:
         raise DomainError("whistle.no_departments")
@@ -248,12 +249,24 @@ async def whistle(
         actor_id=actor.id,
         departments=[allowed_ids[s.department_id].code for s in summoned],
     )
+    # Re-assigning relieves the departments that returned it and were not summoned again.
+    for summons in existing.values():
+        if summons.status == SS.RETURNED:
+            summons.status, summons.updated_at = SS.WITHDRAWN, now
+            session.add(summons)
+            out.event(
+                ticket,
+                actor_id=actor.id,
+                kind="department_released",
+                from_status=ticket.status,
+                department=allowed_ids[summons.department_id].code,
+            )
     _ticket_clock(ticket, list(existing.values()), timing, policies, now)
     session.add(ticket)
     ctx = await context_from(lk, ticket)
     for summons in summoned:
         department = allowed_ids[summons.department_id]
-        data = _summons_data(ctx, summons, department, now) | {"reason": "summoned"}
+        data = summons_data(ctx, summons, department, now) | {"reason": "summoned"}
         for person in await _liaisons(lk, department.id):
             out.message(person.telegram_id, "summons_card", data, Lane.ESCALATION)
     names = [allowed_ids[s.department_id] for s in summoned]
@@ -266,7 +279,7 @@ async def whistle(
     return ctx, summoned
 
 
-async def _load_summons(
+async def load_summons(
     session: AsyncSession,
     clock: Clock,
     actor: Person,
@@ -320,11 +333,35 @@ async def _load_summons(
                 roles=roles,
             )
     if summons.status not in statuses or ticket.status != TicketStatus.SUMMONED:
-        raise _stale(summons, ticket, department)
+        raise stale_summons(summons, ticket, department)
     return ticket, summons, department
 
 
-def _stale(summons: TicketSummons, ticket: Ticket, department: Department) -> StaleAction:
+async def check_summons(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    summons_id: int,
+    statuses: frozenset[SummonsStatus],
+) -> tuple[Ticket, TicketSummons, Department]:
+    """Whether the liaison may act on the summons now, before a dialog asks for a note.
+
+    The same checks as the step itself (NotAllowed, audited; or StaleAction); nothing is
+    changed, and the row lock the check took is released.
+    """
+    try:
+        found = await load_summons(
+            session, clock, actor, summons_id, liaison=True, statuses=statuses
+        )
+    except StaleAction:
+        await session.rollback()
+        raise
+    await session.commit()
+    return found
+
+
+def stale_summons(summons: TicketSummons, ticket: Ticket, department: Department) -> StaleAction:
     return StaleAction(
         "summons.stale",
         number=ticket.number,
@@ -358,7 +395,7 @@ async def _tell_street(
     )
     ctx = await context_from(lk, ticket)
     if ticket.status == TicketStatus.SUMMONED:
-        message = _summons_data(ctx, summons, department, out.now)
+        message = summons_data(ctx, summons, department, out.now)
         if kind == "department_returned":
             outbox_kind, message = "summons_card", message | {"reason": kind}
         else:
@@ -372,7 +409,7 @@ async def report_in(
     *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
 ) -> tuple[TicketContext, TicketSummons]:
     """The department accepts (报到/签收); its clock now runs on finishing its part."""
-    ticket, summons, department = await _load_summons(
+    ticket, summons, department = await load_summons(
         session, clock, actor, summons_id, liaison=True, statuses=frozenset({SS.SUMMONED})
     )
     out = Changes(clock)
@@ -399,7 +436,7 @@ async def return_summons(
 ) -> tuple[TicketContext, TicketSummons]:
     """The department returns it (退单) with a reason and a note; the street decides."""
     note = clean_note(note, "summons.note_empty")
-    ticket, summons, department = await _load_summons(
+    ticket, summons, department = await load_summons(
         session, clock, actor, summons_id, liaison=True, statuses=ACTIVE_SUMMONS
     )
     out = Changes(clock)
@@ -436,7 +473,7 @@ async def finish_summons(
 ) -> tuple[TicketContext, TicketSummons]:
     """The department's part is done; the last one to finish resolves the ticket."""
     note = clean_note(note, "resolve.note_empty")
-    ticket, summons, department = await _load_summons(
+    ticket, summons, department = await load_summons(
         session, clock, actor, summons_id, liaison=True, statuses=frozenset({SS.ACCEPTED})
     )
     out = Changes(clock)
@@ -484,7 +521,7 @@ async def insist(
     *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
 ) -> tuple[TicketContext, list[TicketSummons]]:
     """The street arbitrates a return: the department must take it after all."""
-    ticket, summons, department = await _load_summons(
+    ticket, summons, department = await load_summons(
         session, clock, actor, summons_id, liaison=False, statuses=frozenset({SS.RETURNED})
     )
     await session.commit()
@@ -502,7 +539,7 @@ async def release(
     *, session: AsyncSession, clock: Clock, timing: Timing, actor: Person, summons_id: int
 ) -> tuple[TicketContext, TicketSummons]:
     """The street accepts a department's return and releases it."""
-    ticket, summons, department = await _load_summons(
+    ticket, summons, department = await load_summons(
         session, clock, actor, summons_id, liaison=False, statuses=frozenset({SS.RETURNED})
     )
     out = Changes(clock)
@@ -552,7 +589,7 @@ async def sweep_summons(
         for alert in now_due:
             kind = AlertKind(alert["kind"])
             overdue = kind == AlertKind.OVERDUE
-            data = _summons_data(ctx, summons, department, now) | {
+            data = summons_data(ctx, summons, department, now) | {
                 "reason": "overdue" if overdue else "reminder",
                 "deadline": alert["deadline"],
             }

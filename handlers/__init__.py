@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, common, fallback, leader, resident
+from handlers import admin, common, department, fallback, leader, resident, whistle
 
 
 def routers() -> list[Router]:
@@ -13,6 +13,9 @@ def routers() -> list[Router]:
         common.router(),
         admin.router(),
         leader.router(),
+        whistle.router(),
+        # Before the resident's: its /cancel must not end a department's dialog unseen.
+        department.router(),
         resident.router(),
         # Last: it answers whatever no other router took, so it must not shadow them.
         fallback.router(),

@@ -18,6 +18,7 @@ class TicketOp(StrEnum):
     RESOLVE = "rs"  # then asks for a note and an optional photo
     REDISPATCH = "rd"  # community: then asks for a grid (Redispatch)
     CANCEL = "cx"  # community: close a returned ticket, then asks for a note
+    WHISTLE = "w"  # street or district: summon departments (opens the picker, WhistlePick)
 
 
 class TicketAction(CallbackData, prefix="t"):
@@ -66,3 +67,52 @@ class Page(CallbackData, prefix="p"):
 
     list: str
     offset: int
+
+
+# -- the street's whistle (吹哨) and the departments reporting in (报到) ----------------------
+
+
+class WhistleOp(StrEnum):
+    TOGGLE = "t"  # choose or drop one department (`sel` is the selection after the press)
+    SUMMON = "s"  # summon the departments in `sel`
+    CANCEL = "x"  # put the message back as it was
+    START = "o"  # open the picker (from a returned department's card: "summon others")
+
+
+class WhistlePick(CallbackData, prefix="w"):
+    """The department picker on a ticket.
+
+    `sel` is a hexadecimal bitmask over the departments offered, in the order the picker
+    shows them (responsible first); `v` is a short fingerprint of that order, so a press on
+    a picker whose list has changed since is refused rather than read against the new list.
+    `src` is the summons whose "summon others" button opened it (0: the ticket card).
+    """
+
+    op: WhistleOp
+    id: int
+    sel: str = "0"
+    v: str = ""
+    src: int = 0
+
+
+class SummonsOp(StrEnum):
+    REPORT_IN = "in"  # the department accepts (报到/签收)
+    RETURN = "rt"  # the department returns it (退单): then a reason, then a note
+    FINISH = "f"  # the department's part is done: then a note
+    BACK = "b"  # the department's buttons again (after the reasons were shown)
+    INSIST = "is"  # the street: the department must take it after all
+    RELEASE = "rl"  # the street: accept the department's return
+
+
+class SummonsAction(CallbackData, prefix="s"):
+    """A button on a department's summons card (`id` is the summons)."""
+
+    op: SummonsOp
+    id: int
+
+
+class SummonsReturnWhy(CallbackData, prefix="sr"):
+    """The department's reason for a return: a storage.enums.SummonsReturnReason value."""
+
+    id: int
+    reason: str

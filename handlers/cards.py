@@ -15,9 +15,17 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from domain.summons import WHISTLE_LEVELS
 from domain.tickets import NEXT_LEVEL, Action, allowed
-from handlers.callbacks import TicketAction, TicketOp
-from storage.enums import Level, TicketStatus
+from handlers.callbacks import (
+    SummonsAction,
+    SummonsOp,
+    TicketAction,
+    TicketOp,
+    WhistleOp,
+    WhistlePick,
+)
+from storage.enums import Level, SummonsStatus, TicketStatus
 
 Translate = Callable[..., str]
 
@@ -31,6 +39,7 @@ BUTTONS: tuple[tuple[Action, TicketOp, str], ...] = (
     (Action.RESOLVE, TicketOp.RESOLVE, "card.button.resolve"),
     (Action.RETURN, TicketOp.RETURN, "card.button.return"),
     (Action.ESCALATE, TicketOp.ESCALATE, "card.button.escalate"),
+    (Action.WHISTLE, TicketOp.WHISTLE, "card.button.whistle"),
     (Action.REDISPATCH, TicketOp.REDISPATCH, "card.button.redispatch"),
     (Action.CANCEL, TicketOp.CANCEL, "card.button.cancel"),
 )
@@ -148,7 +157,8 @@ def card_keyboard(data: Mapping[str, Any], t: Translate) -> InlineKeyboardMarkup
     """The holder's buttons for the ticket's status now; None when there is nothing to do.
 
     new: Accept / Return / Escalate; accepted or reopened: Resolve / Escalate; returned (at
-    the community): Re-dispatch / Close; no Escalate at the top of the ladder.
+    the community): Escalate / Re-dispatch / Close; no Escalate at the top of the ladder;
+    Whistle (summon departments) only where the street or the district holds it.
     """
     status = TicketStatus(data["status"])
     level = Level(data["level"])
@@ -159,9 +169,126 @@ def card_keyboard(data: Mapping[str, Any], t: Translate) -> InlineKeyboardMarkup
             continue
         if action is Action.ESCALATE and level not in NEXT_LEVEL:
             continue
+        if action is Action.WHISTLE and level not in WHISTLE_LEVELS:
+            continue
         builder.button(text=t(key), callback_data=TicketAction(op=op, id=data["ticket_id"]))
         count += 1
     if not count:
         return None
     builder.adjust(3)
+    return builder.as_markup()
+
+
+# -- a department's summons card (the street's whistle) ---------------------------------------
+
+LIAISON, STREET, DISTRICT = "liaison", "street", "district"
+# Who a summons card is for, by why it was sent: the department's liaisons, the street
+# holding the ticket (a department returned it), the district (a department is silent).
+AUDIENCES: dict[str, str] = {
+    "summoned": LIAISON,
+    "reminder": LIAISON,
+    "overdue": LIAISON,
+    "department_returned": STREET,
+    "department_silent": DISTRICT,
+}
+
+
+def _deadline_line(
+    value: str | datetime, as_of: datetime, t: Translate, tz: tzinfo, key: str
+) -> str:
+    """`key` ("...deadline") with when and time left, or `key`_overdue with how late."""
+    deadline = _moment(value)
+    when = local_time(deadline, tz)
+    if deadline < as_of:
+        return t(f"{key}_overdue", when=when, late=duration(as_of - deadline, t))
+    return t(key, when=when, left=duration(deadline - as_of, t))
+
+
+def summons_text(
+    data: Mapping[str, Any],
+    t: Translate,
+    language: str,
+    *,
+    audience: str,
+    tz: tzinfo | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The ticket's card, then the department's part: its state, deadline, return or answer.
+
+    The liaisons work against the department's deadline, so the ticket's own (the street's,
+    while a return waits for it) is left off their copy.
+    """
+    tz = tz or DEFAULT_TZ
+    as_of = _moment(now or data.get("as_of") or datetime.now(tz))
+    ticket = dict(data)
+    if audience == LIAISON:
+        ticket["next_deadline"] = None
+    status = data["summons_status"]
+    lines = [card_text(ticket, t, language, tz=tz, now=now), ""]
+    lines.append(
+        t(
+            "summons.department",
+            department=localized_name(data, "department", language),
+            state=t(f"summons.status.{status}"),
+        )
+    )
+    if data.get("summons_deadline") and status in (SummonsStatus.SUMMONED, SummonsStatus.ACCEPTED):
+        lines.append(_deadline_line(data["summons_deadline"], as_of, t, tz, "summons.deadline"))
+    if data.get("return_reason") and status in (SummonsStatus.RETURNED, SummonsStatus.WITHDRAWN):
+        lines.append(
+            t(
+                "summons.return_reason",
+                reason=t(f"summons.return_reason.{data['return_reason']}"),
+                note=data.get("return_note") or "",
+            )
+        )
+    if data.get("finish_note") and status == SummonsStatus.FINISHED:
+        lines.append(t("summons.finish_note", note=data["finish_note"]))
+    return "\n".join(lines)
+
+
+def summons_keyboard(
+    data: Mapping[str, Any], t: Translate, audience: str
+) -> InlineKeyboardMarkup | None:
+    """The buttons for the summons' state now, for whom the card is; None if nothing to do.
+
+    Liaisons: summoned -> Report in / Return; accepted -> Finish / Return. The street, on a
+    returned one: Insist / Release / Summon other departments. The district: Open the ticket.
+    """
+    status = SummonsStatus(data["summons_status"])
+    summons_id, ticket_id = data["summons_id"], data["ticket_id"]
+    builder = InlineKeyboardBuilder()
+    if audience == LIAISON:
+        first = {
+            SummonsStatus.SUMMONED: (SummonsOp.REPORT_IN, "summons.button.report_in"),
+            SummonsStatus.ACCEPTED: (SummonsOp.FINISH, "summons.button.finish"),
+        }.get(status)
+        if first is None:
+            return None
+        for op, key in (first, (SummonsOp.RETURN, "summons.button.return")):
+            builder.button(text=t(key), callback_data=SummonsAction(op=op, id=summons_id))
+        builder.adjust(2)
+    elif audience == STREET:
+        if status != SummonsStatus.RETURNED:
+            return None
+        builder.button(
+            text=t("summons.button.insist"),
+            callback_data=SummonsAction(op=SummonsOp.INSIST, id=summons_id),
+        )
+        builder.button(
+            text=t("summons.button.release"),
+            callback_data=SummonsAction(op=SummonsOp.RELEASE, id=summons_id),
+        )
+        builder.button(
+            text=t("summons.button.summon_others"),
+            callback_data=WhistlePick(op=WhistleOp.START, id=ticket_id, src=summons_id),
+        )
+        builder.adjust(1)
+    elif audience == DISTRICT:
+        builder.button(
+            text=t("summons.button.open"),
+            callback_data=TicketAction(op=TicketOp.OPEN, id=ticket_id),
+        )
+    else:
+        return None
     return builder.as_markup()

@@ -23,8 +23,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.calendar import WorkCalendar
 from domain.clock import Clock
+from domain.deadlines import Timing
 from domain.errors import DomainError
 from domain.queues import grids_for_redispatch, last_reopen_reason, open_ticket
 from domain.tickets import (
@@ -100,7 +100,7 @@ async def _card(
     return card_text(data, t, language, tz=tz), markup
 
 
-async def _edit(
+async def edit_text(
     bot: Bot,
     chat_id: int | None,
     message_id: int | None,
@@ -116,7 +116,7 @@ async def _edit(
         )
 
 
-def _where(query: CallbackQuery) -> tuple[int | None, int | None]:
+def message_ref(query: CallbackQuery) -> tuple[int | None, int | None]:
     message = query.message
     if not isinstance(message, Message):  # too old to edit (InaccessibleMessage) or none
         return None, None
@@ -135,11 +135,11 @@ async def _refresh_card(
     tz: tzinfo,
 ) -> None:
     text, markup = await _card(session, clock, person, ctx, t, language, tz)
-    await _edit(bot, *_where(query), text, markup)
+    await edit_text(bot, *message_ref(query), text, markup)
 
 
-async def _set_buttons(bot: Bot, query: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
-    chat_id, message_id = _where(query)
+async def set_buttons(bot: Bot, query: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
+    chat_id, message_id = message_ref(query)
     if chat_id is None:
         return
     with suppress(TelegramBadRequest):
@@ -202,10 +202,11 @@ async def accept(
     language: str,
     t: Translate,
     settings,
+    timing: Timing,
 ) -> None:
     """Accept (簽收): who and when are recorded; the card now offers Resolve / Escalate."""
     ctx = await accept_ticket(
-        session=session, clock=clock, actor=person, ticket_id=callback_data.id
+        session=session, clock=clock, timing=timing, actor=person, ticket_id=callback_data.id
     )
     await _refresh_card(query, bot, session, clock, person, ctx, t, language, settings.tz)
     await query.answer(t("leader.accepted", number=ctx.ticket.number))
@@ -232,7 +233,7 @@ async def ask_return_reason(
         )
     builder.button(text=t("leader.back"), callback_data=CardBack(id=ticket.id))
     builder.adjust(2, 2, 1)
-    await _set_buttons(bot, query, builder.as_markup())
+    await set_buttons(bot, query, builder.as_markup())
     await query.answer(t("leader.return_ask", number=ticket.number))
 
 
@@ -242,7 +243,7 @@ async def return_with_reason(
     bot: Bot,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     person: Person,
     language: str,
     t: Translate,
@@ -253,7 +254,7 @@ async def return_with_reason(
     ctx = await return_ticket(
         session=session,
         clock=clock,
-        calendar=calendar,
+        timing=timing,
         actor=person,
         ticket_id=callback_data.id,
         reason=reason,
@@ -274,7 +275,7 @@ async def escalate(
     bot: Bot,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     person: Person,
     language: str,
     t: Translate,
@@ -282,7 +283,7 @@ async def escalate(
 ) -> None:
     """Escalate one level up now (the same use case the deadline ladder uses)."""
     ctx = await escalate_ticket(
-        session=session, clock=clock, calendar=calendar, actor=person, ticket_id=callback_data.id
+        session=session, clock=clock, timing=timing, actor=person, ticket_id=callback_data.id
     )
     await _refresh_card(query, bot, session, clock, person, ctx, t, language, settings.tz)
     holder = ""
@@ -317,7 +318,7 @@ async def ask_grid(
         builder.button(text=name, callback_data=Redispatch(id=ticket.id, grid=grid.id))
     builder.button(text=t("leader.back"), callback_data=CardBack(id=ticket.id))
     builder.adjust(*([2] * (len(grids) // 2)), 1)
-    await _set_buttons(bot, query, builder.as_markup())
+    await set_buttons(bot, query, builder.as_markup())
     await query.answer(t("leader.redispatch_ask", number=ticket.number))
 
 
@@ -327,7 +328,7 @@ async def redispatch(
     bot: Bot,
     session: AsyncSession,
     clock: Clock,
-    calendar: WorkCalendar,
+    timing: Timing,
     person: Person,
     language: str,
     t: Translate,
@@ -337,7 +338,7 @@ async def redispatch(
     ctx = await redispatch_ticket(
         session=session,
         clock=clock,
-        calendar=calendar,
+        timing=timing,
         actor=person,
         ticket_id=callback_data.id,
         grid_id=callback_data.grid,
@@ -350,7 +351,7 @@ async def redispatch(
 async def _start_dialog(
     query: CallbackQuery, state: FSMContext, ticket: Ticket, dialog: State, prompt: str
 ) -> None:
-    chat_id, message_id = _where(query)
+    chat_id, message_id = message_ref(query)
     await state.set_state(dialog)
     await state.set_data(
         {"ticket_id": ticket.id, "number": ticket.number, "chat": chat_id, "card": message_id}
@@ -433,6 +434,7 @@ async def _resolve(
     bot: Bot,
     session: AsyncSession,
     clock: Clock,
+    timing: Timing,
     person: Person,
     state: FSMContext,
     language: str,
@@ -446,6 +448,7 @@ async def _resolve(
         ctx = await resolve_ticket(
             session=session,
             clock=clock,
+            timing=timing,
             actor=person,
             ticket_id=data["ticket_id"],
             note=data["note"],
@@ -456,7 +459,7 @@ async def _resolve(
         raise
     await state.clear()
     text, markup = await _card(session, clock, person, ctx, t, language, tz)
-    await _edit(bot, data.get("chat"), data.get("card"), text, markup)
+    await edit_text(bot, data.get("chat"), data.get("card"), text, markup)
     return t("leader.resolved", number=ctx.ticket.number)
 
 
@@ -470,11 +473,21 @@ async def resolve_photo(
     language: str,
     t: Translate,
     settings,
+    timing: Timing,
 ) -> None:
     """The photo of the result: resolve."""
     assert message.photo
     reply = await _resolve(
-        bot, session, clock, person, state, language, t, settings.tz, message.photo[-1].file_id
+        bot,
+        session,
+        clock,
+        timing,
+        person,
+        state,
+        language,
+        t,
+        settings.tz,
+        message.photo[-1].file_id,
     )
     await message.answer(reply)
 
@@ -490,15 +503,18 @@ async def skip_photo(
     language: str,
     t: Translate,
     settings,
+    timing: Timing,
 ) -> None:
     """Skip: resolve without a photo."""
     data = await state.get_data()
     if data.get("ticket_id") != callback_data.id:
         await query.answer(t("fallback.button"), show_alert=True)
         return
-    reply = await _resolve(bot, session, clock, person, state, language, t, settings.tz, None)
-    chat_id, message_id = _where(query)
-    await _edit(bot, chat_id, message_id, reply, None)
+    reply = await _resolve(
+        bot, session, clock, timing, person, state, language, t, settings.tz, None
+    )
+    chat_id, message_id = message_ref(query)
+    await edit_text(bot, chat_id, message_id, reply, None)
     await query.answer()
 
 
@@ -532,7 +548,7 @@ async def close_note(
         raise
     await state.clear()
     text, markup = await _card(session, clock, person, ctx, t, language, settings.tz)
-    await _edit(bot, data.get("chat"), data.get("card"), text, markup)
+    await edit_text(bot, data.get("chat"), data.get("card"), text, markup)
     await message.answer(t("leader.closed", number=ctx.ticket.number))
 
 
@@ -629,7 +645,7 @@ async def queue_page(
     text, markup = await _queue_page(
         session, clock, person, callback_data.offset, language, t, settings.tz
     )
-    await _edit(bot, *_where(query), text, markup)
+    await edit_text(bot, *message_ref(query), text, markup)
     await query.answer()
 
 

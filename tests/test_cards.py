@@ -192,19 +192,59 @@ def test_buttons_follow_the_status_and_level() -> None:
             ("✔️ Resolve", _cb(TicketOp.RESOLVE)),
             ("⬆️ Escalate", _cb(TicketOp.ESCALATE)),
         ]
+    # A returned ticket may go on up the ladder as well as back down to a grid.
     assert buttons(card(status="returned", level="community")) == [
+        ("⬆️ Escalate", _cb(TicketOp.ESCALATE)),
         ("➡️ Re-dispatch", _cb(TicketOp.REDISPATCH)),
         ("✖️ Close", _cb(TicketOp.CANCEL)),
     ]
     for status in ("resolved", "closed", "cancelled"):
         assert card_keyboard(card(status=status), translator("en")) is None
-    # The top of the ladder: nothing to escalate to.
-    assert [text for text, _ in buttons(card(level="district"))] == ["✅ Accept", "↩️ Return"]
-    assert [text for text, _ in buttons(card(level="district", status="accepted"))] == ["✔️ Resolve"]
-    assert [text for text, _ in buttons(card(level="street", status="accepted"))] == [
+    # The top of the ladder: nothing to escalate to; the district may whistle.
+    assert [text for text, _ in buttons(card(level="district"))] == [
+        "✅ Accept",
+        "↩️ Return",
+        "📣 Whistle (吹哨)",
+    ]
+    assert [text for text, _ in buttons(card(level="district", status="accepted"))] == [
+        "✔️ Resolve",
+        "📣 Whistle (吹哨)",
+    ]
+
+
+def test_the_whistle_is_offered_to_the_street_and_the_district_only() -> None:
+    assert buttons(card(level="street", status="accepted")) == [
+        ("✔️ Resolve", _cb(TicketOp.RESOLVE)),
+        ("⬆️ Escalate", _cb(TicketOp.ESCALATE)),
+        ("📣 Whistle (吹哨)", _cb(TicketOp.WHISTLE)),
+    ]
+    assert [text for text, _ in buttons(card(level="street"), "zh-hans")] == [
+        "✅ 签收",
+        "↩️ 退单",
+        "⬆️ 上报",
+        "📣 吹哨",
+    ]
+    # Departments already on it: more may be summoned, the street may resolve or escalate.
+    assert [text for text, _ in buttons(card(level="street", status="summoned"))] == [
         "✔️ Resolve",
         "⬆️ Escalate",
+        "📣 Whistle (吹哨)",
     ]
+    # Not below the street, and not in a state the table of moves has no whistle for.
+    for level in ("grid", "community"):
+        for status in ("new", "accepted", "reopened"):
+            texts = [text for text, _ in buttons(card(level=level, status=status))]
+            assert "📣 Whistle (吹哨)" not in texts
+    assert "📣 Whistle (吹哨)" not in [
+        text for text, _ in buttons(card(level="street", status="returned"))
+    ]
+    assert card_keyboard(card(level="street", status="resolved"), translator("en")) is None
+
+
+def test_a_summoned_card_shows_its_status_in_both_languages() -> None:
+    summoned = card(status="summoned", level="street", next_deadline=None)
+    assert "Status: departments summoned (whistle), working on it" in en(summoned)
+    assert "状态：已吹哨，职能部门协同办理中" in zh(summoned)
 
 
 # -- renderers -----------------------------------------------------------------------------
@@ -221,6 +261,7 @@ def test_the_card_renderer_adds_why_it_came_and_the_buttons() -> None:
     )
     assert returned.text.startswith("↩️ 网格已退单")
     assert [b.text for row in returned.reply_markup.inline_keyboard for b in row] == [
+        "⬆️ 上报",
         "➡️ 重新派单",
         "✖️ 撤销",
     ]

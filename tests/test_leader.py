@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.calendar import WorkCalendar
 from domain.clock import FrozenClock
+from domain.deadlines import Timing
 from domain.tickets import events_of, file_ticket
 from handlers.callbacks import Page, Redispatch, ReturnWhy, TicketAction, TicketOp
 from storage.db import make_engine, make_sessionmaker
@@ -27,7 +27,7 @@ from tests.botkit import running_bot
 from tests.fake_telegram import Call, FakeTelegram
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Zhengzhou
-CALENDAR = WorkCalendar(ZoneInfo("Asia/Shanghai"))
+CALENDAR = Timing.plain(ZoneInfo("Asia/Shanghai"))
 GRID1, GRID2, FAR_GRID, COMMUNITY = "EQ-JZJ-01-G1", "EQ-JZJ-01-G2", "EQ-JZJ-02-G1", "EQ-JZJ-01"
 IN_GRID1 = {"latitude": 34.742, "longitude": 113.632}
 
@@ -67,7 +67,7 @@ class World:
             ctx = await file_ticket(
                 session=session,
                 clock=self.clock,
-                calendar=CALENDAR,
+                timing=CALENDAR,
                 reporter=self.people[RESIDENT],
                 category_id=self.categories[category].id,
                 description=description,
@@ -389,6 +389,7 @@ async def test_return_redispatch_and_close_an_anonymous_report(db_url: str) -> N
         assert "Returned because: not in my grid" in secretary_card["text"]
         assert "Reported by: anonymous" in secretary_card["text"]
         assert buttons(secretary_card["reply_markup"]) == [
+            ("⬆️ Escalate", action(TicketOp.ESCALATE, tid)),
             ("➡️ Re-dispatch", action(TicketOp.REDISPATCH, tid)),
             ("✖️ Close", action(TicketOp.CANCEL, tid)),
         ]

@@ -31,6 +31,7 @@ from domain.tickets import (
     DESCRIPTION_LIMIT,
     PHOTO_LIMIT,
     Action,
+    TicketContext,
     active_categories,
     check_move,
     confirm_ticket,
@@ -46,7 +47,7 @@ from handlers import report_keyboards as kb
 from handlers.callbacks import FollowUp, MeToo, Page, Rating
 from handlers.common import scope_name
 from handlers.report_keyboards import PARTS, ReportButton, Step
-from storage.enums import UnitKind
+from storage.enums import OPEN_STATUSES, UnitKind
 from storage.models import Person
 
 logger = logging.getLogger(__name__)
@@ -784,10 +785,22 @@ async def _my_view(
                 category=scope_name(language, ctx.category.name_zh, ctx.category.name_en),
                 status=t(f"status.{ticket.status.value}"),
                 date=f"{ticket.created_at.astimezone(settings.tz):%Y-%m-%d}",
-            )
+                holder=_held_by(ctx, t, language),
+            ).rstrip()
         )
     await session.commit()
     return "\n\n".join(parts), kb.my_pager(offset, MY_PAGE, total, t)
+
+
+def _held_by(ctx: TicketContext, t: Translate, language: str) -> str:
+    """Which level holds an open ticket now (nothing for a closed one)."""
+    if ctx.holder is None or ctx.ticket.status not in OPEN_STATUSES:
+        return ""
+    return t(
+        "my.held_by",
+        level=t(f"level.{ctx.ticket.level.value}"),
+        holder=scope_name(language, ctx.holder.name_zh, ctx.holder.name_en),
+    )
 
 
 async def my_command(

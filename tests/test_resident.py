@@ -593,7 +593,11 @@ async def test_my_lists_tickets_newest_first_five_a_page(db_url: str) -> None:
         assert lines[0] == "Your reports (1–5 of 7), newest first:"
         assert [line.split(" · ")[0] for line in lines[1:]] == numbers[::-1][:5]
         # The newest was filed on 2026-11-25 01:00 UTC, 09:00 in Zhengzhou.
-        assert lines[1] == f"{numbers[6]} · Damaged road\nwaiting to be accepted · filed 2026-11-25"
+        # An open ticket says which level holds it now.
+        assert lines[1] == (
+            f"{numbers[6]} · Damaged road\nwaiting to be accepted · filed 2026-11-25\n"
+            "Held by the grid: Qingtong Grid 1"
+        )
         assert [b["text"] for b in buttons(page)] == ["Next ▶"]
 
         after = len(fake.calls)

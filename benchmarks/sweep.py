@@ -230,7 +230,7 @@ async def escalate_due(url: str, timing: Timing, due: int) -> float:
     try:
         async with make_sessionmaker(engine)() as session:
             started = time.perf_counter()
-            report = await sweep(session=session, clock=clock, timing=timing, batch=1000)
+            report = await sweep(session=session, clock=clock, timing=timing)
             elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()

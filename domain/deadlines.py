@@ -8,7 +8,7 @@ or the end of the follow-up visit. The sweep only reads rows whose first alert i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -63,6 +63,8 @@ class Timing:
 
     calendar: WorkCalendar
     ladder: Ladder = field(default_factory=Ladder)
+    # phase_alerts' answers: a sweep hands thousands of tickets over at the same moment.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def plain(cls, tz: ZoneInfo) -> Timing:
@@ -80,9 +82,7 @@ class Timing:
         }
         self.calendar = calendar_from_setting(self.calendar.tz, rows.get(CALENDAR_KEY, {}))
         self.ladder = Ladder.from_setting(rows.get(LADDER_KEY, {}))
-
-    def with_ladder(self, **changes: int) -> Timing:
-        return Timing(self.calendar, replace(self.ladder, **changes))
+        self.memo.clear()
 
 
 async def load_timing(session: AsyncSession, tz: ZoneInfo) -> Timing:
@@ -148,13 +148,36 @@ def phase_alerts(
     the deadline itself is kept even when past, so a late start still escalates. At the top
     of the ladder the deadline repeats as reminders at the ladder's interval.
     """
+    reminders = tuple(sorted(float(f) for f in policy.reminders or []))
+    key = (policy.working_time, reminders, start, minutes, now, top)
+    found = timing.memo.get(key)
+    if found is None:
+        if len(timing.memo) > 4096:
+            timing.memo.clear()
+        found = timing.memo[key] = _phase_alerts(
+            timing, policy.working_time, reminders, start=start, minutes=minutes, now=now, top=top
+        )
+    deadline, alerts = found
+    return deadline, list(alerts)
+
+
+def _phase_alerts(
+    timing: Timing,
+    working_time: bool,
+    reminders: tuple[float, ...],
+    *,
+    start: datetime,
+    minutes: int,
+    now: datetime,
+    top: bool,
+) -> tuple[datetime, list[dict]]:
     calendar = timing.calendar
-    deadline = calendar.add(start, minutes, working_time=policy.working_time)
+    deadline = calendar.add(start, minutes, working_time=working_time)
     alerts = []
-    for fraction in sorted(float(f) for f in policy.reminders or []):
+    for fraction in reminders:
         if not 0 < fraction < 1:
             continue
-        at = calendar.add(start, minutes, working_time=policy.working_time, fraction=fraction)
+        at = calendar.add(start, minutes, working_time=working_time, fraction=fraction)
         if now <= at < deadline:
             alerts.append(_alert(at, AlertKind.REMIND, deadline))
     alerts.append(_alert(deadline, AlertKind.OVERDUE, deadline))

@@ -274,6 +274,9 @@ class OutboxSender:
         row = self._tasks.pop(task)
         self._chats_in_flight.discard(row.chat_id)
         self._granted.discard(row.id)
+        # The last fetch skipped this chat while its send was in flight: look again as soon
+        # as the chat may be written to, not at the next poll.
+        self._fetch_at = min(self._fetch_at, self._throttle.chat_ready_at(row.chat_id))
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("outbox: send task for row %s crashed", row.id, exc_info=exc)
         self._poke()

@@ -133,8 +133,7 @@ async def update_rows(
         await _copy(connection, scratch, names, values)
         sets = ", ".join(f"{name} = s.{name}" for name in changed)
         await connection.exec_driver_sql(
-            f'UPDATE "{table.name}" AS t SET {sets} FROM "{scratch}" AS s '
-            f"WHERE t.{key} = s.{key}"
+            f'UPDATE "{table.name}" AS t SET {sets} FROM "{scratch}" AS s WHERE t.{key} = s.{key}'
         )
         await connection.exec_driver_sql(f'DROP TABLE "{scratch}"')
         return

@@ -13,9 +13,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.sqlite_driver import DRIVER as SQLITE_DRIVER
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# How long a statement waits for another connection's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 10.0
 
 
 def _with_driver(url: str, sqlite_driver: str) -> str:
@@ -30,8 +35,8 @@ def _with_driver(url: str, sqlite_driver: str) -> str:
 
 
 def async_url(url: str) -> str:
-    """The URL with the async driver gridbot uses: aiosqlite or psycopg."""
-    return _with_driver(url, "sqlite+aiosqlite")
+    """The URL with the async driver gridbot uses: storage.sqlite_driver or psycopg."""
+    return _with_driver(url, f"sqlite+{SQLITE_DRIVER}")
 
 
 def sync_url(url: str) -> str:
@@ -46,22 +51,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # No PRAGMA busy_timeout: the driver runs statements on the event loop and waits for
+    # locks asynchronously (connect's timeout); SQLite's own wait would freeze the loop.
     cursor.close()
 
 
-def _sqlite_begin(conn: sa.Connection) -> None:
-    # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
-    # later can't fail on a snapshot another writer made stale; busy_timeout queues writers.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for the URL; SQLite gets WAL, foreign keys and immediate transactions."""
+    """An async engine for the URL; SQLite gets WAL, foreign keys and immediate transactions.
+
+    SQLite runs through storage.sqlite_driver: statements inline on the event loop, no thread.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+        kwargs["connect_args"] = connect_args
+        # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
+        # later can't fail on a snapshot another writer made stale; the driver queues writers.
+        kwargs.setdefault("begin_mode", "IMMEDIATE")
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 

@@ -53,6 +53,7 @@ class Lookups:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._units: dict[int, OrgUnit] = {}
+        self._ancestors: dict[tuple[int | None, UnitKind], OrgUnit | None] = {}
         self._categories: dict[int, Category] = {}
         self._people: dict[int, Person] = {}
         self._departments: dict[int, Department] = {}
@@ -95,15 +96,16 @@ class Lookups:
 
     async def ancestor(self, unit: OrgUnit, kind: UnitKind) -> OrgUnit:
         """The unit of `kind` above (or at) `unit`."""
-        for unit_id in ancestor_ids(unit):
-            if unit_id not in self._units:
-                await self._load_units(ancestor_ids(unit))
-                break
-        for unit_id in ancestor_ids(unit):
-            found = self._units.get(unit_id)
-            if found is not None and found.kind == kind:
-                return found
-        raise NotFound("unit.no_ancestor", code=unit.code, kind=kind.value)
+        key = (unit.id, kind)
+        if key not in self._ancestors:
+            ids = ancestor_ids(unit)
+            await self._load_units(ids)
+            found = [self._units[i] for i in ids if i in self._units]
+            self._ancestors[key] = next((u for u in found if u.kind == kind), None)
+        found = self._ancestors[key]
+        if found is None:
+            raise NotFound("unit.no_ancestor", code=unit.code, kind=kind.value)
+        return found
 
     async def holders(
         self, role: Role, *, unit_id: int | None = None, department_id: int | None = None
@@ -137,8 +139,9 @@ class Lookups:
         if categories:
             rows = await self.session.exec(select(Category).where(Category.id.in_(categories)))
             self._categories.update({c.id: c for c in rows.all()})
-        await self._load_people({t.reporter_id for t in tickets if t.reporter_id is not None})
+        # Reporters are watchers: their rows come with the watchers'.
         await self._load_watchers([t.id for t in tickets])
+        await self._load_people({t.reporter_id for t in tickets if t.reporter_id is not None})
         keys = [("unit", uid, role) for uid in ancestors | unit_ids for role in roles]
         await self._load_holders(keys)
 

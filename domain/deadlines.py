@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -108,25 +107,6 @@ class Policies:
         return self._by_key.get((urgency, category_id, level)) or self._by_key.get(
             (urgency, None, level)
         )
-
-
-async def policy_for(
-    session: AsyncSession, urgency: Urgency, category_id: int | None, level: Level
-) -> DeadlinePolicy | None:
-    """The one policy that applies (a single indexed query, for one ticket at a time)."""
-    rows = (
-        await session.exec(
-            select(DeadlinePolicy).where(
-                DeadlinePolicy.urgency == urgency,
-                DeadlinePolicy.level == level,
-                sa.or_(
-                    DeadlinePolicy.category_id == category_id,
-                    DeadlinePolicy.category_id.is_(None),
-                ),
-            )
-        )
-    ).all()
-    return Policies(list(rows)).find(urgency, category_id, level)
 
 
 def _alert(at: datetime, kind: AlertKind, deadline: datetime) -> dict:

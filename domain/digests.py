@@ -36,10 +36,6 @@ LISTED = 10
 HELD = [s.value for s in OPEN_STATUSES if s != TicketStatus.RESOLVED]
 
 
-def digest_key(day: str) -> str:
-    return f"digest:{day}"
-
-
 async def _unit_figures(
     session: AsyncSession, unit_ids: list[int], now: datetime, end_of_day: datetime
 ) -> dict[int, dict]:
@@ -136,7 +132,7 @@ async def send_digests(
     today = local.date()
     if local.time() < at or not timing.calendar.is_working_day(today):
         return None
-    key = digest_key(today.isoformat())
+    key = f"digest:{today.isoformat()}"
     if await session.get(JobRun, key) is not None:
         await session.rollback()
         return None

@@ -333,7 +333,7 @@ async def load_summons(
                 roles=roles,
             )
     if summons.status not in statuses or ticket.status != TicketStatus.SUMMONED:
-        raise stale_summons(summons, ticket, department)
+        raise _stale_summons(summons, ticket, department)
     return ticket, summons, department
 
 
@@ -361,7 +361,7 @@ async def check_summons(
     return found
 
 
-def stale_summons(summons: TicketSummons, ticket: Ticket, department: Department) -> StaleAction:
+def _stale_summons(summons: TicketSummons, ticket: Ticket, department: Department) -> StaleAction:
     return StaleAction(
         "summons.stale",
         number=ticket.number,

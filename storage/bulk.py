@@ -77,27 +77,13 @@ def _tuples(
     return out
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_field(value: Any) -> str:
-    """One value in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value).translate(_COPY_ESCAPES)
-
-
 async def _copy(connection: Any, table: str, names: str, values: list[tuple]) -> None:
-    """COPY the rows in, written as one text block (not a round of awaits per row)."""
+    """COPY the rows in; psycopg formats each row in C."""
     raw = await connection.get_raw_connection()
     statement = f'COPY "{table}" ({names}) FROM STDIN'
-    payload = "".join("\t".join(map(_copy_field, row)) + "\n" for row in values)
     async with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        await copy.write(payload.encode())
+        for row in values:
+            await copy.write_row(row)
 
 
 async def insert_rows(

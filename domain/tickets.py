@@ -23,6 +23,7 @@ from domain.changes import Changes
 from domain.clock import Clock
 from domain.deadlines import Policies, Timing, first_at, followup_alerts, phase_alerts
 from domain.errors import DomainError, NotFound
+from domain.geo import distance_m
 from domain.lookups import Lookups
 from storage.dialect import next_in_sequence
 from storage.enums import (
@@ -148,15 +149,6 @@ def allowed(status: TicketStatus, action: Action) -> bool:
     return (status, action) in MOVES
 
 
-def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres (haversine)."""
-    r = 6_371_000.0
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(math.sqrt(a))
-
-
 # -- reading -----------------------------------------------------------------------------
 
 
@@ -234,7 +226,7 @@ async def find_duplicates(
         )
     ).all()
     near = [
-        (_distance_m(latitude, longitude, t.latitude, t.longitude), t)
+        (distance_m(latitude, longitude, t.latitude, t.longitude), t)
         for t in candidates
         if t.latitude is not None and t.longitude is not None
     ]

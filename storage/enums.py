@@ -125,3 +125,24 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+
+
+class MemberStatus(StrEnum):
+    """A Party member's registration with the community where they live."""
+
+    PENDING = "pending"  # waiting for the community secretary
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class CallStatus(StrEnum):
+    """A community's call (社区吹哨) for Party members."""
+
+    OPEN = "open"  # taking claims
+    FULL = "full"  # every place taken (a withdrawal opens it again)
+    CANCELLED = "cancelled"
+
+
+class ClaimStatus(StrEnum):
+    CLAIMED = "claimed"  # "I'll come"
+    WITHDRAWN = "withdrawn"  # withdrew before the start

@@ -10,7 +10,10 @@ from sqlmodel import Field, SQLModel
 
 from storage.enums import (
     AssignmentStatus,
+    CallStatus,
+    ClaimStatus,
     Level,
+    MemberStatus,
     OutboxStatus,
     ReturnReason,
     Role,
@@ -349,3 +352,97 @@ class AuditEntry(SQLModel, table=True):
     actor_id: int | None = Field(default=None, foreign_key="person.id")
     action: str = Field(max_length=64)
     data: dict = Field(default_factory=dict, sa_type=JSONType)
+
+
+class Member(SQLModel, table=True):
+    """A Party member registered (报到) with the community where they live."""
+
+    __tablename__ = "member"
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", unique=True)
+    full_name: str = Field(max_length=100)
+    branch: str = Field(max_length=200)  # Party branch or work unit
+    community_id: int = Field(foreign_key="org_unit.id", index=True)
+    grid_id: int | None = Field(default=None, foreign_key="org_unit.id", index=True)
+    skills: list = Field(default_factory=list, sa_type=JSONType)
+    services: list = Field(default_factory=list, sa_type=JSONType)
+    phone: str | None = Field(default=None, max_length=32)  # only if shared as a contact
+    status: MemberStatus = Field(default=MemberStatus.PENDING, sa_type=_enum(MemberStatus))
+    decided_by_id: int | None = Field(default=None, foreign_key="person.id")
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reject_reason: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class ServicePost(SQLModel, table=True):
+    """A standing post in a community (认岗): building helper, safety patrol... with places."""
+
+    __tablename__ = "service_post"
+    __table_args__ = (sa.UniqueConstraint("community_id", "code"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    community_id: int = Field(foreign_key="org_unit.id", index=True)
+    code: str = Field(max_length=64)
+    name_zh: str = Field(max_length=200)
+    name_en: str = Field(max_length=200)
+    places: int
+    held: int = Field(default=0)  # changed only by one conditional UPDATE, like a call's
+    created_at: datetime = _created()
+
+
+class PostHolder(SQLModel, table=True):
+    """A member holding a service post."""
+
+    __tablename__ = "post_holder"
+
+    post_id: int = Field(foreign_key="service_post.id", primary_key=True)
+    member_id: int = Field(foreign_key="member.id", primary_key=True, index=True)
+    since: datetime = _created()
+
+
+class DutyCall(SQLModel, table=True):
+    """A community's call for Party members (社区吹哨): where, when, how many."""
+
+    __tablename__ = "duty_call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    community_id: int = Field(foreign_key="org_unit.id", index=True)
+    organiser_id: int = Field(foreign_key="person.id")
+    title: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=sa.Text)
+    latitude: float
+    longitude: float
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    capacity: int
+    # Places taken: changed only by one conditional UPDATE, so a full call never takes more.
+    claimed: int = Field(default=0)
+    grid_ids: list = Field(default_factory=list, sa_type=JSONType)  # empty: the whole community
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    points_per_hour: float = Field(default=1.0)
+    status: CallStatus = Field(default=CallStatus.OPEN, sa_type=_enum(CallStatus))
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+
+
+class CallClaim(SQLModel, table=True):
+    """A member's "I'll come" to a call, and what happened on the day."""
+
+    __tablename__ = "call_claim"
+    __table_args__ = (sa.UniqueConstraint("call_id", "member_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="duty_call.id", index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    status: ClaimStatus = Field(default=ClaimStatus.CLAIMED, sa_type=_enum(ClaimStatus))
+    claimed_at: datetime = _created()
+    checked_in_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    checked_out_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Never checked out: closed at the call's end and marked for the organiser.
+    auto_closed: bool = Field(default=False)
+    minutes: int = Field(default=0)  # checked-in time, capped at the call's length
+    confirmed: bool | None = None  # the organiser's word after the end
+    points: float = Field(default=0.0)  # earned only when confirmed
+    updated_at: datetime = _created()

@@ -147,12 +147,12 @@ def test_every_ticket_and_summons_status_has_its_words() -> None:
             assert f"role.{role.value}" in table, (language, role)
 
 
-def test_every_key_the_whistle_raises_exists_in_both_languages() -> None:
-    source = (ROOT / "domain" / "summons.py").read_text(encoding="utf-8")
+def test_every_key_the_domain_raises_exists_in_both_languages() -> None:
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "domain").glob("*.py"))
     raised = r'(?:DomainError|NotFound|StaleAction|NotAllowed)\(\s*"([^"]+)"'
     checked = r'clean_note\([^,]+,\s*"([^"]+)"'  # the key a refused note raises
     keys = set(re.findall(raised, source)) | set(re.findall(checked, source))
-    assert {"whistle.no_departments", "summons.stale", "summons.note_empty"} <= keys
+    assert {"whistle.no_departments", "summons.stale", "duty.call_full", "ticket.stale"} <= keys
     for language, table in catalogs().items():
         missing = {key for key in keys if key not in table}
         assert not missing, (language, missing)

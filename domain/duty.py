@@ -1,0 +1,544 @@
+"""Party members report for duty (党员报到): registration, service posts, the community's calls
+(社区吹哨), check-in and check-out on site, hours and points.
+
+A secretary acts only in their own community (a community secretary, or an administrator
+above it); a call may also be posted by a grid leader of the community. Places on a call or
+a post are taken by one conditional UPDATE, so a full call never takes one more, however many
+claims arrive at once. Hours are the checked-in time, capped at the call's length; only what
+the organiser confirms earns points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.access import covering_assignment, deny
+from domain.clock import Clock
+from domain.errors import DomainError, NotFound
+from domain.geo import distance_m
+from domain.outbox import Outgoing, enqueue, enqueue_many
+from storage.enums import (
+    CallStatus,
+    ClaimStatus,
+    Lane,
+    MemberStatus,
+    Role,
+    UnitKind,
+)
+from storage.models import (
+    CallClaim,
+    DutyCall,
+    Member,
+    OrgUnit,
+    Person,
+    PostHolder,
+    RoleAssignment,
+    ServicePost,
+)
+
+CHECK_IN_RADIUS_M = 300.0
+CHECK_IN_EARLY = timedelta(minutes=30)  # check-in opens this long before the start
+NAME_LIMIT = 100
+BRANCH_LIMIT = 200
+SECRETARY_ROLES = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
+ORGANISER_ROLES = (Role.COMMUNITY_SECRETARY, Role.GRID_LEADER, Role.ADMIN)
+
+
+async def _community(session: AsyncSession, community_id: int) -> OrgUnit:
+    community = await session.get(OrgUnit, community_id)
+    if community is None or community.kind != UnitKind.COMMUNITY:
+        raise NotFound("unit.unknown", code=str(community_id))
+    return community
+
+
+async def _require(
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    unit: OrgUnit,
+    roles: Sequence[Role],
+    action: str,
+) -> None:
+    if await covering_assignment(session, person_id=actor.id, roles=roles, unit=unit) is None:
+        await deny(session, clock=clock, person_id=actor.id, unit=unit, action=action, roles=roles)
+
+
+async def member_of(session: AsyncSession, person: Person) -> Member | None:
+    return (await session.exec(select(Member).where(Member.person_id == person.id))).first()
+
+
+# -- registration ------------------------------------------------------------------------------
+
+
+async def register_member(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    full_name: str,
+    branch: str,
+    community_id: int,
+    grid_id: int | None = None,
+    skills: Sequence[str] = (),
+    services: Sequence[str] = (),
+    phone: str | None = None,
+) -> Member:
+    """Report for duty with the community where the person lives; the secretary decides.
+
+    A rejected member may register again (the same row, pending once more).
+    """
+    full_name, branch = full_name.strip(), branch.strip()
+    if not full_name or len(full_name) > NAME_LIMIT:
+        raise DomainError("duty.name_invalid", limit=NAME_LIMIT)
+    if not branch or len(branch) > BRANCH_LIMIT:
+        raise DomainError("duty.branch_invalid", limit=BRANCH_LIMIT)
+    community = await _community(session, community_id)
+    if grid_id is not None:
+        grid = await session.get(OrgUnit, grid_id)
+        if grid is None or grid.parent_id != community.id:
+            raise DomainError("duty.grid_not_in_community")
+    now = clock.now()
+    member = await member_of(session, person)
+    if member is not None and member.status != MemberStatus.REJECTED:
+        raise DomainError("duty.already_registered", status=member.status.value)
+    member = member or Member(person_id=person.id, created_at=now)
+    member.full_name, member.branch = full_name, branch
+    member.community_id, member.grid_id = community.id, grid_id
+    member.skills, member.services, member.phone = list(skills), list(services), phone
+    member.status, member.reject_reason = MemberStatus.PENDING, None
+    member.decided_by_id = member.decided_at = None
+    member.updated_at = now
+    session.add(member)
+    await session.flush()
+    secretaries = (
+        await session.exec(
+            select(Person.telegram_id)
+            .join(RoleAssignment, RoleAssignment.person_id == Person.id)
+            .where(
+                RoleAssignment.unit_id == community.id,
+                RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+            )
+        )
+    ).all()
+    for chat_id in secretaries:
+        enqueue(
+            session,
+            clock=clock,
+            chat_id=chat_id,
+            kind="member_registration",
+            lane=Lane.INTERACTIVE,
+            data={"member_id": member.id, "full_name": full_name, "branch": branch},
+        )
+    await session.commit()
+    return member
+
+
+async def decide_member(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    member_id: int,
+    approve: bool,
+    reason: str | None = None,
+) -> Member:
+    """The community secretary approves or rejects (with a reason); the member is told."""
+    member = await session.get(Member, member_id, with_for_update=True)
+    if member is None:
+        raise NotFound("duty.member_unknown")
+    community = await _community(session, member.community_id)
+    await _require(session, clock, actor, community, SECRETARY_ROLES, f"duty.decide:{member_id}")
+    if member.status != MemberStatus.PENDING:
+        raise DomainError("duty.already_decided", status=member.status.value)
+    reason = (reason or "").strip()
+    if not approve and not reason:
+        raise DomainError("duty.reason_needed")
+    now = clock.now()
+    member.status = MemberStatus.APPROVED if approve else MemberStatus.REJECTED
+    member.reject_reason = None if approve else reason
+    member.decided_by_id, member.decided_at, member.updated_at = actor.id, now, now
+    session.add(member)
+    person = await session.get(Person, member.person_id)
+    assert person is not None
+    enqueue(
+        session,
+        clock=clock,
+        chat_id=person.telegram_id,
+        kind="member_decision",
+        lane=Lane.INTERACTIVE,
+        data={"status": member.status.value, "reason": member.reject_reason},
+    )
+    await session.commit()
+    return member
+
+
+async def _approved(session: AsyncSession, person: Person) -> Member:
+    member = await member_of(session, person)
+    if member is None or member.status != MemberStatus.APPROVED:
+        raise DomainError("duty.not_approved")
+    return member
+
+
+# -- service posts -----------------------------------------------------------------------------
+
+
+async def claim_post(
+    *, session: AsyncSession, clock: Clock, person: Person, post_id: int
+) -> ServicePost:
+    """Take a place on a standing post of the member's own community (认岗)."""
+    member = await _approved(session, person)
+    post = await session.get(ServicePost, post_id)
+    if post is None or post.community_id != member.community_id:
+        raise NotFound("duty.post_unknown")
+    if await session.get(PostHolder, (post.id, member.id)) is not None:
+        raise DomainError("duty.post_held")
+    taken = await session.exec(
+        sa.update(ServicePost)
+        .where(ServicePost.id == post.id, ServicePost.held < ServicePost.places)
+        .values(held=ServicePost.held + 1)
+    )
+    if taken.rowcount == 0:
+        raise DomainError("duty.post_full", places=post.places)
+    session.add(PostHolder(post_id=post.id, member_id=member.id, since=clock.now()))
+    await session.commit()
+    await session.refresh(post)
+    return post
+
+
+async def leave_post(*, session: AsyncSession, person: Person, post_id: int) -> None:
+    member = await _approved(session, person)
+    holder = await session.get(PostHolder, (post_id, member.id))
+    if holder is None:
+        raise DomainError("duty.post_not_held")
+    await session.delete(holder)
+    await session.exec(
+        sa.update(ServicePost).where(ServicePost.id == post_id).values(held=ServicePost.held - 1)
+    )
+    await session.commit()
+
+
+# -- calls -------------------------------------------------------------------------------------
+
+
+async def create_call(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    community_id: int,
+    title: str,
+    description: str,
+    latitude: float,
+    longitude: float,
+    starts_at: datetime,
+    ends_at: datetime,
+    capacity: int,
+    grid_ids: Sequence[int] = (),
+    ticket_id: int | None = None,
+    points_per_hour: float = 1.0,
+) -> tuple[DutyCall, int]:
+    """Post a call; every approved member in scope gets it (bulk lane). The call, and how many."""
+    community = await _community(session, community_id)
+    await _require(session, clock, actor, community, ORGANISER_ROLES, "duty.call")
+    title = title.strip()
+    if not title or len(title) > 200:
+        raise DomainError("duty.title_invalid")
+    now = clock.now()
+    if not now < starts_at < ends_at:
+        raise DomainError("duty.times_invalid")
+    if capacity < 1:
+        raise DomainError("duty.capacity_invalid")
+    if grid_ids:
+        inside = (
+            await session.exec(
+                select(sa.func.count())
+                .select_from(OrgUnit)
+                .where(OrgUnit.id.in_(list(grid_ids)), OrgUnit.parent_id == community.id)
+            )
+        ).one()
+        if inside != len(set(grid_ids)):
+            raise DomainError("duty.grid_not_in_community")
+    call = DutyCall(
+        community_id=community.id,
+        organiser_id=actor.id,
+        title=title,
+        description=description.strip(),
+        latitude=latitude,
+        longitude=longitude,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        capacity=capacity,
+        grid_ids=sorted(set(grid_ids)),
+        ticket_id=ticket_id,
+        points_per_hour=points_per_hour,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(call)
+    await session.flush()
+    scope = select(Person.telegram_id).join(Member, Member.person_id == Person.id)
+    scope = scope.where(Member.community_id == community.id, Member.status == MemberStatus.APPROVED)
+    if grid_ids:
+        scope = scope.where(Member.grid_id.in_(list(grid_ids)))
+    data = {"call_id": call.id, "title": title, "starts_at": starts_at.isoformat()}
+    sent = await enqueue_many(
+        session,
+        (Outgoing(chat_id, "duty_call", data, Lane.BULK) for chat_id in await session.exec(scope)),
+        clock=clock,
+    )
+    await session.commit()
+    return call, sent
+
+
+async def _call_for_member(
+    session: AsyncSession, person: Person, call_id: int
+) -> tuple[Member, DutyCall]:
+    member = await _approved(session, person)
+    call = await session.get(DutyCall, call_id)
+    if call is None:
+        raise NotFound("duty.call_unknown")
+    in_scope = call.community_id == member.community_id and (
+        not call.grid_ids or member.grid_id in call.grid_ids
+    )
+    if not in_scope:
+        raise DomainError("duty.call_not_yours")
+    return member, call
+
+
+async def answer_call(
+    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+) -> CallClaim:
+    """ "I'll come": a place, if one is left and the call has not started."""
+    member, call = await _call_for_member(session, person, call_id)
+    now = clock.now()
+    claim = (
+        await session.exec(
+            select(CallClaim).where(CallClaim.call_id == call.id, CallClaim.member_id == member.id)
+        )
+    ).first()
+    if claim is not None and claim.status == ClaimStatus.CLAIMED:
+        raise DomainError("duty.already_claimed")
+    c = DutyCall
+    taken = await session.exec(
+        sa.update(c)
+        .where(
+            c.id == call.id,
+            c.status == CallStatus.OPEN,
+            c.claimed < c.capacity,
+            c.starts_at > now,
+        )
+        .values(
+            claimed=c.claimed + 1,
+            status=sa.case((c.claimed + 1 >= c.capacity, CallStatus.FULL.value), else_=c.status),
+            updated_at=now,
+        )
+    )
+    if taken.rowcount == 0:
+        # Nothing was changed; say why (the caller's transaction ends as for any refusal).
+        await session.refresh(call)
+        if call.status == CallStatus.CANCELLED:
+            raise DomainError("duty.call_cancelled")
+        if call.starts_at <= now:
+            raise DomainError("duty.call_started")
+        raise DomainError("duty.call_full", capacity=call.capacity)
+    claim = claim or CallClaim(call_id=call.id, member_id=member.id)
+    claim.status, claim.claimed_at, claim.updated_at = ClaimStatus.CLAIMED, now, now
+    session.add(claim)
+    await session.commit()
+    return claim
+
+
+async def withdraw(*, session: AsyncSession, clock: Clock, person: Person, call_id: int) -> None:
+    """Withdraw before the start; the place is free again."""
+    member, call = await _call_for_member(session, person, call_id)
+    now = clock.now()
+    claim = (
+        await session.exec(
+            select(CallClaim).where(
+                CallClaim.call_id == call.id,
+                CallClaim.member_id == member.id,
+                CallClaim.status == ClaimStatus.CLAIMED,
+            )
+        )
+    ).first()
+    if claim is None:
+        raise DomainError("duty.no_claim")
+    if call.starts_at <= now:
+        raise DomainError("duty.call_started")
+    claim.status, claim.updated_at = ClaimStatus.WITHDRAWN, now
+    session.add(claim)
+    await session.exec(
+        sa.update(DutyCall)
+        .where(DutyCall.id == call.id, DutyCall.status != CallStatus.CANCELLED)
+        .values(claimed=DutyCall.claimed - 1, status=CallStatus.OPEN.value, updated_at=now)
+    )
+    await session.commit()
+
+
+async def _claim_of(
+    session: AsyncSession, person: Person, call_id: int
+) -> tuple[DutyCall, CallClaim]:
+    member, call = await _call_for_member(session, person, call_id)
+    claim = (
+        await session.exec(
+            select(CallClaim).where(
+                CallClaim.call_id == call.id,
+                CallClaim.member_id == member.id,
+                CallClaim.status == ClaimStatus.CLAIMED,
+            )
+        )
+    ).first()
+    if claim is None:
+        raise DomainError("duty.no_claim")
+    return call, claim
+
+
+def _minutes(call: DutyCall, start: datetime, end: datetime) -> int:
+    """Checked-in time inside the call's hours, in whole minutes."""
+    span = min(end, call.ends_at) - max(start, call.starts_at)
+    return max(0, int(span.total_seconds() // 60))
+
+
+async def check_in(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    call_id: int,
+    latitude: float,
+    longitude: float,
+    radius_m: float = CHECK_IN_RADIUS_M,
+) -> CallClaim:
+    """On site: within `radius_m` of the call's place, from shortly before its start to its end."""
+    call, claim = await _claim_of(session, person, call_id)
+    now = clock.now()
+    if claim.checked_in_at is not None:
+        raise DomainError("duty.already_checked_in")
+    if not call.starts_at - CHECK_IN_EARLY <= now < call.ends_at:
+        raise DomainError(
+            "duty.outside_window",
+            opens=(call.starts_at - CHECK_IN_EARLY).isoformat(),
+            closes=call.ends_at.isoformat(),
+        )
+    away = distance_m(latitude, longitude, call.latitude, call.longitude)
+    if away > radius_m:
+        raise DomainError("duty.too_far", distance=round(away), radius=round(radius_m))
+    claim.checked_in_at, claim.updated_at = now, now
+    session.add(claim)
+    await session.commit()
+    return claim
+
+
+async def check_out(
+    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+) -> CallClaim:
+    """Leaving: the hours are the time checked in, capped at the call's length."""
+    call, claim = await _claim_of(session, person, call_id)
+    now = clock.now()
+    if claim.checked_in_at is None:
+        raise DomainError("duty.not_checked_in")
+    if claim.checked_out_at is not None:
+        raise DomainError("duty.already_checked_out")
+    claim.checked_out_at = min(now, call.ends_at)
+    claim.minutes = _minutes(call, claim.checked_in_at, claim.checked_out_at)
+    claim.updated_at = now
+    session.add(claim)
+    await session.commit()
+    return claim
+
+
+async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
+    """Members who never checked out are closed at the call's end and marked for the organiser."""
+    now = clock.now()
+    rows = (
+        await session.exec(
+            select(CallClaim, DutyCall)
+            .join(DutyCall, DutyCall.id == CallClaim.call_id)
+            .where(
+                DutyCall.ends_at <= now,
+                CallClaim.status == ClaimStatus.CLAIMED,
+                CallClaim.checked_in_at.is_not(None),
+                CallClaim.checked_out_at.is_(None),
+            )
+        )
+    ).all()
+    for claim, call in rows:
+        claim.checked_out_at, claim.auto_closed, claim.updated_at = call.ends_at, True, now
+        claim.minutes = _minutes(call, claim.checked_in_at, call.ends_at)
+        session.add(claim)
+    await session.commit()
+    return len(rows)
+
+
+async def confirm_attendance(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    call_id: int,
+    attended: Mapping[int, bool],
+) -> list[CallClaim]:
+    """After the end, the organiser confirms who came (member id -> yes/no); yes earns points."""
+    call = await session.get(DutyCall, call_id)
+    if call is None:
+        raise NotFound("duty.call_unknown")
+    if actor.id != call.organiser_id:
+        community = await _community(session, call.community_id)
+        await _require(session, clock, actor, community, SECRETARY_ROLES, f"duty.confirm:{call_id}")
+    now = clock.now()
+    if now < call.ends_at:
+        raise DomainError("duty.call_not_over")
+    claims = (
+        await session.exec(
+            select(CallClaim).where(
+                CallClaim.call_id == call.id,
+                CallClaim.status == ClaimStatus.CLAIMED,
+                CallClaim.member_id.in_(list(attended)),
+            )
+        )
+    ).all()
+    for claim in claims:
+        claim.confirmed = bool(attended[claim.member_id])
+        claim.points = round(claim.minutes / 60 * call.points_per_hour, 2) if claim.confirmed else 0
+        claim.updated_at = now
+        session.add(claim)
+    await session.commit()
+    return list(claims)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A member's confirmed service over a period."""
+
+    minutes: int
+    points: float
+    calls: int
+
+
+async def service_between(
+    session: AsyncSession, member: Member, start: datetime, end: datetime
+) -> Service:
+    """Confirmed hours, points and calls whose start falls in [start, end)."""
+    minutes, points, calls = (
+        await session.exec(
+            select(
+                sa.func.coalesce(sa.func.sum(CallClaim.minutes), 0),
+                sa.func.coalesce(sa.func.sum(CallClaim.points), 0.0),
+                sa.func.count(),
+            )
+            .join(DutyCall, DutyCall.id == CallClaim.call_id)
+            .where(
+                CallClaim.member_id == member.id,
+                CallClaim.confirmed.is_(True),
+                DutyCall.starts_at >= start,
+                DutyCall.starts_at < end,
+            )
+        )
+    ).one()
+    return Service(int(minutes), float(points), int(calls))

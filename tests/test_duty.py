@@ -1,0 +1,341 @@
+"""Party members report for duty: registration, posts, calls, check-in, hours and points."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from domain.duty import (
+    answer_call,
+    check_in,
+    check_out,
+    claim_post,
+    close_forgotten,
+    confirm_attendance,
+    create_call,
+    decide_member,
+    leave_post,
+    register_member,
+    service_between,
+    withdraw,
+)
+from domain.errors import DomainError, NotAllowed
+from storage.enums import CallStatus, MemberStatus, Role, UnitKind
+from storage.models import (
+    AuditEntry,
+    CallClaim,
+    DutyCall,
+    Member,
+    OutboxMessage,
+    RoleAssignment,
+    ServicePost,
+)
+from tests.factories import add_unit, make_person, make_tree
+
+PLACE = (34.742, 113.632)
+NEAR = (34.7435, 113.632)  # about 170 m north
+FAR = (34.7475, 113.632)  # about 610 m north
+
+
+async def _world(session, members: int = 5):
+    """A community with a secretary, a second community with its own, and approved members."""
+    tree = await make_tree(session)
+    other = await add_unit(session, UnitKind.COMMUNITY, "ZZ-JS-01-02", tree.street)
+    secretary = await make_person(session, 300, "Secretary")
+    stranger = await make_person(session, 301, "Other secretary")
+    session.add_all(
+        [
+            RoleAssignment(
+                person_id=secretary.id, role=Role.COMMUNITY_SECRETARY, unit_id=tree.community.id
+            ),
+            RoleAssignment(person_id=stranger.id, role=Role.COMMUNITY_SECRETARY, unit_id=other.id),
+        ]
+    )
+    people = []
+    for n in range(members):
+        person = await make_person(session, 1000 + n, f"Member {n}")
+        session.add(
+            Member(
+                person_id=person.id,
+                full_name=f"Member {n}",
+                branch="第一党支部",
+                community_id=tree.community.id,
+                grid_id=tree.grid.id,
+                status=MemberStatus.APPROVED,
+            )
+        )
+        people.append(person)
+    await session.commit()
+    return tree, other, secretary, stranger, people
+
+
+async def _call(session, clock, tree, secretary, capacity=3, **extra):
+    call, sent = await create_call(
+        session=session,
+        clock=clock,
+        actor=secretary,
+        community_id=tree.community.id,
+        title="清理楼道",
+        description="3号楼楼道杂物清理",
+        latitude=PLACE[0],
+        longitude=PLACE[1],
+        starts_at=clock.now() + timedelta(hours=2),
+        ends_at=clock.now() + timedelta(hours=4),
+        capacity=capacity,
+        **extra,
+    )
+    return call, sent
+
+
+async def test_registration_waits_for_the_secretary_of_that_community(sessionmaker, clock) -> None:
+    async with sessionmaker() as session:
+        tree, other, secretary, stranger, _ = await _world(session, members=0)
+        person = await make_person(session, 2000, "New member")
+        with pytest.raises(DomainError):
+            await register_member(
+                session=session,
+                clock=clock,
+                person=person,
+                full_name="  ",
+                branch="x",
+                community_id=tree.community.id,
+            )
+        member = await register_member(
+            session=session,
+            clock=clock,
+            person=person,
+            full_name="王芳",
+            branch="某某公司党支部",
+            community_id=tree.community.id,
+            skills=["急救"],
+            services=["building_helper"],
+        )
+        assert member.status == MemberStatus.PENDING
+        sent = (await session.exec(select(OutboxMessage))).all()
+        assert [(m.chat_id, m.kind) for m in sent] == [(300, "member_registration")]
+
+        # Another community's secretary may not decide; the refusal is audited.
+        with pytest.raises(NotAllowed):
+            await decide_member(
+                session=session, clock=clock, actor=stranger, member_id=member.id, approve=True
+            )
+        assert len((await session.exec(select(AuditEntry))).all()) == 1
+        with pytest.raises(DomainError) as no_reason:
+            await decide_member(
+                session=session, clock=clock, actor=secretary, member_id=member.id, approve=False
+            )
+        assert no_reason.value.key == "duty.reason_needed"
+        member = await decide_member(
+            session=session,
+            clock=clock,
+            actor=secretary,
+            member_id=member.id,
+            approve=False,
+            reason="不住本社区",
+        )
+        assert (member.status, member.reject_reason) == (MemberStatus.REJECTED, "不住本社区")
+        # Rejected: may register again, and is approved this time.
+        member = await register_member(
+            session=session,
+            clock=clock,
+            person=person,
+            full_name="王芳",
+            branch="某某公司党支部",
+            community_id=tree.community.id,
+        )
+        member = await decide_member(
+            session=session, clock=clock, actor=secretary, member_id=member.id, approve=True
+        )
+        assert member.status == MemberStatus.APPROVED
+        with pytest.raises(DomainError) as twice:
+            await register_member(
+                session=session,
+                clock=clock,
+                person=person,
+                full_name="王芳",
+                branch="x",
+                community_id=tree.community.id,
+            )
+        assert twice.value.key == "duty.already_registered"
+
+
+async def test_a_post_has_a_number_of_places(sessionmaker, clock) -> None:
+    async with sessionmaker() as session:
+        tree, _, _, _, people = await _world(session, members=3)
+        post = ServicePost(
+            community_id=tree.community.id,
+            code="PATROL",
+            name_zh="安全巡逻",
+            name_en="Patrol",
+            places=2,
+        )
+        session.add(post)
+        await session.commit()
+        for person in people[:2]:
+            await claim_post(session=session, clock=clock, person=person, post_id=post.id)
+        with pytest.raises(DomainError) as full:
+            await claim_post(session=session, clock=clock, person=people[2], post_id=post.id)
+        assert full.value.key == "duty.post_full"
+        await leave_post(session=session, person=people[0], post_id=post.id)
+        post = await claim_post(session=session, clock=clock, person=people[2], post_id=post.id)
+        assert post.held == 2
+
+
+async def test_a_call_for_three_to_five_members(sessionmaker, clock) -> None:
+    async with sessionmaker() as session:
+        tree, other, secretary, stranger, people = await _world(session)
+        outsider = await make_person(session, 3000, "Outsider")
+        session.add(
+            Member(
+                person_id=outsider.id,
+                full_name="Outsider",
+                branch="x",
+                community_id=other.id,
+                status=MemberStatus.APPROVED,
+            )
+        )
+        await session.commit()
+        with pytest.raises(NotAllowed):  # another community's secretary
+            await create_call(
+                session=session,
+                clock=clock,
+                actor=stranger,
+                community_id=tree.community.id,
+                title="x",
+                description="",
+                latitude=PLACE[0],
+                longitude=PLACE[1],
+                starts_at=clock.now() + timedelta(hours=1),
+                ends_at=clock.now() + timedelta(hours=2),
+                capacity=1,
+            )
+        call, sent = await _call(session, clock, tree, secretary)
+        assert sent == 5  # every approved member of the community, nobody else
+        call_id = call.id
+
+        for person in people[:3]:
+            await answer_call(session=session, clock=clock, person=person, call_id=call_id)
+        with pytest.raises(DomainError) as full:
+            await answer_call(session=session, clock=clock, person=people[3], call_id=call_id)
+        assert full.value.key == "duty.call_full"
+        with pytest.raises(DomainError) as not_yours:
+            await answer_call(session=session, clock=clock, person=outsider, call_id=call_id)
+        assert not_yours.value.key == "duty.call_not_yours"
+
+        # A withdrawal before the start frees the place for the fourth.
+        await withdraw(session=session, clock=clock, person=people[0], call_id=call_id)
+        await answer_call(session=session, clock=clock, person=people[3], call_id=call_id)
+        call = await session.get(DutyCall, call_id)
+        await session.refresh(call)
+        assert (call.claimed, call.status) == (3, CallStatus.FULL)
+
+        # Check-in: without a claim, too early, too far, then right.
+        with pytest.raises(DomainError) as no_claim:
+            await check_in(
+                session=session,
+                clock=clock,
+                person=people[4],
+                call_id=call_id,
+                latitude=PLACE[0],
+                longitude=PLACE[1],
+            )
+        assert no_claim.value.key == "duty.no_claim"
+        with pytest.raises(DomainError) as early:
+            await check_in(
+                session=session,
+                clock=clock,
+                person=people[1],
+                call_id=call_id,
+                latitude=PLACE[0],
+                longitude=PLACE[1],
+            )
+        assert early.value.key == "duty.outside_window"
+        clock.advance(timedelta(hours=2, minutes=-10))  # ten minutes before the start
+        with pytest.raises(DomainError) as far:
+            await check_in(
+                session=session,
+                clock=clock,
+                person=people[1],
+                call_id=call_id,
+                latitude=FAR[0],
+                longitude=FAR[1],
+            )
+        assert far.value.key == "duty.too_far" and far.value.params["radius"] == 300
+        clock.advance(timedelta(minutes=10))
+        with pytest.raises(DomainError) as started:  # claims close at the start
+            await answer_call(session=session, clock=clock, person=people[4], call_id=call_id)
+        assert started.value.key == "duty.call_started"
+        with pytest.raises(DomainError) as too_late:  # and so do withdrawals
+            await withdraw(session=session, clock=clock, person=people[1], call_id=call_id)
+        assert too_late.value.key == "duty.call_started"
+        for person in people[1:4]:
+            await check_in(
+                session=session,
+                clock=clock,
+                person=person,
+                call_id=call_id,
+                latitude=NEAR[0],
+                longitude=NEAR[1],
+            )
+        clock.advance(timedelta(minutes=90))
+        out = await check_out(session=session, clock=clock, person=people[1], call_id=call_id)
+        assert out.minutes == 90
+        clock.advance(timedelta(hours=1))  # past the end: the others never checked out
+        assert await close_forgotten(session=session, clock=clock) == 2
+
+        members = {m.person_id: m.id for m in (await session.exec(select(Member))).all()}
+        claims = await confirm_attendance(
+            session=session,
+            clock=clock,
+            actor=secretary,
+            call_id=call_id,
+            attended={
+                members[people[1].id]: True,
+                members[people[2].id]: True,
+                members[people[3].id]: False,
+            },
+        )
+        by_member = {c.member_id: c for c in claims}
+        assert (
+            by_member[members[people[1].id]].points,
+            by_member[members[people[1].id]].minutes,
+        ) == (1.5, 90)
+        # Checked in at the start, closed at the end: the whole two hours, marked for the organiser.
+        forgotten = by_member[members[people[2].id]]
+        assert (forgotten.minutes, forgotten.auto_closed, forgotten.points) == (120, True, 2.0)
+        assert by_member[members[people[3].id]].points == 0
+
+        member = await session.get(Member, members[people[1].id])
+        month = await service_between(
+            session, member, clock.now() - timedelta(days=30), clock.now() + timedelta(days=1)
+        )
+        assert (month.minutes, month.points, month.calls) == (90, 1.5, 1)
+
+
+async def test_two_hundred_claims_at_once_never_overfill_a_call(
+    engine, sessionmaker, clock
+) -> None:
+    async with sessionmaker() as session:
+        tree, _, secretary, _, people = await _world(session, members=200)
+        call, _ = await _call(session, clock, tree, secretary, capacity=50)
+        call_id = call.id
+
+    async def claim(person) -> bool:
+        async with sessionmaker() as session:
+            try:
+                await answer_call(session=session, clock=clock, person=person, call_id=call_id)
+            except DomainError as exc:
+                assert exc.key == "duty.call_full"
+                return False
+            return True
+
+    results = await asyncio.gather(*(claim(p) for p in people))
+    assert sum(results) == 50
+    async with sessionmaker() as session:
+        stored = (await session.exec(select(CallClaim))).all()
+        assert len(stored) == 50
+        call = await session.get(DutyCall, call_id)
+        assert (call.claimed, call.status) == (50, CallStatus.FULL)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
+from domain.duty import close_forgotten
 from domain.sweep import SweepReport, sweep
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,14 @@ def _require() -> JobContext:
 
 
 async def sweep_job() -> SweepReport:
-    """Re-read the calendar and ladder, sweep what is due, and send today's digest if due."""
+    """Re-read the calendar and ladder, sweep what is due, close check-outs members forgot,
+    and send today's digest if it is time."""
     ctx = _require()
     async with _running, ctx.sessionmaker() as session:
         await ctx.timing.refresh(session)
         await session.commit()
         report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing)
+        await close_forgotten(session=session, clock=ctx.clock)
         digests = await send_digests(
             session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
         )

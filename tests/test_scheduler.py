@@ -12,12 +12,14 @@ from domain.calendar import WorkCalendar
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
 from domain.digests import send_digests
+from domain.duty import answer_call, check_in, create_call
 from domain.tickets import accept_ticket
 from scheduler import jobs
 from storage.db import make_engine, make_sessionmaker
-from storage.enums import Level
-from storage.models import OrgSetting, OutboxMessage
+from storage.enums import Level, MemberStatus, Role
+from storage.models import CallClaim, Member, OrgSetting, OutboxMessage, RoleAssignment
 from tests.botkit import running_bot
+from tests.factories import make_person, make_tree
 from tests.test_sweep import _file, _reload, _world
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -142,3 +144,61 @@ async def test_the_running_bot_sweeps_at_start_and_then_on_its_interval(db_url) 
             assert (await _reload(session, ticket_id)).level == Level.COMMUNITY
     finally:
         await engine.dispose()
+
+
+async def test_the_sweep_job_closes_check_outs_members_forgot(sessionmaker) -> None:
+
+    clock = FrozenClock(_local(2026, 11, 25, 9, 0))
+    async with sessionmaker() as session:
+        tree = await make_tree(session)
+        secretary = await make_person(session, 300, "Secretary")
+        member_person = await make_person(session, 1000, "Member")
+        session.add(
+            RoleAssignment(
+                person_id=secretary.id, role=Role.COMMUNITY_SECRETARY, unit_id=tree.community.id
+            )
+        )
+        session.add(
+            Member(
+                person_id=member_person.id,
+                full_name="Member",
+                branch="支部",
+                community_id=tree.community.id,
+                status=MemberStatus.APPROVED,
+            )
+        )
+        await session.commit()
+        call, _ = await create_call(
+            session=session,
+            clock=clock,
+            actor=secretary,
+            community_id=tree.community.id,
+            title="巡逻",
+            description="",
+            latitude=34.742,
+            longitude=113.632,
+            starts_at=clock.now() + timedelta(hours=1),
+            ends_at=clock.now() + timedelta(hours=3),
+            capacity=2,
+        )
+        call_id = call.id
+        await answer_call(session=session, clock=clock, person=member_person, call_id=call_id)
+        clock.advance(timedelta(hours=1, minutes=30))
+        await check_in(
+            session=session,
+            clock=clock,
+            person=member_person,
+            call_id=call_id,
+            latitude=34.742,
+            longitude=113.632,
+        )
+    jobs.configure(jobs.JobContext(sessionmaker, clock, Timing.plain(TZ), DIGEST_AT))
+    try:
+        await jobs.sweep_job()  # the call is not over: nothing to close
+        clock.advance(timedelta(hours=2))
+        await jobs.sweep_job()
+    finally:
+        jobs.configure(None)
+    async with sessionmaker() as session:
+        [claim] = (await session.exec(select(CallClaim))).all()
+        assert (claim.auto_closed, claim.minutes) == (True, 90)

@@ -40,6 +40,7 @@ from storage.models import (
     PostHolder,
     RoleAssignment,
     ServicePost,
+    Ticket,
 )
 
 CHECK_IN_RADIUS_M = 300.0
@@ -243,9 +244,12 @@ async def create_call(
     ticket_id: int | None = None,
     points_per_hour: float = 1.0,
 ) -> tuple[DutyCall, int]:
-    """Post a call; every approved member in scope gets it (bulk lane). The call, and how many."""
+    """Post a call; every approved member in scope gets it (bulk lane). The call, and how many.
+
+    A call for the whole community is the secretary's (or an administrator's above); a grid
+    leader may call the members of their own grids, and so turn a ticket of theirs into a call.
+    """
     community = await _community(session, community_id)
-    await _require(session, clock, actor, community, ORGANISER_ROLES, "duty.call")
     title = title.strip()
     if not title or len(title) > 200:
         raise DomainError("duty.title_invalid")
@@ -254,16 +258,21 @@ async def create_call(
         raise DomainError("duty.times_invalid")
     if capacity < 1:
         raise DomainError("duty.capacity_invalid")
+    grids = []
     if grid_ids:
-        inside = (
-            await session.exec(
-                select(sa.func.count())
-                .select_from(OrgUnit)
-                .where(OrgUnit.id.in_(list(grid_ids)), OrgUnit.parent_id == community.id)
-            )
-        ).one()
-        if inside != len(set(grid_ids)):
+        grids = list(
+            (await session.exec(select(OrgUnit).where(OrgUnit.id.in_(list(grid_ids))))).all()
+        )
+        if len(grids) != len(set(grid_ids)) or any(g.parent_id != community.id for g in grids):
             raise DomainError("duty.grid_not_in_community")
+        for grid in grids:
+            await _require(session, clock, actor, grid, ORGANISER_ROLES, "duty.call")
+    else:
+        await _require(session, clock, actor, community, SECRETARY_ROLES, "duty.call")
+    if ticket_id is not None:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None or ticket.community_id != community.id:
+            raise DomainError("duty.ticket_not_in_community")
     call = DutyCall(
         community_id=community.id,
         organiser_id=actor.id,

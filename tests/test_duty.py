@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
 
+from domain.deadlines import Timing
 from domain.duty import (
     answer_call,
     check_in,
@@ -23,10 +25,12 @@ from domain.duty import (
     withdraw,
 )
 from domain.errors import DomainError, NotAllowed
-from storage.enums import CallStatus, MemberStatus, Role, UnitKind
+from domain.tickets import file_ticket
+from storage.enums import CallStatus, MemberStatus, Role, UnitKind, Urgency
 from storage.models import (
     AuditEntry,
     CallClaim,
+    Category,
     DutyCall,
     Member,
     OutboxMessage,
@@ -339,3 +343,39 @@ async def test_two_hundred_claims_at_once_never_overfill_a_call(
         assert len(stored) == 50
         call = await session.get(DutyCall, call_id)
         assert (call.claimed, call.status) == (50, CallStatus.FULL)
+
+
+async def test_a_grid_leader_calls_their_own_grid_and_may_start_from_a_ticket(
+    sessionmaker, clock
+) -> None:
+    async with sessionmaker() as session:
+        tree, other, secretary, _, people = await _world(session)
+        leader = await make_person(session, 200, "Leader")
+        session.add(
+            RoleAssignment(person_id=leader.id, role=Role.GRID_LEADER, unit_id=tree.grid.id)
+        )
+        category = Category(code="HELP", name_zh="帮扶", name_en="Help", urgency=Urgency.NORMAL)
+        session.add(category)
+        await session.commit()
+        ticket = (
+            await file_ticket(
+                session=session,
+                clock=clock,
+                timing=Timing.plain(ZoneInfo("Asia/Shanghai")),
+                reporter=people[0],
+                category_id=category.id,
+                description="独居老人需要帮忙搬家",
+                grid_id=tree.grid.id,
+            )
+        ).ticket
+        ticket_id = ticket.id
+        for grids in ([], [tree.other_grid.id]):  # the whole community, or another grid
+            with pytest.raises(NotAllowed):
+                await _call(session, clock, tree, leader, grid_ids=grids)
+        call, sent = await _call(
+            session, clock, tree, leader, grid_ids=[tree.grid.id], ticket_id=ticket_id
+        )
+        assert (call.ticket_id, call.grid_ids, sent) == (ticket_id, [tree.grid.id], 5)
+        with pytest.raises(DomainError) as elsewhere:
+            await _call(session, clock, tree, secretary, grid_ids=[other.id])
+        assert elsewhere.value.key == "duty.grid_not_in_community"

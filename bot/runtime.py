@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 from aiogram import Bot, Dispatcher
@@ -113,7 +113,14 @@ async def serve(
         scheduler = None
         if settings.scheduler:
             scheduler = start_scheduler(
-                jobs.JobContext(sessionmaker, clock, timing, settings.digest_time, sender.wake),
+                jobs.JobContext(
+                    sessionmaker,
+                    clock,
+                    timing,
+                    settings.digest_time,
+                    sender.wake,
+                    timedelta(minutes=settings.call_reminder_minutes),
+                ),
                 settings.sweep_interval,
             )
         try:

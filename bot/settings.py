@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="Local time of the daily digest to grid leaders, secretaries and officers "
         "(HH:MM; working days only).",
     )
+    call_reminder_minutes: float = Field(
+        default=60,
+        gt=0,
+        description="Minutes before a call's start at which those coming are reminded.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("default_language")

@@ -462,6 +462,46 @@ async def check_out(
     return claim
 
 
+async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta) -> int:
+    """Remind those who said "I'll come", once, `before` the start (or at once if later)."""
+    now = clock.now()
+    calls = (
+        await session.exec(
+            select(DutyCall).where(
+                DutyCall.starts_at > now,
+                DutyCall.starts_at <= now + before,
+                DutyCall.reminded_at.is_(None),
+                DutyCall.status != CallStatus.CANCELLED,
+            )
+        )
+    ).all()
+    messages = []
+    for call in calls:
+        chats = (
+            await session.exec(
+                select(Person.telegram_id)
+                .join(Member, Member.person_id == Person.id)
+                .join(CallClaim, CallClaim.member_id == Member.id)
+                .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
+            )
+        ).all()
+        data = {
+            "call_id": call.id,
+            "title": call.title,
+            "starts_at": call.starts_at.isoformat(),
+            "latitude": call.latitude,
+            "longitude": call.longitude,
+        }
+        messages += [
+            Outgoing(chat_id, "duty_call_reminder", data, Lane.INTERACTIVE) for chat_id in chats
+        ]
+        call.reminded_at = now
+        session.add(call)
+    sent = await enqueue_many(session, messages, clock=clock)
+    await session.commit()
+    return sent
+
+
 async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
     """Members who never checked out are closed at the call's end and marked for the organiser."""
     now = clock.now()

@@ -12,14 +12,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import time
+from datetime import time, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
-from domain.duty import close_forgotten
+from domain.duty import close_forgotten, remind_calls
 from domain.sweep import SweepReport, sweep
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class JobContext:
     timing: Timing
     digest_time: time
     on_queued: Callable[[], None] | None = None
+    call_reminder: timedelta = timedelta(hours=1)
 
 
 _context: JobContext | None = None
@@ -54,18 +55,19 @@ def _require() -> JobContext:
 
 
 async def sweep_job() -> SweepReport:
-    """Re-read the calendar and ladder, sweep what is due, close check-outs members forgot,
-    and send today's digest if it is time."""
+    """Re-read the calendar and ladder, sweep what is due, remind members of calls ahead,
+    close check-outs they forgot, and send today's digest if it is time."""
     ctx = _require()
     async with _running, ctx.sessionmaker() as session:
         await ctx.timing.refresh(session)
         await session.commit()
         report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing)
+        reminded = await remind_calls(session=session, clock=ctx.clock, before=ctx.call_reminder)
         await close_forgotten(session=session, clock=ctx.clock)
         digests = await send_digests(
             session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
         )
-    if (report.total or digests) and ctx.on_queued is not None:
+    if (report.total or digests or reminded) and ctx.on_queued is not None:
         ctx.on_queued()
     return report
 

@@ -414,8 +414,8 @@ class DutyCall(SQLModel, table=True):
     description: str = Field(default="", sa_type=sa.Text)
     latitude: float
     longitude: float
-    starts_at: datetime = Field(sa_type=UTCDateTime)
-    ends_at: datetime = Field(sa_type=UTCDateTime)
+    starts_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ends_at: datetime = Field(sa_type=UTCDateTime, index=True)
     capacity: int
     # Places taken: changed only by one conditional UPDATE, so a full call never takes more.
     claimed: int = Field(default=0)
@@ -423,6 +423,8 @@ class DutyCall(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     points_per_hour: float = Field(default=1.0)
     status: CallStatus = Field(default=CallStatus.OPEN, sa_type=_enum(CallStatus))
+    # When those who said "I'll come" were reminded (once, a set time before the start).
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

@@ -21,6 +21,7 @@ from domain.duty import (
     decide_member,
     leave_post,
     register_member,
+    remind_calls,
     service_between,
     withdraw,
 )
@@ -379,3 +380,23 @@ async def test_a_grid_leader_calls_their_own_grid_and_may_start_from_a_ticket(
         with pytest.raises(DomainError) as elsewhere:
             await _call(session, clock, tree, secretary, grid_ids=[other.id])
         assert elsewhere.value.key == "duty.grid_not_in_community"
+
+
+async def test_those_coming_are_reminded_once_before_the_start(sessionmaker, clock) -> None:
+    async with sessionmaker() as session:
+        tree, _, secretary, _, people = await _world(session, members=3)
+        call, _ = await _call(session, clock, tree, secretary)  # starts in 2 h
+        call_id = call.id
+        for person in people[:2]:
+            await answer_call(session=session, clock=clock, person=person, call_id=call_id)
+        before = timedelta(hours=1)
+        assert await remind_calls(session=session, clock=clock, before=before) == 0
+        clock.advance(timedelta(hours=1))
+        assert await remind_calls(session=session, clock=clock, before=before) == 2
+        assert await remind_calls(session=session, clock=clock, before=before) == 0
+        reminders = (
+            await session.exec(
+                select(OutboxMessage.chat_id).where(OutboxMessage.kind == "duty_call_reminder")
+            )
+        ).all()
+        assert sorted(reminders) == [1000, 1001]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,6 +35,7 @@ from storage.enums import (
 from storage.models import (
     CallClaim,
     DutyCall,
+    JobRun,
     Member,
     OrgUnit,
     Person,
@@ -591,3 +593,118 @@ async def service_between(
         )
     ).one()
     return Service(int(minutes), float(points), int(calls))
+
+
+def _month_bounds(day: date, tz) -> tuple[datetime, datetime]:
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return (
+        datetime.combine(first, time(), tz).astimezone(UTC),
+        datetime.combine(following, time(), tz).astimezone(UTC),
+    )
+
+
+async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> int | None:
+    """On the first day of a month, last month's service: to every approved member (hours,
+    points, calls) and to every community secretary (who served, unfilled calls, no-shows).
+
+    Once per month, also after downtime (the month is claimed with a JobRun row). Returns how
+    many messages were queued, or None when there was nothing to do.
+    """
+    now = clock.now()
+    today = now.astimezone(tz).date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    key = f"duty-month:{last_month:%Y-%m}"
+    if await session.get(JobRun, key) is not None:
+        return None
+    session.add(JobRun(key=key, at=now))
+    try:
+        await session.flush()
+    except IntegrityError:  # another scheduler took the month
+        await session.rollback()
+        return None
+    start, end = _month_bounds(last_month, tz)
+    month = f"{last_month:%Y-%m}"
+    served = (
+        await session.exec(
+            select(
+                Member.community_id,
+                Person.telegram_id,
+                Member.full_name,
+                sa.func.sum(CallClaim.minutes),
+                sa.func.sum(CallClaim.points),
+                sa.func.count(),
+            )
+            .join(Member, Member.id == CallClaim.member_id)
+            .join(Person, Person.id == Member.person_id)
+            .join(DutyCall, DutyCall.id == CallClaim.call_id)
+            .where(
+                CallClaim.confirmed.is_(True),
+                DutyCall.starts_at >= start,
+                DutyCall.starts_at < end,
+            )
+            .group_by(Member.community_id, Person.telegram_id, Member.full_name)
+        )
+    ).all()
+    messages = [
+        Outgoing(
+            chat_id,
+            "duty_month_member",
+            {"month": month, "minutes": int(minutes), "points": float(points), "calls": calls},
+            Lane.BULK,
+        )
+        for _, chat_id, _, minutes, points, calls in served
+    ]
+    by_community: dict[int, dict] = {}
+    for community_id, _, name, minutes, _, _ in served:
+        entry = by_community.setdefault(community_id, {"served": [], "unfilled": 0, "no_shows": 0})
+        entry["served"].append({"name": name, "minutes": int(minutes)})
+    calls = (
+        await session.exec(
+            select(DutyCall).where(DutyCall.starts_at >= start, DutyCall.starts_at < end)
+        )
+    ).all()
+    for call in calls:
+        entry = by_community.setdefault(
+            call.community_id, {"served": [], "unfilled": 0, "no_shows": 0}
+        )
+        if call.status != CallStatus.CANCELLED and call.claimed < call.capacity:
+            entry["unfilled"] += 1
+    no_shows = (
+        await session.exec(
+            select(DutyCall.community_id, sa.func.count())
+            .join(CallClaim, CallClaim.call_id == DutyCall.id)
+            .where(
+                DutyCall.starts_at >= start,
+                DutyCall.starts_at < end,
+                CallClaim.status == ClaimStatus.CLAIMED,
+                sa.or_(CallClaim.checked_in_at.is_(None), CallClaim.confirmed.is_(False)),
+            )
+            .group_by(DutyCall.community_id)
+        )
+    ).all()
+    for community_id, count in no_shows:
+        entry = by_community.setdefault(community_id, {"served": [], "unfilled": 0, "no_shows": 0})
+        entry["no_shows"] = count
+    secretaries = (
+        await session.exec(
+            select(RoleAssignment.unit_id, Person.telegram_id)
+            .join(Person, Person.id == RoleAssignment.person_id)
+            .where(
+                RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+                RoleAssignment.unit_id.in_(list(by_community)),
+            )
+        )
+    ).all()
+    for community_id, chat_id in secretaries:
+        messages.append(
+            Outgoing(
+                chat_id,
+                "duty_month_secretary",
+                {"month": month, **by_community[community_id]},
+                Lane.BULK,
+            )
+        )
+    sent = await enqueue_many(session, messages, clock=clock)
+    await session.commit()
+    return sent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,6 +22,7 @@ from domain.duty import (
     leave_post,
     register_member,
     remind_calls,
+    send_monthly_summaries,
     service_between,
     withdraw,
 )
@@ -400,3 +401,57 @@ async def test_those_coming_are_reminded_once_before_the_start(sessionmaker, clo
             )
         ).all()
         assert sorted(reminders) == [1000, 1001]
+
+
+async def test_last_months_service_is_summed_up_once_on_the_first(sessionmaker, clock) -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    async with sessionmaker() as session:
+        tree, _, secretary, _, people = await _world(session, members=3)
+        call, _ = await _call(session, clock, tree, secretary)  # 3 places, in 2 h, for 2 h
+        call_id = call.id
+        for person in people[:2]:
+            await answer_call(session=session, clock=clock, person=person, call_id=call_id)
+        clock.advance(timedelta(hours=2))
+        await check_in(
+            session=session,
+            clock=clock,
+            person=people[0],
+            call_id=call_id,
+            latitude=PLACE[0],
+            longitude=PLACE[1],
+        )
+        clock.advance(timedelta(hours=1))
+        await check_out(session=session, clock=clock, person=people[0], call_id=call_id)
+        clock.advance(timedelta(hours=2))
+        members = {m.person_id: m.id for m in (await session.exec(select(Member))).all()}
+        await confirm_attendance(
+            session=session,
+            clock=clock,
+            actor=secretary,
+            call_id=call_id,
+            attended={members[people[0].id]: True, members[people[1].id]: False},
+        )
+        # Still November: nothing to sum up yet (October had nothing, but is claimed).
+        assert await send_monthly_summaries(session=session, clock=clock, tz=tz) == 0
+        clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=tz))
+        assert await send_monthly_summaries(session=session, clock=clock, tz=tz) == 2
+        assert await send_monthly_summaries(session=session, clock=clock, tz=tz) is None
+        rows = (
+            await session.exec(
+                select(OutboxMessage).where(OutboxMessage.kind.startswith("duty_month"))
+            )
+        ).all()
+        by_kind = {m.kind: (m.chat_id, m.data) for m in rows}
+        assert by_kind["duty_month_member"] == (
+            1000,
+            {"month": "2026-11", "minutes": 60, "points": 1.0, "calls": 1},
+        )
+        assert by_kind["duty_month_secretary"] == (
+            300,
+            {
+                "month": "2026-11",
+                "served": [{"name": "Member 0", "minutes": 60}],
+                "unfilled": 1,
+                "no_shows": 1,
+            },
+        )

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
+from storage.bulk import insert_rows
 from storage.enums import Lane, OutboxStatus
 from storage.models import OutboxMessage, Person
 
@@ -72,9 +73,10 @@ async def enqueue_many(
     items: Iterable[Outgoing],
     *,
     clock: Clock,
-    chunk_size: int = 1000,
+    chunk_size: int = 5000,
 ) -> int:
-    """Insert many outbox rows in the caller's transaction (executemany, no ORM objects)."""
+    """Insert many outbox rows in the caller's transaction (storage.bulk: COPY on PostgreSQL,
+    executemany on SQLite; no ORM objects)."""
     now = clock.now()
     rows = (
         {
@@ -90,9 +92,8 @@ async def enqueue_many(
         for item in items
     )
     total = 0
-    statement = sa.insert(_outbox)
     while chunk := list(islice(rows, chunk_size)):
-        await session.exec(statement, params=chunk)
+        await insert_rows(session, _outbox, chunk)
         total += len(chunk)
     if total:
         session.info[QUEUED] = True

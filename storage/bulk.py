@@ -92,6 +92,7 @@ async def insert_rows(
     """INSERT every row (all with the same keys) in the session's transaction."""
     if not rows:
         return
+    await session.flush()  # what the session holds goes first, as an ORM write would
     connection = await session.connection()
     dialect = connection.dialect.name
     columns = [table.c[name] for name in rows[0]]
@@ -117,6 +118,7 @@ async def update_rows(
     """UPDATE each row by `key` (every row with the same keys) in the session's transaction."""
     if not rows:
         return
+    await session.flush()
     connection = await session.connection()
     dialect = connection.dialect.name
     # The key last, where the WHERE clause wants it.

@@ -39,7 +39,7 @@ _RESPONSE_MODELS = (
     Response[Message | bool],
 )
 
-COMMANDS = ("start", "help", "lang", "queue", "report", "my", "cancel")
+COMMANDS = ("start", "help", "lang", "queue", "report", "my", "duty", "me", "cancel")
 
 
 def build_throttle(settings: Settings) -> Throttle:

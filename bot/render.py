@@ -17,6 +17,7 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import catalogs, text, translator
+from handlers import member
 from handlers.callbacks import FollowUp, TicketAction, TicketOp
 from handlers.cards import (
     AUDIENCES,
@@ -357,6 +358,23 @@ def render_digest(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rend
     return Rendered("\n".join(lines), reply_markup=builder.as_markup())
 
 
+# -- Party members reporting for duty ----------------------------------------------------------
+
+
+def render_member_registration(data: Mapping[str, Any], language: str) -> Rendered:
+    """Kind "member_registration": to the community secretary, with Approve / Reject."""
+    t = translator(language)
+    return Rendered(
+        member.registration_text(data, t),
+        reply_markup=member.registration_keyboard(int(data["member_id"]), t),
+    )
+
+
+def render_member_decision(data: Mapping[str, Any], language: str) -> Rendered:
+    """Kind "member_decision": the secretary's decision, to the member."""
+    return Rendered(member.decision_text(data, translator(language)))
+
+
 def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     """A renderer with every kind the bot sends through the outbox.
 
@@ -375,4 +393,6 @@ def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     renderer.register("summons_card", partial(render_summons_card, tz=zone))
     renderer.register("summons_status", render_summons_status)
     renderer.register("digest", partial(render_digest, tz=zone))
+    renderer.register("member_registration", render_member_registration)
+    renderer.register("member_decision", render_member_decision)
     return renderer

@@ -142,6 +142,33 @@ async def register_member(
     return member
 
 
+async def _pending_member(
+    session: AsyncSession, clock: Clock, actor: Person, member_id: int
+) -> Member:
+    """Lock the registration; the actor must be its community's secretary, and it pending."""
+    member = await session.get(Member, member_id, with_for_update=True)
+    if member is None:
+        raise NotFound("duty.member_unknown")
+    community = await _community(session, member.community_id)
+    await _require(session, clock, actor, community, SECRETARY_ROLES, f"duty.decide:{member_id}")
+    if member.status != MemberStatus.PENDING:
+        raise DomainError("duty.already_decided", status=member.status.value)
+    return member
+
+
+async def check_decide(
+    *, session: AsyncSession, clock: Clock, actor: Person, member_id: int
+) -> Member:
+    """Whether the actor may decide the registration now, before a dialog asks for a reason.
+
+    The same checks as decide_member (NotAllowed, audited; or already decided); nothing is
+    changed, and the row lock the check took is released.
+    """
+    member = await _pending_member(session, clock, actor, member_id)
+    await session.commit()
+    return member
+
+
 async def decide_member(
     *,
     session: AsyncSession,
@@ -152,13 +179,7 @@ async def decide_member(
     reason: str | None = None,
 ) -> Member:
     """The community secretary approves or rejects (with a reason); the member is told."""
-    member = await session.get(Member, member_id, with_for_update=True)
-    if member is None:
-        raise NotFound("duty.member_unknown")
-    community = await _community(session, member.community_id)
-    await _require(session, clock, actor, community, SECRETARY_ROLES, f"duty.decide:{member_id}")
-    if member.status != MemberStatus.PENDING:
-        raise DomainError("duty.already_decided", status=member.status.value)
+    member = await _pending_member(session, clock, actor, member_id)
     reason = (reason or "").strip()
     if not approve and not reason:
         raise DomainError("duty.reason_needed")

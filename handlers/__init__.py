@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, common, department, fallback, leader, resident, whistle
+from handlers import admin, common, department, fallback, leader, member, resident, whistle
 
 
 def routers() -> list[Router]:
@@ -14,6 +14,8 @@ def routers() -> list[Router]:
         admin.router(),
         leader.router(),
         whistle.router(),
+        # Before the resident's: its /cancel must not end a /duty dialog unseen.
+        member.router(),
         # Before the resident's: its /cancel must not end a department's dialog unseen.
         department.router(),
         resident.router(),

@@ -116,3 +116,13 @@ class SummonsReturnWhy(CallbackData, prefix="sr"):
 
     id: int
     reason: str
+
+
+# -- Party members reporting for duty (党员报到) --------------------------------------------
+
+
+class MemberDecision(CallbackData, prefix="md"):
+    """The community secretary's Approve (ok) / Reject on a member's registration."""
+
+    id: int
+    ok: bool

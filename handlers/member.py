@@ -1,0 +1,498 @@
+"""Party members reporting for duty (党员报到): the /duty dialog, the secretary's decision, /me.
+
+The /duty dialog: full name -> Party branch or work unit -> where they live (a shared
+location, which gives the community and grid) -> skills (or Skip) -> phone (their own
+Telegram contact, or Skip) -> summary with Confirm / Cancel. The FSM data holds plain JSON
+only, so a dialog survives a restart half-way. The community secretary approves or rejects
+(with a reason) from the registration message the outbox sends them; the domain checks who
+may decide and whether it is still pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, StateFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.clock import Clock
+from domain.duty import (
+    BRANCH_LIMIT,
+    NAME_LIMIT,
+    check_decide,
+    decide_member,
+    member_of,
+    register_member,
+    service_between,
+)
+from domain.geo import LocatorCache, place_of
+from handlers.callbacks import MemberDecision
+from handlers.common import scope_name
+from handlers.resident import Label
+from storage.enums import MemberStatus, UnitKind
+from storage.models import Person
+
+logger = logging.getLogger(__name__)
+
+Translate = Callable[..., str]
+
+SKILLS_LIMIT = 10  # skills kept from the comma-separated list
+SKILL_LIMIT = 50  # characters per skill
+
+
+class Register(StatesGroup):
+    """The /duty dialog's steps (stored by name: renaming one strands open dialogs)."""
+
+    name = State()
+    branch = State()
+    location = State()
+    skills = State()
+    phone = State()
+    summary = State()
+
+
+class RejectReason(StatesGroup):
+    """The secretary pressed Reject: waiting for the reason (data: member_id, chat, message)."""
+
+    reason = State()
+
+
+class RegisterStep(CallbackData, prefix="mr"):
+    """Confirm ("ok") or Cancel ("x") on the /duty summary."""
+
+    step: str
+
+
+EXPECTED = {
+    Register.name.state: "member.expect.name",
+    Register.branch.state: "member.expect.branch",
+    Register.location.state: "member.expect.location",
+    Register.skills.state: "member.expect.skills",
+    Register.phone.state: "member.expect.phone",
+    Register.summary.state: "member.expect.summary",
+    RejectReason.reason.state: "member.expect.reason",
+}
+
+
+# -- texts shared with the outbox renderers (bot/render.py) ---------------------------------
+
+
+def registration_text(data: Mapping[str, Any], t: Translate) -> str:
+    return t("member.registration", full_name=data["full_name"], branch=data["branch"])
+
+
+def registration_keyboard(member_id: int, t: Translate) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("member.btn.approve"), callback_data=MemberDecision(id=member_id, ok=True)
+    )
+    builder.button(
+        text=t("member.btn.reject"), callback_data=MemberDecision(id=member_id, ok=False)
+    )
+    return builder.as_markup()
+
+
+def decision_text(data: Mapping[str, Any], t: Translate) -> str:
+    if data["status"] == MemberStatus.APPROVED.value:
+        return t("member.decision.approved")
+    return t("member.decision.rejected", reason=data.get("reason") or "")
+
+
+# -- /duty ---------------------------------------------------------------------------------
+
+
+def _keyboard(*buttons: KeyboardButton) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[b] for b in buttons], resize_keyboard=True, one_time_keyboard=True
+    )
+
+
+def _state_text(member: Any, t: Translate) -> str:
+    if member.status == MemberStatus.REJECTED:
+        return t("member.state.rejected", reason=member.reject_reason or "")
+    return t(f"member.state.{member.status.value}", name=member.full_name)
+
+
+async def duty_command(
+    message: Message, session: AsyncSession, person: Person, state: FSMContext, t: Translate
+) -> None:
+    """/duty: the state of the person's registration, or the registration dialog."""
+    member = await member_of(session, person)
+    await session.commit()
+    if member is not None:
+        await message.answer(_state_text(member, t))
+        if member.status != MemberStatus.REJECTED:
+            return
+    await state.clear()
+    await state.set_state(Register.name)
+    await message.answer(t("member.ask_name", limit=NAME_LIMIT), reply_markup=ReplyKeyboardRemove())
+
+
+def _text_problem(text: str | None, limit: int, key: str, t: Translate) -> str | None:
+    if text is None or text.startswith("/") or not text.strip() or len(text.strip()) > limit:
+        return t(key, limit=limit)
+    return None
+
+
+async def name_given(message: Message, state: FSMContext, t: Translate) -> None:
+    problem = _text_problem(message.text, NAME_LIMIT, "member.expect.name", t)
+    if problem:
+        await message.answer(problem)
+        return
+    await state.update_data(full_name=(message.text or "").strip())
+    await state.set_state(Register.branch)
+    await message.answer(t("member.ask_branch", limit=BRANCH_LIMIT))
+
+
+async def branch_given(message: Message, state: FSMContext, t: Translate) -> None:
+    problem = _text_problem(message.text, BRANCH_LIMIT, "member.expect.branch", t)
+    if problem:
+        await message.answer(problem)
+        return
+    await state.update_data(branch=(message.text or "").strip())
+    await _ask_location(message, state, t)
+
+
+async def _ask_location(message: Message, state: FSMContext, t: Translate) -> None:
+    await state.set_state(Register.location)
+    markup = _keyboard(KeyboardButton(text=t("member.btn.share_location"), request_location=True))
+    await message.answer(t("member.ask_location"), reply_markup=markup)
+
+
+async def location_given(
+    message: Message,
+    session: AsyncSession,
+    locators: LocatorCache,
+    person: Person,
+    state: FSMContext,
+    t: Translate,
+) -> None:
+    assert message.location is not None
+    place = await place_of(
+        session, locators, lat=message.location.latitude, lon=message.location.longitude
+    )
+    await session.commit()
+    community = next((u for u in place or [] if u.kind == UnitKind.COMMUNITY), None)
+    if community is None:
+        markup = _keyboard(
+            KeyboardButton(text=t("member.btn.share_location"), request_location=True)
+        )
+        await message.answer(t("member.outside"), reply_markup=markup)
+        return
+    grid = next((u for u in place or [] if u.kind == UnitKind.GRID), None)
+    await state.update_data(
+        community_id=community.id,
+        community_zh=community.name_zh,
+        community_en=community.name_en,
+        grid_id=grid.id if grid else None,
+        grid_zh=grid.name_zh if grid else "",
+        grid_en=grid.name_en if grid else "",
+    )
+    await state.set_state(Register.skills)
+    markup = _keyboard(KeyboardButton(text=t("member.btn.skip")))
+    await message.answer(t("member.ask_skills"), reply_markup=markup)
+
+
+async def skills_skipped(message: Message, state: FSMContext, t: Translate) -> None:
+    await state.update_data(skills=[])
+    await _ask_phone(message, state, t)
+
+
+async def skills_given(message: Message, state: FSMContext, t: Translate) -> None:
+    raw = (message.text or "").replace("，", ",").replace("、", ",")
+    skills = [s.strip()[:SKILL_LIMIT] for s in raw.split(",") if s.strip()][:SKILLS_LIMIT]
+    await state.update_data(skills=skills)
+    await _ask_phone(message, state, t)
+
+
+async def _ask_phone(message: Message, state: FSMContext, t: Translate) -> None:
+    await state.set_state(Register.phone)
+    markup = _keyboard(
+        KeyboardButton(text=t("member.btn.share_phone"), request_contact=True),
+        KeyboardButton(text=t("member.btn.skip")),
+    )
+    await message.answer(t("member.ask_phone"), reply_markup=markup)
+
+
+async def contact_given(
+    message: Message, person: Person, state: FSMContext, language: str, t: Translate
+) -> None:
+    assert message.contact is not None
+    if message.from_user is None or message.contact.user_id != message.from_user.id:
+        await message.answer(t("member.not_own_contact"))
+        return
+    await state.update_data(phone=message.contact.phone_number)
+    await _summary(message, state, language, t)
+
+
+async def phone_skipped(message: Message, state: FSMContext, language: str, t: Translate) -> None:
+    await state.update_data(phone=None)
+    await _summary(message, state, language, t)
+
+
+async def _summary(message: Message, state: FSMContext, language: str, t: Translate) -> None:
+    data = await state.get_data()
+    await state.set_state(Register.summary)
+    place = scope_name(language, data["community_zh"], data["community_en"])
+    grid = scope_name(language, data.get("grid_zh") or "", data.get("grid_en") or "")
+    if grid:
+        place = f"{place} › {grid}"
+    none = t("member.none")
+    text = t(
+        "member.summary",
+        full_name=data["full_name"],
+        branch=data["branch"],
+        place=place,
+        skills=", ".join(data.get("skills") or []) or none,
+        phone=data.get("phone") or none,
+    )
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("member.btn.confirm"), callback_data=RegisterStep(step="ok"))
+    builder.button(text=t("member.btn.cancel"), callback_data=RegisterStep(step="x"))
+    await message.answer(text, reply_markup=builder.as_markup())
+
+
+async def confirmed(
+    query: CallbackQuery,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    state: FSMContext,
+    t: Translate,
+) -> None:
+    data = await state.get_data()
+    await state.clear()
+    await register_member(
+        session=session,
+        clock=clock,
+        person=person,
+        full_name=data["full_name"],
+        branch=data["branch"],
+        community_id=data["community_id"],
+        grid_id=data.get("grid_id"),
+        skills=data.get("skills") or (),
+        phone=data.get("phone"),
+    )
+    await query.answer()
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(t("member.submitted"), reply_markup=ReplyKeyboardRemove())
+
+
+async def cancel_button(query: CallbackQuery, state: FSMContext, t: Translate) -> None:
+    await state.clear()
+    await query.answer()
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(t("member.cancelled"), reply_markup=ReplyKeyboardRemove())
+
+
+async def cancel_command(message: Message, state: FSMContext, t: Translate) -> None:
+    """/cancel inside the /duty dialog or the reason for a rejection: nothing is changed."""
+    await state.clear()
+    await message.answer(t("member.cancelled"), reply_markup=ReplyKeyboardRemove())
+
+
+async def unexpected(message: Message, t: Translate, raw_state: str | None) -> None:
+    """A sticker, voice note, file... where the step expects something else: say what."""
+    key = EXPECTED.get(raw_state or "", "member.expect.summary")
+    await message.answer(t(key, limit=NAME_LIMIT if key == "member.expect.name" else BRANCH_LIMIT))
+
+
+async def step_over(query: CallbackQuery, t: Translate) -> None:
+    await query.answer(t("member.step_over"), show_alert=True)
+
+
+# -- the secretary's decision --------------------------------------------------------------
+
+
+def _message_ref(query: CallbackQuery) -> tuple[int | None, int | None]:
+    if not isinstance(query.message, Message):
+        return None, None
+    return query.message.chat.id, query.message.message_id
+
+
+async def _show_outcome(
+    bot: Bot, chat_id: int | None, message_id: int | None, member: Any, t: Translate
+) -> None:
+    """The registration message, now with its outcome and without buttons."""
+    if chat_id is None or message_id is None:
+        return
+    data = {"full_name": member.full_name, "branch": member.branch}
+    if member.status == MemberStatus.APPROVED:
+        outcome = t("member.outcome.approved")
+    else:
+        outcome = t("member.outcome.rejected", reason=member.reject_reason or "")
+    with suppress(TelegramBadRequest):
+        await bot.edit_message_text(
+            text=f"{registration_text(data, t)}\n\n{outcome}",
+            chat_id=chat_id,
+            message_id=message_id,
+            reply_markup=None,
+        )
+
+
+async def approve(
+    query: CallbackQuery,
+    callback_data: MemberDecision,
+    bot: Bot,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+) -> None:
+    member = await decide_member(
+        session=session, clock=clock, actor=person, member_id=callback_data.id, approve=True
+    )
+    await _show_outcome(bot, *_message_ref(query), member, t)
+    await query.answer(t("member.approved_done", name=member.full_name))
+
+
+async def ask_reason(
+    query: CallbackQuery,
+    callback_data: MemberDecision,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    state: FSMContext,
+    t: Translate,
+) -> None:
+    """Reject: checked first (who, still pending), then the reason is asked for."""
+    await check_decide(session=session, clock=clock, actor=person, member_id=callback_data.id)
+    chat_id, message_id = _message_ref(query)
+    await state.set_state(RejectReason.reason)
+    await state.set_data({"member_id": callback_data.id, "chat": chat_id, "message": message_id})
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(t("member.ask_reason"))
+
+
+async def reason_given(
+    message: Message,
+    bot: Bot,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    state: FSMContext,
+    t: Translate,
+) -> None:
+    data = await state.get_data()
+    await state.clear()
+    member = await decide_member(
+        session=session,
+        clock=clock,
+        actor=person,
+        member_id=data["member_id"],
+        approve=False,
+        reason=message.text or "",
+    )
+    await _show_outcome(bot, data.get("chat"), data.get("message"), member, t)
+    await message.answer(t("member.rejected_done", name=member.full_name))
+
+
+# -- /me -----------------------------------------------------------------------------------
+
+
+def _bounds(now: datetime, tz: Any) -> tuple[datetime, datetime, datetime, datetime]:
+    """This month's and this year's [start, end) in the city's time zone, as UTC."""
+    local = now.astimezone(tz)
+    month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if month.month == 12:
+        next_month = month.replace(year=month.year + 1, month=1)
+    else:
+        next_month = month.replace(month=month.month + 1)
+    year = month.replace(month=1)
+    next_year = year.replace(year=year.year + 1)
+    return tuple(d.astimezone(UTC) for d in (month, next_month, year, next_year))  # type: ignore[return-value]
+
+
+def _hours(minutes: int) -> str:
+    return f"{minutes / 60:.1f}".removesuffix(".0")
+
+
+def _points(points: float) -> str:
+    return f"{points:.1f}".removesuffix(".0")
+
+
+async def me_command(
+    message: Message,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+    settings: Any,
+) -> None:
+    """/me: the registration's state; for an approved member, the confirmed service."""
+    member = await member_of(session, person)
+    if member is None:
+        await session.commit()
+        await message.answer(t("member.me_none"))
+        return
+    if member.status != MemberStatus.APPROVED:
+        await session.commit()
+        await message.answer(_state_text(member, t))
+        return
+    month_start, month_end, year_start, year_end = _bounds(clock.now(), settings.tz)
+    month = await service_between(session, member, month_start, month_end)
+    year = await service_between(session, member, year_start, year_end)
+    await session.commit()
+    await message.answer(
+        t(
+            "member.me_approved",
+            name=member.full_name,
+            month_hours=_hours(month.minutes),
+            month_points=_points(month.points),
+            year_hours=_hours(year.minutes),
+            year_points=_points(year.points),
+        )
+    )
+
+
+def router() -> Router:
+    """A fresh router for Party members and their community secretaries."""
+    r = Router(name="member")
+    msg, cb = r.message, r.callback_query
+    text = F.text & ~F.text.startswith("/")
+
+    msg.register(cancel_command, Command("cancel"), StateFilter(Register, RejectReason))
+    msg.register(duty_command, Command("duty"))
+    msg.register(me_command, Command("me"))
+
+    msg.register(name_given, StateFilter(Register.name), text)
+    msg.register(branch_given, StateFilter(Register.branch), text)
+    msg.register(location_given, StateFilter(Register.location), F.location)
+    msg.register(skills_skipped, StateFilter(Register.skills), Label("member.btn.skip"))
+    msg.register(skills_given, StateFilter(Register.skills), text)
+    msg.register(contact_given, StateFilter(Register.phone), F.contact)
+    msg.register(phone_skipped, StateFilter(Register.phone), Label("member.btn.skip"))
+    cb.register(confirmed, StateFilter(Register.summary), RegisterStep.filter(F.step == "ok"))
+    cb.register(cancel_button, StateFilter(Register), RegisterStep.filter(F.step == "x"))
+    msg.register(reason_given, StateFilter(RejectReason.reason), text)
+
+    cb.register(approve, MemberDecision.filter(F.ok))
+    cb.register(ask_reason, MemberDecision.filter(~F.ok))
+
+    # Last: whatever a step does not expect, and summary buttons of a dialog that is over.
+    msg.register(unexpected, StateFilter(Register, RejectReason))
+    cb.register(step_over, RegisterStep.filter())
+    return r

@@ -26,6 +26,7 @@ from domain.deadlines import Timing
 from domain.errors import DomainError
 from domain.geo import LocatorCache
 from domain.people import LANGUAGES
+from handlers.common import refusal_text
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +121,7 @@ async def on_error(event: ErrorEvent, **data: Any) -> bool:
     t = data.get("t") or translator(data["settings"].default_language)
     exc = event.exception
     if isinstance(exc, DomainError):
-        params = dict(exc.params)
-        # Enum values in the parameters are shown in the person's words.
-        for name in ("status", "level"):
-            if name in params:
-                params[name] = t(f"{name}.{params[name]}")
-        reply = t(exc.key, **params)
+        reply = refusal_text(exc, t, data["settings"].tz)
     else:
         logger.exception("update %s failed", event.update.update_id, exc_info=exc)
         reply = t("error.internal")

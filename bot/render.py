@@ -17,7 +17,7 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import catalogs, text, translator
-from handlers import member
+from handlers import calls, member
 from handlers.callbacks import FollowUp, TicketAction, TicketOp
 from handlers.cards import (
     AUDIENCES,
@@ -375,6 +375,26 @@ def render_member_decision(data: Mapping[str, Any], language: str) -> Rendered:
     return Rendered(member.decision_text(data, translator(language)))
 
 
+# -- the community's calls to Party members ---------------------------------------------------
+
+
+def render_duty_call(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "duty_call": a call to a member, with I'll come / Can't."""
+    t = translator(language)
+    return Rendered(
+        calls.call_text(data, t, tz), reply_markup=calls.call_keyboard(int(data["call_id"]), t)
+    )
+
+
+def render_duty_call_reminder(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "duty_call_reminder": to those coming, with Check in / Check out."""
+    t = translator(language)
+    return Rendered(
+        calls.reminder_text(data, t, tz),
+        reply_markup=calls.reminder_keyboard(int(data["call_id"]), t),
+    )
+
+
 def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     """A renderer with every kind the bot sends through the outbox.
 
@@ -395,4 +415,6 @@ def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     renderer.register("digest", partial(render_digest, tz=zone))
     renderer.register("member_registration", render_member_registration)
     renderer.register("member_decision", render_member_decision)
+    renderer.register("duty_call", partial(render_duty_call, tz=zone))
+    renderer.register("duty_call_reminder", partial(render_duty_call_reminder, tz=zone))
     return renderer

@@ -455,8 +455,8 @@ async def check_in(
     if not call.starts_at - CHECK_IN_EARLY <= now < call.ends_at:
         raise DomainError(
             "duty.outside_window",
-            opens=(call.starts_at - CHECK_IN_EARLY).isoformat(),
-            closes=call.ends_at.isoformat(),
+            opens=call.starts_at - CHECK_IN_EARLY,
+            closes=call.ends_at,
         )
     away = distance_m(latitude, longitude, call.latitude, call.longitude)
     if away > radius_m:

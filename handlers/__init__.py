@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import admin, common, department, fallback, leader, member, resident, whistle
+from handlers import (
+    admin,
+    calls,
+    common,
+    department,
+    fallback,
+    leader,
+    member,
+    resident,
+    whistle,
+)
 
 
 def routers() -> list[Router]:
@@ -16,6 +26,8 @@ def routers() -> list[Router]:
         whistle.router(),
         # Before the resident's: its /cancel must not end a /duty dialog unseen.
         member.router(),
+        # Before the resident's: its /cancel must not end a check-in unseen.
+        calls.router(),
         # Before the resident's: its /cancel must not end a department's dialog unseen.
         department.router(),
         resident.router(),

@@ -126,3 +126,21 @@ class MemberDecision(CallbackData, prefix="md"):
 
     id: int
     ok: bool
+
+
+# -- the community's calls (社区吹哨) to Party members ----------------------------------------
+
+
+class CallOp(StrEnum):
+    COME = "y"  # "I'll come"
+    CANT = "n"  # "Can't": nothing is stored
+    WITHDRAW = "w"  # before the start: the place is free again
+    CHECK_IN = "i"  # then asks for the location
+    CHECK_OUT = "o"
+
+
+class CallAction(CallbackData, prefix="dc"):
+    """A button on a call to a member, its reminder, or the "you're in" message (`id`: call)."""
+
+    op: CallOp
+    id: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
@@ -13,6 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
+from domain.errors import DomainError
 from domain.geo import LocatorCache, place_of
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
@@ -152,3 +154,15 @@ def router() -> Router:
     r.message.register(location_shared, F.location, StateFilter(None))
     r.callback_query.register(lang_chosen, LanguageChoice.filter(F.code.in_(LANGUAGES)))
     return r
+
+
+def refusal_text(exc: DomainError, t: Translate, tz: tzinfo) -> str:
+    """A domain refusal in the person's words: states and levels named, times in the city's."""
+    params = dict(exc.params)
+    for name in ("status", "level"):
+        if name in params:
+            params[name] = t(f"{name}.{params[name]}")
+    for name, value in params.items():
+        if isinstance(value, datetime):
+            params[name] = f"{value.astimezone(tz):%Y-%m-%d %H:%M}"
+    return t(exc.key, **params)

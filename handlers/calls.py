@@ -1,0 +1,215 @@
+"""The community's calls (社区吹哨) as a member sees them: I'll come / Can't, Withdraw,
+Check in (a shared location) and Check out.
+
+The call and its reminder come through the outbox (bot/render.py renders them with the texts
+and buttons below); the domain (domain.duty) decides everything: places, the check-in window
+and distance, the minutes counted. The check-in step keeps only the call id in the FSM data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from datetime import tzinfo
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.clock import Clock
+from domain.duty import answer_call, check_in, check_out, withdraw
+from domain.errors import DomainError
+from handlers.callbacks import CallAction, CallOp
+from handlers.cards import local_time
+from handlers.common import refusal_text
+from storage.models import Person
+
+Translate = Callable[..., str]
+
+RETRY_KEYS = frozenset({"duty.too_far"})  # the member may move closer and share again
+
+
+class CheckIn(StatesGroup):
+    """Check in pressed: waiting for the location (data: call_id)."""
+
+    location = State()
+
+
+# -- texts shared with the outbox renderers (bot/render.py) ---------------------------------
+
+
+def call_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:
+    return t("calls.call", title=data["title"], starts_at=local_time(data["starts_at"], tz))
+
+
+def call_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("calls.btn.come"), callback_data=CallAction(op=CallOp.COME, id=call_id))
+    builder.button(text=t("calls.btn.cant"), callback_data=CallAction(op=CallOp.CANT, id=call_id))
+    return builder.as_markup()
+
+
+def reminder_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:
+    return t("calls.reminder", title=data["title"], starts_at=local_time(data["starts_at"], tz))
+
+
+def reminder_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("calls.btn.check_in"), callback_data=CallAction(op=CallOp.CHECK_IN, id=call_id)
+    )
+    builder.button(
+        text=t("calls.btn.check_out"), callback_data=CallAction(op=CallOp.CHECK_OUT, id=call_id)
+    )
+    return builder.as_markup()
+
+
+# -- the buttons ---------------------------------------------------------------------------
+
+
+async def _drop_buttons(query: CallbackQuery) -> None:
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=None)
+
+
+async def come(
+    query: CallbackQuery,
+    callback_data: CallAction,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+) -> None:
+    """I'll come: a place (a full or started call is refused with the domain's text)."""
+    await answer_call(session=session, clock=clock, person=person, call_id=callback_data.id)
+    await query.answer(t("calls.in_short"))
+    await _drop_buttons(query)
+    if isinstance(query.message, Message):
+        builder = InlineKeyboardBuilder()
+        builder.button(
+            text=t("calls.btn.withdraw"),
+            callback_data=CallAction(op=CallOp.WITHDRAW, id=callback_data.id),
+        )
+        await query.message.answer(t("calls.in"), reply_markup=builder.as_markup())
+
+
+async def cant(query: CallbackQuery, t: Translate) -> None:
+    """Can't: thanks; nothing is stored."""
+    await query.answer(t("calls.cant_thanks"))
+    await _drop_buttons(query)
+
+
+async def withdraw_pressed(
+    query: CallbackQuery,
+    callback_data: CallAction,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+) -> None:
+    await withdraw(session=session, clock=clock, person=person, call_id=callback_data.id)
+    await query.answer(t("calls.withdrawn"))
+    await _drop_buttons(query)
+
+
+async def ask_location(
+    query: CallbackQuery, callback_data: CallAction, state: FSMContext, t: Translate
+) -> None:
+    await state.set_state(CheckIn.location)
+    await state.set_data({"call_id": callback_data.id})
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(t("calls.ask_location"), reply_markup=_location_keyboard(t))
+
+
+def _location_keyboard(t: Translate) -> ReplyKeyboardMarkup:
+    button = KeyboardButton(text=t("calls.btn.share_location"), request_location=True)
+    return ReplyKeyboardMarkup(keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True)
+
+
+async def location_given(
+    message: Message,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    state: FSMContext,
+    t: Translate,
+    settings,
+) -> None:
+    assert message.location is not None
+    data = await state.get_data()
+    try:
+        await check_in(
+            session=session,
+            clock=clock,
+            person=person,
+            call_id=int(data["call_id"]),
+            latitude=message.location.latitude,
+            longitude=message.location.longitude,
+        )
+    except DomainError as exc:
+        await session.rollback()
+        reply = refusal_text(exc, t, settings.tz)
+        if exc.key in RETRY_KEYS:
+            await message.answer(reply, reply_markup=_location_keyboard(t))
+            return
+        await state.clear()
+        await message.answer(reply, reply_markup=ReplyKeyboardRemove())
+        return
+    await state.clear()
+    await message.answer(t("calls.checked_in"), reply_markup=ReplyKeyboardRemove())
+
+
+async def cancel_command(message: Message, state: FSMContext, t: Translate) -> None:
+    await state.clear()
+    await message.answer(t("calls.cancelled"), reply_markup=ReplyKeyboardRemove())
+
+
+async def unexpected(message: Message, t: Translate) -> None:
+    await message.answer(t("calls.expect_location"), reply_markup=_location_keyboard(t))
+
+
+async def check_out_pressed(
+    query: CallbackQuery,
+    callback_data: CallAction,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+) -> None:
+    claim = await check_out(session=session, clock=clock, person=person, call_id=callback_data.id)
+    text = t("calls.checked_out", minutes=claim.minutes)
+    await query.answer(text)
+    if isinstance(query.message, Message):
+        await query.message.answer(text)
+
+
+def router() -> Router:
+    """A fresh router for members answering the community's calls."""
+    r = Router(name="calls")
+    msg, cb = r.message, r.callback_query
+
+    msg.register(cancel_command, Command("cancel"), StateFilter(CheckIn))
+    msg.register(location_given, StateFilter(CheckIn.location), F.location)
+    msg.register(unexpected, StateFilter(CheckIn))
+
+    cb.register(come, CallAction.filter(F.op == CallOp.COME))
+    cb.register(cant, CallAction.filter(F.op == CallOp.CANT))
+    cb.register(withdraw_pressed, CallAction.filter(F.op == CallOp.WITHDRAW))
+    cb.register(ask_location, CallAction.filter(F.op == CallOp.CHECK_IN))
+    cb.register(check_out_pressed, CallAction.filter(F.op == CallOp.CHECK_OUT))
+    return r

@@ -1,0 +1,159 @@
+"""The community's calls to Party members, end to end: I'll come (until full), Can't,
+Withdraw, the reminder, check-in by shared location (too far, then near), check-out.
+
+The running bot against the fake Bot API, on SQLite and PostgreSQL; the sample city is loaded
+by the bot; the secretary, the members and the call are created here with domain functions,
+and the call reaches the members through the bot's outbox sender.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from domain.clock import FrozenClock
+from domain.duty import create_call, remind_calls
+from handlers.callbacks import CallAction, CallOp
+from storage.enums import MemberStatus, Role
+from storage.models import Member, OrgUnit, Person, RoleAssignment
+from tests.botkit import running_bot
+from tests.test_member_bot import buttons, keys, press, reply, say, session_of
+
+T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in the city
+COMMUNITY = "EQ-JZJ-01"
+PLACE = (34.742, 113.632)
+NEAR = {"latitude": 34.7435, "longitude": 113.632}  # about 170 m north
+FAR = {"latitude": 34.7475, "longitude": 113.632}  # about 610 m north
+SECRETARY = 4100
+MEMBERS = [4101, 4102, 4103, 4104]
+IDLE = 4105  # an approved member who never answers
+
+
+async def world(url: str, clock: FrozenClock) -> int:
+    """The secretary, five approved members and a call for 3 places; the call's id."""
+    async with session_of(url) as session:
+        unit = (await session.exec(select(OrgUnit).where(OrgUnit.code == COMMUNITY))).one()
+        secretary = Person(telegram_id=SECRETARY, full_name="Chen Jing", language="en")
+        session.add(secretary)
+        await session.flush()
+        session.add(
+            RoleAssignment(person_id=secretary.id, role=Role.COMMUNITY_SECRETARY, unit_id=unit.id)
+        )
+        for n, telegram_id in enumerate([*MEMBERS, IDLE]):
+            person = Person(telegram_id=telegram_id, full_name=f"Member {n}", language="en")
+            session.add(person)
+            await session.flush()
+            session.add(
+                Member(
+                    person_id=person.id,
+                    full_name=f"Member {n}",
+                    branch="Qingtong Party branch",
+                    community_id=unit.id,
+                    status=MemberStatus.APPROVED,
+                )
+            )
+        await session.commit()
+        call, sent = await create_call(
+            session=session,
+            clock=clock,
+            actor=secretary,
+            community_id=unit.id,
+            title="Clear the stairwell",
+            description="Building 3",
+            latitude=PLACE[0],
+            longitude=PLACE[1],
+            starts_at=T0 + timedelta(hours=2),
+            ends_at=T0 + timedelta(hours=4),
+            capacity=3,
+        )
+        assert sent == 5
+        return call.id
+
+
+def data(op: CallOp, call_id: int) -> str:
+    return CallAction(op=op, id=call_id).pack()
+
+
+async def test_call_claim_check_in_and_out(db_url: str) -> None:
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        come, cant = data(CallOp.COME, call_id), data(CallOp.CANT, call_id)
+        cards = {}
+        for user in [*MEMBERS, IDLE]:
+            card = await reply(fake, user)
+            assert card["text"] == (
+                "📣 Your community calls for help: Clear the stairwell\nStarts: 2026-11-25 12:00"
+            )
+            assert buttons(card["reply_markup"]) == [("🙋 I'll come", come), ("Can't", cant)]
+            cards[user] = card["message_id"]
+
+        # Three places: the first three are in, the fourth is told the call is full.
+        for user in MEMBERS[:3]:
+            answer = await press(fake, user, come, cards[user])
+            assert answer.params["text"] == "You're in."
+            told = await reply(fake, user)
+            assert told["text"].startswith("You're in — thank you!")
+            assert buttons(told["reply_markup"]) == [("Withdraw", data(CallOp.WITHDRAW, call_id))]
+        full = await press(fake, MEMBERS[3], come, cards[MEMBERS[3]])
+        assert full.params["text"] == "Sorry, this call is full: all 3 places are taken."
+        assert full.params["show_alert"] is True
+        thanks = await press(fake, IDLE, cant, cards[IDLE])
+        assert thanks.params["text"] == "Thanks for letting us know."
+
+        # The third withdraws; the fourth gets the place after all.
+        gone = await press(fake, MEMBERS[2], data(CallOp.WITHDRAW, call_id), cards[MEMBERS[2]])
+        assert gone.params["text"] == "You have withdrawn; your place is free again."
+        answer = await press(fake, MEMBERS[3], come, cards[MEMBERS[3]])
+        assert answer.params["text"] == "You're in."
+        await reply(fake, MEMBERS[3])
+
+        # The reminder reaches those coming, with Check in / Check out.
+        clock.advance(timedelta(hours=1, minutes=30))
+        async with session_of(db_url) as session:
+            assert await remind_calls(session=session, clock=clock, before=timedelta(hours=1)) == 3
+        check_in, check_out = data(CallOp.CHECK_IN, call_id), data(CallOp.CHECK_OUT, call_id)
+        for user in (MEMBERS[0], MEMBERS[1], MEMBERS[3]):
+            reminder = await reply(fake, user)
+            assert reminder["text"].startswith(
+                "⏰ Reminder: Clear the stairwell starts at 2026-11-25 12:00."
+            )
+            assert buttons(reminder["reply_markup"]) == [
+                ("📍 Check in", check_in),
+                ("Check out", check_out),
+            ]
+        user = MEMBERS[0]
+
+        # At the start: check in far away (too far), then near (accepted).
+        clock.set(T0 + timedelta(hours=2))
+        await press(fake, user, check_in, reminder["message_id"])
+        asked = await reply(fake, user)
+        assert asked["text"].startswith("Please press “📍 Share location” below to check in")
+        assert keys(asked["reply_markup"]) == [
+            {"text": "📍 Share location", "request_location": True}
+        ]
+        told = await say(fake, user, None, location=FAR)
+        assert told["text"].startswith("You are 6")
+        assert told["text"].endswith("m from the call's place; check-in works within 300 m.")
+        assert keys(told["reply_markup"]) == [
+            {"text": "📍 Share location", "request_location": True}
+        ]
+        told = await say(fake, user, None, location=NEAR)
+        assert told["text"] == "✅ Checked in. Press “Check out” when you leave."
+        assert told["reply_markup"] == {"remove_keyboard": True}
+
+        # 45 minutes later: check out, the minutes counted.
+        clock.advance(timedelta(minutes=45))
+        out = await press(fake, user, check_out, reminder["message_id"])
+        assert out.params["text"] == "Checked out: 45 min counted. Thank you!"
+        told = await reply(fake, user)
+        assert told["text"] == "Checked out: 45 min counted. Thank you!"
+
+        # A member without a place pressing Check in is told so; the keyboard goes.
+        await press(fake, IDLE, check_in, cards[IDLE])
+        await reply(fake, IDLE)
+        told = await say(fake, IDLE, None, location=NEAR)
+        assert told["text"] == "You have not said you will come to this call."
+        assert told["reply_markup"] == {"remove_keyboard": True}

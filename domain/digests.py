@@ -13,15 +13,15 @@ from collections import defaultdict
 from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.deadlines import Timing
+from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue_many
 from storage.enums import OPEN_STATUSES, AssignmentStatus, Lane, Level, Role, TicketStatus
-from storage.models import Category, JobRun, OrgUnit, Person, RoleAssignment, Ticket
+from storage.models import Category, OrgUnit, Person, RoleAssignment, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -132,15 +132,7 @@ async def send_digests(
     today = local.date()
     if local.time() < at or not timing.calendar.is_working_day(today):
         return None
-    key = f"digest:{today.isoformat()}"
-    if await session.get(JobRun, key) is not None:
-        await session.rollback()
-        return None
-    session.add(JobRun(key=key, at=now))
-    try:
-        await session.flush()
-    except IntegrityError:  # another scheduler claimed the day first
-        await session.rollback()
+    if not await claim_once(session, f"digest:{today.isoformat()}", now):
         return None
     holders = (
         await session.exec(

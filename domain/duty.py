@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.access import covering_assignment, deny
+from domain.access import require_role
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.geo import distance_m
+from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue, enqueue_many
 from storage.enums import (
     CallStatus,
@@ -35,7 +35,6 @@ from storage.enums import (
 from storage.models import (
     CallClaim,
     DutyCall,
-    JobRun,
     Member,
     OrgUnit,
     Person,
@@ -58,18 +57,6 @@ async def _community(session: AsyncSession, community_id: int) -> OrgUnit:
     if community is None or community.kind != UnitKind.COMMUNITY:
         raise NotFound("unit.unknown", code=str(community_id))
     return community
-
-
-async def _require(
-    session: AsyncSession,
-    clock: Clock,
-    actor: Person,
-    unit: OrgUnit,
-    roles: Sequence[Role],
-    action: str,
-) -> None:
-    if await covering_assignment(session, person_id=actor.id, roles=roles, unit=unit) is None:
-        await deny(session, clock=clock, person_id=actor.id, unit=unit, action=action, roles=roles)
 
 
 async def member_of(session: AsyncSession, person: Person) -> Member | None:
@@ -150,7 +137,14 @@ async def _pending_member(
     if member is None:
         raise NotFound("duty.member_unknown")
     community = await _community(session, member.community_id)
-    await _require(session, clock, actor, community, SECRETARY_ROLES, f"duty.decide:{member_id}")
+    await require_role(
+        session,
+        clock=clock,
+        person_id=actor.id,
+        roles=SECRETARY_ROLES,
+        unit=community,
+        action=f"duty.decide:{member_id}",
+    )
     if member.status != MemberStatus.PENDING:
         raise DomainError("duty.already_decided", status=member.status.value)
     return member
@@ -289,9 +283,23 @@ async def create_call(
         if len(grids) != len(set(grid_ids)) or any(g.parent_id != community.id for g in grids):
             raise DomainError("duty.grid_not_in_community")
         for grid in grids:
-            await _require(session, clock, actor, grid, ORGANISER_ROLES, "duty.call")
+            await require_role(
+                session,
+                clock=clock,
+                person_id=actor.id,
+                roles=ORGANISER_ROLES,
+                unit=grid,
+                action="duty.call",
+            )
     else:
-        await _require(session, clock, actor, community, SECRETARY_ROLES, "duty.call")
+        await require_role(
+            session,
+            clock=clock,
+            person_id=actor.id,
+            roles=SECRETARY_ROLES,
+            unit=community,
+            action="duty.call",
+        )
     if ticket_id is not None:
         ticket = await session.get(Ticket, ticket_id)
         if ticket is None or ticket.community_id != community.id:
@@ -562,7 +570,14 @@ async def confirm_attendance(
         raise NotFound("duty.call_unknown")
     if actor.id != call.organiser_id:
         community = await _community(session, call.community_id)
-        await _require(session, clock, actor, community, SECRETARY_ROLES, f"duty.confirm:{call_id}")
+        await require_role(
+            session,
+            clock=clock,
+            person_id=actor.id,
+            roles=SECRETARY_ROLES,
+            unit=community,
+            action=f"duty.confirm:{call_id}",
+        )
     now = clock.now()
     if now < call.ends_at:
         raise DomainError("duty.call_not_over")
@@ -635,14 +650,7 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
     now = clock.now()
     today = now.astimezone(tz).date()
     last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    key = f"duty-month:{last_month:%Y-%m}"
-    if await session.get(JobRun, key) is not None:
-        return None
-    session.add(JobRun(key=key, at=now))
-    try:
-        await session.flush()
-    except IntegrityError:  # another scheduler took the month
-        await session.rollback()
+    if not await claim_once(session, f"duty-month:{last_month:%Y-%m}", now):
         return None
     start, end = _month_bounds(last_month, tz)
     month = f"{last_month:%Y-%m}"

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.access import covering_assignment, deny
+from domain.access import deny, require_role
 from domain.changes import Changes
 from domain.clock import Clock
 from domain.deadlines import Policies, Timing, due, first_at, phase_alerts
@@ -322,16 +322,14 @@ async def load_summons(
     else:
         holder = await session.get(OrgUnit, ticket.holder_unit_id)
         assert holder is not None
-        roles = LEVEL_ROLES[ticket.level]
-        if await covering_assignment(session, person_id=actor.id, roles=roles, unit=holder) is None:
-            await deny(
-                session,
-                clock=clock,
-                person_id=actor.id,
-                unit=holder,
-                action=f"summons.arbitrate:{ticket.number}",
-                roles=roles,
-            )
+        await require_role(
+            session,
+            clock=clock,
+            person_id=actor.id,
+            roles=LEVEL_ROLES[ticket.level],
+            unit=holder,
+            action=f"summons.arbitrate:{ticket.number}",
+        )
     if summons.status not in statuses or ticket.status != TicketStatus.SUMMONED:
         raise _stale_summons(summons, ticket, department)
     return ticket, summons, department

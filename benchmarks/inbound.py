@@ -53,10 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,8 +63,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchmarks.common import database  # noqa: E402
 from bot.i18n import text as i18n_text  # noqa: E402
 from storage.db import sync_url  # noqa: E402
 from storage.enums import UnitKind  # noqa: E402
@@ -516,25 +514,6 @@ def cpu_seconds(pid: int) -> float:
 # -- processes and databases -------------------------------------------------------------------
 
 
-@contextmanager
-def database(url: str | None) -> Iterator[tuple[str, str]]:
-    """A fresh database for gridbot: a temp SQLite file, or a new PostgreSQL database."""
-    if url is None or make_url(url).get_backend_name() == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="gridbot-inbound-") as tmp:
-            yield url or f"sqlite:///{tmp}/gridbot.db", "sqlite"
-        return
-    name = f"gridbot_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(sync_url(url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False), "postgresql"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def count_tickets(url: str) -> int:
     engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
     try:
@@ -844,7 +823,8 @@ def main() -> None:
         parser.error(f"no py-spy at {args.py_spy}: .venv/bin/pip install py-spy")
 
     with tempfile.TemporaryDirectory(prefix="gridbot-inbound-") as workdir:
-        with database(args.database_url) as (url, kind):
+        # gridbot migrates the database itself when it starts.
+        with database(args.database_url, migrate=False) as (url, kind):
             result = asyncio.run(run(args, url, kind, workdir))
         print(json.dumps(report(args, kind, result)))
 

@@ -19,58 +19,32 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 from aiogram import Bot  # noqa: E402
 from aiogram.client.session.aiohttp import AiohttpSession  # noqa: E402
 from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchmarks.common import database  # noqa: E402
 from bot.outbox import OutboxSender  # noqa: E402
 from bot.render import default_renderer  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.throttle import Throttle, ThrottleMiddleware  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
 from domain.outbox import Outgoing, count_by_status, enqueue_many  # noqa: E402
-from storage.db import make_engine, make_sessionmaker, sync_url, upgrade  # noqa: E402
+from storage.db import make_engine, make_sessionmaker  # noqa: E402
 from storage.enums import Lane, OutboxStatus  # noqa: E402
 from storage.models import Person  # noqa: E402
 
 TOKEN = "123456:TEST"
 FIRST_CHAT = 100_000
 CHATTING = [900_001, 900_002, 900_003, 900_004]  # people talking to the bot meanwhile
-
-
-@contextmanager
-def database(url: str | None):
-    """A migrated database of our own: a temp SQLite file, or a new PostgreSQL database."""
-    if url is None or make_url(url).get_backend_name() == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = url or f"sqlite:///{tmp}/bench.db"
-            upgrade(url)
-            yield url, "sqlite"
-        return
-    name = f"gridbot_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(sync_url(url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    own = make_url(url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(own)
-        yield own, "postgresql"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def start_fake(global_per_s: int, chat_interval_s: float) -> tuple[subprocess.Popen, str]:

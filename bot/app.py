@@ -40,7 +40,20 @@ _RESPONSE_MODELS = (
     Response[Message | bool],
 )
 
-COMMANDS = ("start", "help", "lang", "queue", "report", "my", "duty", "me", "cancel")
+COMMANDS = (
+    "start",
+    "help",
+    "lang",
+    "queue",
+    "report",
+    "my",
+    "duty",
+    "me",
+    "posts",
+    "call",
+    "calls",
+    "cancel",
+)
 
 
 def build_throttle(settings: Settings) -> Throttle:

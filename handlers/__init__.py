@@ -6,12 +6,15 @@ from aiogram import Router
 
 from handlers import (
     admin,
+    attendance,
+    call_create,
     calls,
     common,
     department,
     fallback,
     leader,
     member,
+    posts,
     resident,
     whistle,
 )
@@ -28,6 +31,10 @@ def routers() -> list[Router]:
         member.router(),
         # Before the resident's: its /cancel must not end a check-in unseen.
         calls.router(),
+        # Before the resident's, for the same reason: each has a dialog with its own /cancel.
+        call_create.router(),
+        attendance.router(),
+        posts.router(),
         # Before the resident's: its /cancel must not end a department's dialog unseen.
         department.router(),
         resident.router(),

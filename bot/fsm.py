@@ -1,7 +1,10 @@
 """An aiogram FSM storage in the database, so a dialog survives a restart of the bot.
 
 The bot is the only writer of conversations, so it keeps what it wrote in memory and reads
-the database only for a conversation it has not seen since it started.
+the database only for a conversation it has not seen since it started. Inside an update the
+write is deferred: a step's set_state and set_data become one row written when the update's
+transaction ends, which is before the bot's next call to Telegram, so the person never sees
+the next question before the step is stored.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from copy import deepcopy
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -17,11 +19,21 @@ from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.middlewares import current_session, end_transaction
+from bot.middlewares import current_session, defer_write, end_transaction
 from domain.clock import Clock
 from storage import conversations
 
 Conversation = tuple[str | None, dict[str, Any]]
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, scalars), several times cheaper than
+    copy.deepcopy; anything else is kept as it is."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copy(v) for v in value)
+    return value
 
 
 class DatabaseStorage(BaseStorage):
@@ -61,10 +73,24 @@ class DatabaseStorage(BaseStorage):
         return found
 
     async def _put(self, key: str, state: str | None, data: dict[str, Any]) -> None:
-        async with self._session() as session:
-            await conversations.save(session, key, self._clock.now(), state, data)
-        # Only once it is stored: a failed write leaves the cache as the database is.
+        shared = current_session.get()
+        if shared is None:
+            async with self._session() as session:
+                await conversations.save(session, key, self._clock.now(), state, data)
+            # Only once it is stored: a failed write leaves the cache as the database is.
+            self._remember(key, (state, data))
+            return
         self._remember(key, (state, data))
+        now = self._clock.now()
+
+        async def write(session: AsyncSession) -> None:
+            await conversations.save(session, key, now, state, data)
+
+        def undo() -> None:
+            # Not stored: forget it, so the next update reads what the database holds.
+            self._cache.pop(key, None)
+
+        defer_write(shared, f"conversation:{key}", write, undo)
 
     def _remember(self, key: str, conversation: Conversation) -> None:
         self._cache[key] = conversation
@@ -85,12 +111,12 @@ class DatabaseStorage(BaseStorage):
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         name = self._keys.build(key)
         state, _ = await self._get(name)
-        await self._put(name, state, deepcopy(dict(data)))
+        await self._put(name, state, _copy(dict(data)))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         _, data = await self._get(self._keys.build(key))
         # A copy: the caller may change it without changing what is stored.
-        return deepcopy(data)
+        return _copy(data)
 
     async def close(self) -> None:
         """The engine belongs to the application; nothing to close here."""

@@ -32,15 +32,41 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 current_session: ContextVar[AsyncSession | None] = ContextVar("gridbot_session", default=None)
 
 
+# Writes that were put off until the update's transaction ends (session.info key): for each,
+# the write (an async callable taking the session) and what to undo if it is not committed.
+DEFERRED_WRITES = "gridbot_deferred_writes"
+
+DeferredWrite = Callable[[AsyncSession], Awaitable[None]]
+
+
+def defer_write(
+    session: AsyncSession, key: str, write: DeferredWrite, undo: Callable[[], None]
+) -> None:
+    """Run `write` when the transaction ends (before the next call to Telegram, at the latest
+    when the update is done), or `undo` if it fails; a later write under a key replaces the
+    earlier one."""
+    session.info.setdefault(DEFERRED_WRITES, {})[key] = (write, undo)
+
+
 async def end_transaction(session: AsyncSession) -> None:
-    """Close the open transaction: commit a read, roll back changes nobody committed."""
-    if not session.in_transaction():
-        return
-    if session.new or session.dirty or session.deleted:
+    """Close the open transaction: roll back changes nobody committed, write what was
+    deferred, commit."""
+    if session.in_transaction() and (session.new or session.dirty or session.deleted):
         logger.error("uncommitted changes dropped before a call to Telegram")
         await session.rollback()
-    else:
+    writes = session.info.pop(DEFERRED_WRITES, None)
+    if not writes:
+        if session.in_transaction():
+            await session.commit()
+        return
+    try:
+        for write, _ in writes.values():
+            await write(session)
         await session.commit()
+    except BaseException:
+        for _, undo in writes.values():
+            undo()
+        raise
 
 
 class UpdateTracker(BaseMiddleware):
@@ -117,6 +143,10 @@ class ContextMiddleware(BaseMiddleware):
                 return await handler(event, data)
             finally:
                 current_session.reset(token)
+                # What the update deferred (its dialog's state) is written even when the
+                # handler failed: the state was already changed in memory.
+                if session.info.get(DEFERRED_WRITES):
+                    await end_transaction(session)
                 for telegram_id in session.info.pop(PEOPLE_CHANGED, ()):
                     self._people.pop(telegram_id, None)
                 # Only when the update queued messages: a wake-up costs the sender a query.

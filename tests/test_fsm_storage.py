@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import StatementError
 from sqlmodel import select
 
 from bot.fsm import DatabaseStorage
+from bot.middlewares import current_session, end_transaction
 from storage.db import make_engine, make_sessionmaker
 from storage.models import ConversationState
 
@@ -62,3 +66,52 @@ async def test_the_memory_cache_is_bounded_and_hands_out_copies(sessionmaker, cl
     data["photos"].append("changed by the caller")
     assert await storage.get_data(KEY) == {"photos": ["a"]}
     assert await storage.get_data(other) == {"photos": ["b"]}
+
+
+async def _rows(sessionmaker) -> list[tuple[str | None, dict]]:
+    async with sessionmaker() as session:
+        found = (await session.exec(select(ConversationState))).all()
+        return [(row.state, row.data) for row in found]
+
+
+async def test_inside_an_update_a_step_is_one_write_made_before_telegram(
+    sessionmaker, clock
+) -> None:
+    storage = DatabaseStorage(sessionmaker, clock)
+    statements: list[str] = []
+    async with sessionmaker() as session:
+        sa_event.listen(
+            session.bind.sync_engine,
+            "before_cursor_execute",
+            lambda *args: statements.append(args[2]),
+        )
+        token = current_session.set(session)
+        try:
+            await storage.set_state(KEY, Report.description)
+            await storage.update_data(KEY, {"category": "garbage"})
+            # Seen by the update at once, not yet in the database.
+            assert await storage.get_state(KEY) == "Report:description"
+            assert await _rows(sessionmaker) == []
+            # What EndTransactionMiddleware does before a call to Telegram.
+            await end_transaction(session)
+        finally:
+            current_session.reset(token)
+    writes = [s for s in statements if s.startswith(("INSERT", "DELETE", "UPDATE"))]
+    assert len(writes) == 1
+    assert await _rows(sessionmaker) == [("Report:description", {"category": "garbage"})]
+
+
+async def test_a_deferred_write_that_fails_is_forgotten(sessionmaker, clock) -> None:
+    storage = DatabaseStorage(sessionmaker, clock)
+    await storage.set_state(KEY, Report.description)  # stored: no update around it
+    async with sessionmaker() as session:
+        token = current_session.set(session)
+        try:
+            await storage.update_data(KEY, {"bad": object()})  # cannot be stored as JSON
+            with pytest.raises((TypeError, StatementError)):
+                await end_transaction(session)
+        finally:
+            current_session.reset(token)
+    # The memory no longer claims what the database never got.
+    assert await storage.get_data(KEY) == {}
+    assert await _rows(sessionmaker) == [("Report:description", {})]

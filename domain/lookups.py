@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -149,7 +150,10 @@ class Lookups:
         missing = [i for i in set(ids) if i not in self._units]
         for start in range(0, len(missing), 500):
             rows = await self.session.exec(
-                select(OrgUnit).where(OrgUnit.id.in_(missing[start : start + 500]))
+                select(OrgUnit)
+                .where(OrgUnit.id.in_(missing[start : start + 500]))
+                # Not the polygons: only the locator reads them, and they are the bulk of a row.
+                .options(defer(OrgUnit.boundary, raiseload=True))
             )
             self._units.update({u.id: u for u in rows.all()})
 

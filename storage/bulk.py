@@ -14,17 +14,14 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.db import json_dumps
 
 # How SQLAlchemy's SQLite DATETIME stores a value: text that sorts like the time.
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _scratch = itertools.count()
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _time_converter(name: str, dialect: str) -> Callable[[datetime], Any]:
@@ -53,7 +50,7 @@ def _converters(columns: Sequence[sa.Column], dialect: str) -> list[tuple[int, C
     for position, column in enumerate(columns):
         kind = column.type
         if isinstance(kind, sa.JSON):
-            found.append((position, _json))
+            found.append((position, json_dumps))
         elif isinstance(kind, sa.types.TypeDecorator) and isinstance(kind.impl, sa.DateTime):
             found.append((position, _time_converter(column.name, dialect)))
         elif isinstance(kind, sa.Enum):

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -56,6 +57,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def json_dumps(value: Any) -> str:
+    """JSON text as the columns store it (dict keys that are not strings become strings)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for the URL; SQLite gets WAL, foreign keys and immediate transactions.
 
@@ -67,6 +73,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
         # later can't fail on a snapshot another writer made stale; the driver queues writers.
         kwargs.setdefault("begin_mode", "IMMEDIATE")
+    # orjson reads and writes JSON columns several times faster than the json module.
+    kwargs.setdefault("json_serializer", json_dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -12,7 +12,7 @@ import yaml
 
 from bot.i18n import translator
 from bot.render import Place, Rendered, Renderer, RenderError, default_renderer
-from handlers.callbacks import FollowUp, TicketAction, TicketOp
+from handlers.callbacks import FollowUp, TicketAction, TicketOp, TicketToCall
 from handlers.cards import card_keyboard, card_text, duration
 
 NUMBER = "ZZ-20261125-0001"
@@ -191,6 +191,7 @@ def test_buttons_follow_the_status_and_level() -> None:
         assert buttons(card(status=status)) == [
             ("✔️ Resolve", _cb(TicketOp.RESOLVE)),
             ("⬆️ Escalate", _cb(TicketOp.ESCALATE)),
+            ("📣 Turn into call", TicketToCall(id=7).pack()),
         ]
     # A returned ticket may go on up the ladder as well as back down to a grid.
     assert buttons(card(status="returned", level="community")) == [

@@ -19,7 +19,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import FrozenClock
 from domain.deadlines import Timing
 from domain.tickets import events_of, file_ticket
-from handlers.callbacks import Page, Redispatch, ReturnWhy, TicketAction, TicketOp
+from handlers.callbacks import (
+    Page,
+    Redispatch,
+    ReturnWhy,
+    TicketAction,
+    TicketOp,
+    TicketToCall,
+)
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import Level, ReturnReason, Role, TicketStatus
 from storage.models import AuditEntry, Category, OrgUnit, Person, RoleAssignment, Ticket
@@ -232,6 +239,7 @@ async def test_card_accept_and_resolve_with_a_photo(db_url: str) -> None:
         assert buttons(edit["reply_markup"]) == [
             ("✔️ Resolve", action(TicketOp.RESOLVE, tid)),
             ("⬆️ Escalate", action(TicketOp.ESCALATE, tid)),
+            ("📣 Turn into call", TicketToCall(id=tid).pack()),
         ]
         status = await fake.wait_for_message(RESIDENT, timeout=10)
         assert status["text"] == (

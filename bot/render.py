@@ -17,7 +17,7 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import catalogs, text, translator
-from handlers import calls, member
+from handlers import attendance, calls, member
 from handlers.callbacks import FollowUp, TicketAction, TicketOp
 from handlers.cards import (
     AUDIENCES,
@@ -395,6 +395,28 @@ def render_duty_call_reminder(data: Mapping[str, Any], language: str, *, tz: tzi
     )
 
 
+# -- the organiser after a call, and the monthly summaries ------------------------------------
+
+
+def render_duty_attendance_due(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "duty_attendance_due": to the organiser at a call's end, with the sheet's button."""
+    t = translator(language)
+    return Rendered(
+        attendance.due_text(data, t, tz),
+        reply_markup=attendance.due_keyboard(int(data["call_id"]), t),
+    )
+
+
+def render_duty_month_member(data: Mapping[str, Any], language: str) -> Rendered:
+    """Kind "duty_month_member": last month's confirmed hours, points and calls, to a member."""
+    return Rendered(attendance.month_member_text(data, translator(language)))
+
+
+def render_duty_month_secretary(data: Mapping[str, Any], language: str) -> Rendered:
+    """Kind "duty_month_secretary": who served last month, unfilled calls and no-shows."""
+    return Rendered(attendance.month_secretary_text(data, translator(language)))
+
+
 def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     """A renderer with every kind the bot sends through the outbox.
 
@@ -417,4 +439,7 @@ def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     renderer.register("member_decision", render_member_decision)
     renderer.register("duty_call", partial(render_duty_call, tz=zone))
     renderer.register("duty_call_reminder", partial(render_duty_call_reminder, tz=zone))
+    renderer.register("duty_attendance_due", partial(render_duty_attendance_due, tz=zone))
+    renderer.register("duty_month_member", render_duty_month_member)
+    renderer.register("duty_month_secretary", render_duty_month_secretary)
     return renderer

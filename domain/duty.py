@@ -18,23 +18,27 @@ import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.access import require_role
+from domain.access import deny, require_role
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.geo import distance_m
 from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue, enqueue_many
 from storage.enums import (
+    AssignmentStatus,
     CallStatus,
     ClaimStatus,
     Lane,
     MemberStatus,
     Role,
+    TicketStatus,
     UnitKind,
 )
 from storage.models import (
     CallClaim,
+    Category,
     DutyCall,
+    JobRun,
     Member,
     OrgUnit,
     Person,
@@ -50,6 +54,10 @@ NAME_LIMIT = 100
 BRANCH_LIMIT = 200
 SECRETARY_ROLES = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
 ORGANISER_ROLES = (Role.COMMUNITY_SECRETARY, Role.GRID_LEADER, Role.ADMIN)
+# A ticket may be turned into a call while it is being worked on.
+CALLABLE_TICKET_STATUSES = frozenset(
+    {TicketStatus.NEW, TicketStatus.ACCEPTED, TicketStatus.REOPENED, TicketStatus.RETURNED}
+)
 
 
 async def _community(session: AsyncSession, community_id: int) -> OrgUnit:
@@ -445,6 +453,38 @@ def _minutes(call: DutyCall, start: datetime, end: datetime) -> int:
     return max(0, int(span.total_seconds() // 60))
 
 
+def _check_in_refusal(call: DutyCall, claim: CallClaim, now: datetime) -> DomainError | None:
+    """Why this claim cannot check in now, whatever the place (None: it can); check_in and
+    check_in_allowed both ask this, so a Check in button never promises what check_in refuses."""
+    if claim.checked_out_at is not None:
+        return DomainError("duty.already_checked_out")
+    if claim.checked_in_at is not None:
+        return DomainError("duty.already_checked_in")
+    if now >= call.ends_at:
+        return DomainError("duty.call_over", ended=call.ends_at)
+    if now < call.starts_at - CHECK_IN_EARLY:
+        return DomainError(
+            "duty.outside_window", opens=call.starts_at - CHECK_IN_EARLY, closes=call.ends_at
+        )
+    return None
+
+
+async def check_in_allowed(
+    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+) -> DutyCall:
+    """Whether the person may check in to the call now, before their location is asked for.
+
+    The same refusals as check_in (no claim, window not open yet, call over, already checked
+    in); nothing is changed.
+    """
+    call, claim = await _claim_of(session, person, call_id)
+    refusal = _check_in_refusal(call, claim, clock.now())
+    if refusal is not None:
+        raise refusal
+    await session.commit()
+    return call
+
+
 async def check_in(
     *,
     session: AsyncSession,
@@ -458,14 +498,9 @@ async def check_in(
     """On site: within `radius_m` of the call's place, from shortly before its start to its end."""
     call, claim = await _claim_of(session, person, call_id)
     now = clock.now()
-    if claim.checked_in_at is not None:
-        raise DomainError("duty.already_checked_in")
-    if not call.starts_at - CHECK_IN_EARLY <= now < call.ends_at:
-        raise DomainError(
-            "duty.outside_window",
-            opens=call.starts_at - CHECK_IN_EARLY,
-            closes=call.ends_at,
-        )
+    refusal = _check_in_refusal(call, claim, now)
+    if refusal is not None:
+        raise refusal
     away = distance_m(latitude, longitude, call.latitude, call.longitude)
     if away > radius_m:
         raise DomainError("duty.too_far", distance=round(away), radius=round(radius_m))
@@ -737,3 +772,473 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
     sent = await enqueue_many(session, messages, clock=clock)
     await session.commit()
     return sent
+
+
+# -- who may post a call, and from which ticket (the /call dialog) ---------------------------
+
+
+@dataclass(frozen=True)
+class CallScope:
+    """Where a person may post a call: one community, as a whole or in some of its grids."""
+
+    community: OrgUnit
+    whole: bool  # the community's secretary: may call the whole community (or any grids)
+    grids: list[OrgUnit]  # the grids they may pick, by code: all the community's, or their own
+
+
+async def call_scopes(session: AsyncSession, person: Person) -> list[CallScope]:
+    """The communities where the person may post a call (secretary, grid leader), by code."""
+    rows = (
+        await session.exec(
+            select(RoleAssignment.role, OrgUnit)
+            .join(OrgUnit, OrgUnit.id == RoleAssignment.unit_id)
+            .where(
+                RoleAssignment.person_id == person.id,
+                RoleAssignment.status == AssignmentStatus.ACTIVE,
+                RoleAssignment.role.in_([Role.COMMUNITY_SECRETARY, Role.GRID_LEADER]),
+            )
+        )
+    ).all()
+    whole = {
+        unit.id
+        for role, unit in rows
+        if role == Role.COMMUNITY_SECRETARY and unit.kind == UnitKind.COMMUNITY
+    }
+    own = {
+        unit.id: unit
+        for role, unit in rows
+        if role == Role.GRID_LEADER and unit.kind == UnitKind.GRID and unit.parent_id is not None
+    }
+    community_ids = whole | {grid.parent_id for grid in own.values()}
+    if not community_ids:
+        return []
+    communities = (
+        await session.exec(
+            select(OrgUnit)
+            .where(OrgUnit.id.in_(list(community_ids)), OrgUnit.kind == UnitKind.COMMUNITY)
+            .order_by(OrgUnit.code)
+        )
+    ).all()
+    grids = (
+        await session.exec(
+            select(OrgUnit)
+            .where(OrgUnit.parent_id.in_(list(community_ids)), OrgUnit.kind == UnitKind.GRID)
+            .order_by(OrgUnit.code)
+        )
+    ).all()
+    return [
+        CallScope(
+            community=community,
+            whole=community.id in whole,
+            grids=[
+                g
+                for g in grids
+                if g.parent_id == community.id and (community.id in whole or g.id in own)
+            ],
+        )
+        for community in communities
+    ]
+
+
+async def call_scope(
+    *, session: AsyncSession, clock: Clock, person: Person, community_id: int
+) -> CallScope:
+    """The person's scope in one community; NotAllowed (audited) where they have none."""
+    for scope in await call_scopes(session, person):
+        if scope.community.id == community_id:
+            return scope
+    community = await _community(session, community_id)
+    await deny(
+        session,
+        clock=clock,
+        person_id=person.id,
+        unit=community,
+        action="duty.call",
+        roles=ORGANISER_ROLES,
+    )
+
+
+@dataclass(frozen=True)
+class TicketForCall:
+    """An open ticket turned into a call, with what the dialog proposes from it."""
+
+    ticket: Ticket
+    category: Category
+    scope: CallScope
+
+
+async def ticket_for_call(
+    *, session: AsyncSession, clock: Clock, person: Person, ticket_id: int
+) -> TicketForCall:
+    """A ticket its grid's leader (or the community's secretary) turns into a call.
+
+    Only for a ticket in the person's grids (else NotAllowed, audited) that is still being
+    worked on (else a refusal naming its state now).
+    """
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFound("ticket.unknown")
+    grid = await session.get(OrgUnit, ticket.grid_id)
+    assert grid is not None
+    await require_role(
+        session,
+        clock=clock,
+        person_id=person.id,
+        roles=(Role.COMMUNITY_SECRETARY, Role.GRID_LEADER),
+        unit=grid,
+        action=f"duty.call_ticket:{ticket.number}",
+    )
+    if ticket.status not in CALLABLE_TICKET_STATUSES:
+        raise DomainError("duty.ticket_not_open", number=ticket.number, status=ticket.status.value)
+    scope = await call_scope(
+        session=session, clock=clock, person=person, community_id=ticket.community_id
+    )
+    if not scope.whole and grid.id not in {g.id for g in scope.grids}:
+        # A grid leader of another grid covering it through an odd assignment: refused.
+        await deny(session, clock=clock, person_id=person.id, unit=grid, action="duty.call")
+    category = await session.get(Category, ticket.category_id)
+    assert category is not None
+    await session.commit()
+    return TicketForCall(ticket=ticket, category=category, scope=scope)
+
+
+# -- the organiser after the call: /calls, the attendance sheet, "attendance waits" --------------
+
+# Calls that ended longer ago than this are not announced to their organiser (after a long
+# downtime, or when the column was added to a database with old calls).
+ATTENDANCE_ASK_WINDOW = timedelta(days=2)
+SHEET_LIMIT = 40  # lines of a sheet the organiser can mark one by one in chat
+
+
+@dataclass(frozen=True)
+class OrganisedCall:
+    """A call in an organiser's /calls list, with its claims and how many wait for a mark."""
+
+    call: DutyCall
+    claims: int
+    unconfirmed: int
+
+
+def _organised_by(person: Person) -> sa.ColumnElement[bool]:
+    """Calls the person organised, or of a community where they are the secretary."""
+    communities = select(RoleAssignment.unit_id).where(
+        RoleAssignment.person_id == person.id,
+        RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+        RoleAssignment.status == AssignmentStatus.ACTIVE,
+    )
+    return sa.or_(DutyCall.organiser_id == person.id, DutyCall.community_id.in_(communities))
+
+
+async def calls_organised(
+    session: AsyncSession, *, person: Person, offset: int, limit: int
+) -> tuple[list[OrganisedCall], int]:
+    """A page of the person's calls (theirs, and their community's), latest start first; and
+    how many there are in all."""
+    mine = _organised_by(person)
+    total = (await session.exec(select(sa.func.count()).select_from(DutyCall).where(mine))).one()
+    calls = (
+        await session.exec(
+            select(DutyCall)
+            .where(mine)
+            .order_by(DutyCall.starts_at.desc(), DutyCall.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    ).all()
+    counts: dict[int, tuple[int, int]] = {}
+    if calls:
+        rows = await session.exec(
+            select(
+                CallClaim.call_id,
+                sa.func.count(),
+                sa.func.sum(sa.case((CallClaim.confirmed.is_(None), 1), else_=0)),
+            )
+            .where(
+                CallClaim.call_id.in_([c.id for c in calls]),
+                CallClaim.status == ClaimStatus.CLAIMED,
+            )
+            .group_by(CallClaim.call_id)
+        )
+        counts = {call_id: (int(n), int(open_ or 0)) for call_id, n, open_ in rows}
+    page = [OrganisedCall(c, *counts.get(c.id, (0, 0))) for c in calls]
+    return page, int(total)
+
+
+@dataclass(frozen=True)
+class SheetLine:
+    """One member who said "I'll come", and what happened on the day."""
+
+    member_id: int
+    name: str
+    claim: CallClaim
+
+    @property
+    def came_by_default(self) -> bool:
+        """The organiser's last word, else: came if they checked in."""
+        if self.claim.confirmed is not None:
+            return self.claim.confirmed
+        return self.claim.checked_in_at is not None
+
+
+@dataclass(frozen=True)
+class AttendanceSheet:
+    """A call, for its organiser: the members coming (claim order) and what may be done now."""
+
+    call: DutyCall
+    lines: list[SheetLine]
+    over: bool  # the call has ended: attendance may be confirmed
+    confirmed: bool  # every line has been confirmed at least once
+    final: bool  # confirmed and the month's summary is out: the marks no longer change
+
+
+def _summary_key(call: DutyCall, tz) -> str:
+    """The JobRun key send_monthly_summaries claims for the month the call started in."""
+    return f"duty-month:{call.starts_at.astimezone(tz):%Y-%m}"
+
+
+async def _organiser_or_secretary(
+    session: AsyncSession, clock: Clock, actor: Person, call: DutyCall, action: str
+) -> None:
+    """The call's organiser, or its community's secretary (or an administrator above)."""
+    if actor.id == call.organiser_id:
+        return
+    community = await _community(session, call.community_id)
+    await require_role(
+        session,
+        clock=clock,
+        person_id=actor.id,
+        roles=SECRETARY_ROLES,
+        unit=community,
+        action=action,
+    )
+
+
+async def attendance_sheet(
+    *, session: AsyncSession, clock: Clock, actor: Person, call_id: int, tz
+) -> AttendanceSheet:
+    """A call's details and its sheet, for its organiser or the community's secretary only
+    (anyone else: NotAllowed, audited)."""
+    call = await session.get(DutyCall, call_id)
+    if call is None:
+        raise NotFound("duty.call_unknown")
+    await _organiser_or_secretary(session, clock, actor, call, f"duty.sheet:{call_id}")
+    rows = (
+        await session.exec(
+            select(CallClaim, Member.full_name)
+            .join(Member, Member.id == CallClaim.member_id)
+            .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
+            .order_by(CallClaim.id)
+        )
+    ).all()
+    lines = [SheetLine(claim.member_id, name, claim) for claim, name in rows]
+    confirmed = bool(lines) and all(line.claim.confirmed is not None for line in lines)
+    summarised = await session.get(JobRun, _summary_key(call, tz)) is not None
+    over = clock.now() >= call.ends_at
+    sheet = AttendanceSheet(call, lines, over, confirmed, confirmed and summarised)
+    await session.commit()
+    return sheet
+
+
+async def confirm_sheet(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    call_id: int,
+    attended: Mapping[int, bool],
+    tz,
+) -> list[CallClaim]:
+    """Confirm attendance from the organiser's sheet (through confirm_attendance).
+
+    Refused before the end, naming when it ends. Confirming again replaces the marks and points
+    of the last confirmation, until the monthly summary of the month the call started in has
+    gone out (the 1st of the next month): from then on a sheet confirmed before is final, so
+    the figures members and secretaries were sent stay true. A sheet never confirmed may still
+    be confirmed after that (late points show in /me, not in a summary already sent).
+    """
+    call = await session.get(DutyCall, call_id)
+    if call is None:
+        raise NotFound("duty.call_unknown")
+    await _organiser_or_secretary(session, clock, actor, call, f"duty.confirm:{call_id}")
+    if clock.now() < call.ends_at:
+        raise DomainError("attendance.not_over", ends=call.ends_at)
+    if await session.get(JobRun, _summary_key(call, tz)) is not None:
+        marked = (
+            await session.exec(
+                select(sa.func.count())
+                .select_from(CallClaim)
+                .where(CallClaim.call_id == call.id, CallClaim.confirmed.is_not(None))
+            )
+        ).one()
+        if marked:
+            raise DomainError("attendance.final")
+    return await confirm_attendance(
+        session=session, clock=clock, actor=actor, call_id=call_id, attended=attended
+    )
+
+
+async def ask_attendance(*, session: AsyncSession, clock: Clock) -> int:
+    """Once per call, at its end: its organiser is told that attendance waits for them.
+
+    Calls nobody said they would come to are marked without a message. Run after
+    close_forgotten, so the sheet the message opens is complete. Returns the messages queued.
+    """
+    now = clock.now()
+    statement = (
+        select(DutyCall)
+        .where(
+            DutyCall.ends_at <= now,
+            DutyCall.ends_at > now - ATTENDANCE_ASK_WINDOW,
+            DutyCall.attendance_asked_at.is_(None),
+            DutyCall.status != CallStatus.CANCELLED,
+        )
+        .order_by(DutyCall.ends_at, DutyCall.id)
+    )
+    if session.bind.dialect.name == "postgresql":
+        # Another scheduler's calls are skipped, not waited for (and never announced twice).
+        statement = statement.with_for_update(skip_locked=True)
+    calls = (await session.exec(statement)).all()
+    if not calls:
+        await session.commit()
+        return 0
+    ids = [c.id for c in calls]
+    claims = dict(
+        (
+            await session.exec(
+                select(CallClaim.call_id, sa.func.count())
+                .where(CallClaim.call_id.in_(ids), CallClaim.status == ClaimStatus.CLAIMED)
+                .group_by(CallClaim.call_id)
+            )
+        ).all()
+    )
+    chats = dict(
+        (
+            await session.exec(
+                select(Person.id, Person.telegram_id).where(
+                    Person.id.in_({c.organiser_id for c in calls})
+                )
+            )
+        ).all()
+    )
+    messages = []
+    for call in calls:
+        call.attendance_asked_at = now
+        session.add(call)
+        if claims.get(call.id):
+            data = {
+                "call_id": call.id,
+                "title": call.title,
+                "ends_at": call.ends_at.isoformat(),
+                "claims": int(claims[call.id]),
+            }
+            messages.append(
+                Outgoing(chats[call.organiser_id], "duty_attendance_due", data, Lane.INTERACTIVE)
+            )
+    sent = await enqueue_many(session, messages, clock=clock)
+    await session.commit()
+    return sent
+
+
+# -- what a member sees: posts, calls ahead; communities to choose from ----------------------
+
+
+@dataclass(frozen=True)
+class PostView:
+    """A post of the member's community as /posts shows it."""
+
+    post: ServicePost
+    mine: bool
+
+
+async def posts_of_member(*, session: AsyncSession, person: Person) -> list[PostView]:
+    """The approved member's community's posts, in the order they were set up, with those held.
+
+    Refused (duty.not_approved) for anyone not approved.
+    """
+    member = await _approved(session, person)
+    posts = (
+        await session.exec(
+            select(ServicePost)
+            .where(ServicePost.community_id == member.community_id)
+            .order_by(ServicePost.id)
+        )
+    ).all()
+    held = set(
+        (
+            await session.exec(select(PostHolder.post_id).where(PostHolder.member_id == member.id))
+        ).all()
+    )
+    return [PostView(post, post.id in held) for post in posts]
+
+
+async def posts_held(session: AsyncSession, member: Member) -> list[ServicePost]:
+    """The posts the member holds, in the order they were set up."""
+    return list(
+        (
+            await session.exec(
+                select(ServicePost)
+                .join(PostHolder, PostHolder.post_id == ServicePost.id)
+                .where(PostHolder.member_id == member.id)
+                .order_by(ServicePost.id)
+            )
+        ).all()
+    )
+
+
+async def calls_ahead(
+    session: AsyncSession, clock: Clock, member: Member, limit: int = 10
+) -> list[DutyCall]:
+    """Calls the member said "I'll come" to that have not ended, soonest first."""
+    return list(
+        (
+            await session.exec(
+                select(DutyCall)
+                .join(CallClaim, CallClaim.call_id == DutyCall.id)
+                .where(
+                    CallClaim.member_id == member.id,
+                    CallClaim.status == ClaimStatus.CLAIMED,
+                    DutyCall.ends_at > clock.now(),
+                    DutyCall.status != CallStatus.CANCELLED,
+                )
+                .order_by(DutyCall.starts_at, DutyCall.id)
+                .limit(limit)
+            )
+        ).all()
+    )
+
+
+async def streets_with_communities(session: AsyncSession) -> list[OrgUnit]:
+    """Streets that have communities, by code (the first step of choosing one by hand)."""
+    community = sa.orm.aliased(OrgUnit)
+    return list(
+        (
+            await session.exec(
+                select(OrgUnit)
+                .where(
+                    OrgUnit.kind == UnitKind.STREET,
+                    sa.exists().where(
+                        community.parent_id == OrgUnit.id,
+                        community.kind == UnitKind.COMMUNITY,
+                    ),
+                )
+                .order_by(OrgUnit.code)
+            )
+        ).all()
+    )
+
+
+async def communities_of_street(
+    session: AsyncSession, street_id: int
+) -> tuple[OrgUnit, list[OrgUnit]]:
+    """A street and its communities, by code; NotFound if it is not a street."""
+    street = await session.get(OrgUnit, street_id)
+    if street is None or street.kind != UnitKind.STREET:
+        raise NotFound("unit.unknown", code=str(street_id))
+    communities = (
+        await session.exec(
+            select(OrgUnit)
+            .where(OrgUnit.parent_id == street.id, OrgUnit.kind == UnitKind.COMMUNITY)
+            .order_by(OrgUnit.code)
+        )
+    ).all()
+    return street, list(communities)

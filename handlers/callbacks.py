@@ -144,3 +144,95 @@ class CallAction(CallbackData, prefix="dc"):
 
     op: CallOp
     id: int
+
+
+# -- creating a call (/call, or Turn into call on a ticket card) ------------------------------
+
+
+class CallCommunity(CallbackData, prefix="ncc"):
+    """The community a /call is for, when the person organises in several (`id`: unit)."""
+
+    id: int
+
+
+class CallGridOp(StrEnum):
+    TOGGLE = "t"  # choose or drop the grid `id`
+    WHOLE = "a"  # the whole community (drops the grids chosen)
+    DONE = "d"  # on to the summary
+
+
+class CallGrid(CallbackData, prefix="ncg"):
+    """The grid picker of the /call dialog (the selection is kept in the dialog's data)."""
+
+    op: CallGridOp
+    id: int = 0
+
+
+class CallStep(CallbackData, prefix="ncs"):
+    """Confirm ("ok") or Cancel ("x") in the /call dialog."""
+
+    step: str
+
+
+class TicketToCall(CallbackData, prefix="ntc"):
+    """Turn into call, on a grid's ticket card (`id`: ticket)."""
+
+    id: int
+
+
+# -- the organiser after a call: its card and attendance sheet (/calls) ----------------------
+
+
+class SheetOp(StrEnum):
+    OPEN = "o"  # the call's card (with its sheet once over), as a new message
+    TOGGLE = "t"  # one line between came and did not come (`sel`: the marks after the press)
+    CONFIRM = "c"  # confirm the marks in `sel`
+
+
+class Sheet(CallbackData, prefix="as"):
+    """A button on the organiser's card of a call (`id`: the call).
+
+    `sel` is a hexadecimal bitmask over the sheet's lines in claim order (set: came): the
+    marks after the press for TOGGLE, the marks shown for CONFIRM; `n` is how many lines it
+    covers, so a press on a sheet whose lines differ from the database's is shown the sheet
+    again instead of being read against other lines.
+    """
+
+    op: SheetOp
+    id: int
+    sel: str = ""
+    n: int = 0
+
+
+# -- service posts (认岗) and the member's /duty choices ---------------------------------------
+
+
+class PostOp(StrEnum):
+    CLAIM = "c"
+    LEAVE = "l"
+
+
+class PostAction(CallbackData, prefix="pp"):
+    """Claim / Leave on the /posts list (`id`: the service post)."""
+
+    op: PostOp
+    id: int
+
+
+class DutyPlaceOp(StrEnum):
+    STREETS = "s"  # the list of streets again
+    STREET = "t"  # a street's communities (`id`: street)
+    COMMUNITY = "c"  # this community (`id`: community)
+
+
+class DutyPlace(CallbackData, prefix="mp"):
+    """Choosing the community by hand in the /duty dialog."""
+
+    op: DutyPlaceOp
+    id: int = 0
+
+
+class DutyService(CallbackData, prefix="ms"):
+    """The kinds of service in the /duty dialog: toggle one (`i`: its index), or done (-1)."""
+
+    i: int

@@ -3,7 +3,9 @@ Check in (a shared location) and Check out.
 
 The call and its reminder come through the outbox (bot/render.py renders them with the texts
 and buttons below); the domain (domain.duty) decides everything: places, the check-in window
-and distance, the minutes counted. The check-in step keeps only the call id in the FSM data.
+and distance, the minutes counted. Check in is checked before the location is asked for
+(domain.duty.check_in_allowed, the same rules as check_in), so a refusal comes at once. The
+check-in step keeps only the call id in the FSM data.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
-from domain.duty import answer_call, check_in, check_out, withdraw
+from domain.duty import answer_call, check_in, check_in_allowed, check_out, withdraw
 from domain.errors import DomainError
 from handlers.callbacks import CallAction, CallOp
 from handlers.cards import local_time
@@ -127,8 +129,17 @@ async def withdraw_pressed(
 
 
 async def ask_location(
-    query: CallbackQuery, callback_data: CallAction, state: FSMContext, t: Translate
+    query: CallbackQuery,
+    callback_data: CallAction,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    state: FSMContext,
+    t: Translate,
 ) -> None:
+    """Check in: refused at once when it cannot work (no claim, not open yet, over, done);
+    otherwise the location is asked for, and check_in decides with it."""
+    await check_in_allowed(session=session, clock=clock, person=person, call_id=callback_data.id)
     await state.set_state(CheckIn.location)
     await state.set_data({"call_id": callback_data.id})
     await query.answer()

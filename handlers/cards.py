@@ -22,6 +22,7 @@ from handlers.callbacks import (
     SummonsOp,
     TicketAction,
     TicketOp,
+    TicketToCall,
     WhistleOp,
     WhistlePick,
 )
@@ -31,6 +32,9 @@ Translate = Callable[..., str]
 
 # The settings' default (GRIDBOT_TIMEZONE); callers pass settings.tz.
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+
+# A grid's ticket being worked on may be turned into a call for Party members (社区吹哨).
+CALL_STATUSES = frozenset({TicketStatus.ACCEPTED, TicketStatus.REOPENED})
 
 # The buttons a holder may get, in the order they are shown; each only when the table of
 # moves allows the action in the ticket's status.
@@ -156,9 +160,10 @@ def card_text(
 def card_keyboard(data: Mapping[str, Any], t: Translate) -> InlineKeyboardMarkup | None:
     """The holder's buttons for the ticket's status now; None when there is nothing to do.
 
-    new: Accept / Return / Escalate; accepted or reopened: Resolve / Escalate; returned (at
-    the community): Escalate / Re-dispatch / Close; no Escalate at the top of the ladder;
-    Whistle (summon departments) only where the street or the district holds it.
+    new: Accept / Return / Escalate; accepted or reopened: Resolve / Escalate (and, at the
+    grid, Turn into call); returned (at the community): Escalate / Re-dispatch / Close; no
+    Escalate at the top of the ladder; Whistle (summon departments) only where the street or
+    the district holds it.
     """
     status = TicketStatus(data["status"])
     level = Level(data["level"])
@@ -172,6 +177,12 @@ def card_keyboard(data: Mapping[str, Any], t: Translate) -> InlineKeyboardMarkup
         if action is Action.WHISTLE and level not in WHISTLE_LEVELS:
             continue
         builder.button(text=t(key), callback_data=TicketAction(op=op, id=data["ticket_id"]))
+        count += 1
+    if level is Level.GRID and status in CALL_STATUSES:
+        # The grid leader may call the grid's Party members to help (handlers/call_create).
+        builder.button(
+            text=t("card.button.to_call"), callback_data=TicketToCall(id=data["ticket_id"])
+        )
         count += 1
     if not count:
         return None

@@ -1,11 +1,12 @@
 """Party members reporting for duty (党员报到): the /duty dialog, the secretary's decision, /me.
 
 The /duty dialog: full name -> Party branch or work unit -> where they live (a shared
-location, which gives the community and grid) -> skills (or Skip) -> phone (their own
-Telegram contact, or Skip) -> summary with Confirm / Cancel. The FSM data holds plain JSON
-only, so a dialog survives a restart half-way. The community secretary approves or rejects
-(with a reason) from the registration message the outbox sends them; the domain checks who
-may decide and whether it is still pending.
+location, which gives the community and grid; or the community chosen by hand: streets then
+communities, or part of its name typed) -> the kinds of service offered (toggle buttons) ->
+skills (or Skip) -> phone (their own Telegram contact, or Skip) -> summary with Confirm /
+Cancel. The FSM data holds plain JSON only, so a dialog survives a restart half-way. The
+community secretary approves or rejects (with a reason) from the registration message the
+outbox sends them; the domain checks who may decide and whether it is still pending.
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ from domain.clock import Clock
 from domain.duty import (
     BRANCH_LIMIT,
     NAME_LIMIT,
+    calls_ahead,
     check_decide,
+    communities_of_street,
     decide_member,
     member_of,
+    posts_held,
     register_member,
     service_between,
+    streets_with_communities,
 )
 from domain.geo import LocatorCache, place_of
-from handlers.callbacks import MemberDecision
+from domain.places import get_community, search_communities
+from handlers.callbacks import DutyPlace, DutyPlaceOp, DutyService, MemberDecision
+from handlers.cards import local_time
 from handlers.common import scope_name
 from handlers.resident import Label
 from storage.enums import MemberStatus, UnitKind
@@ -56,6 +63,20 @@ Translate = Callable[..., str]
 
 SKILLS_LIMIT = 10  # skills kept from the comma-separated list
 SKILL_LIMIT = 50  # characters per skill
+# The kinds of service a member may offer (stored in Member.services by these codes; their
+# names are the locale keys member.service.<code>). Append only: a toggle names its index.
+SERVICE_KINDS = (
+    "building",
+    "patrol",
+    "environment",
+    "policy",
+    "elderly",
+    "mediation",
+    "emergency",
+    "professional",
+)
+STREET_PAGE = 8
+COMMUNITY_MATCHES = 8
 
 
 class Register(StatesGroup):
@@ -64,6 +85,8 @@ class Register(StatesGroup):
     name = State()
     branch = State()
     location = State()
+    community = State()  # choosing the community by hand (inline buttons, or typing)
+    services = State()
     skills = State()
     phone = State()
     summary = State()
@@ -85,6 +108,8 @@ EXPECTED = {
     Register.name.state: "member.expect.name",
     Register.branch.state: "member.expect.branch",
     Register.location.state: "member.expect.location",
+    Register.community.state: "member.expect.community",
+    Register.services.state: "member.expect.services",
     Register.skills.state: "member.expect.skills",
     Register.phone.state: "member.expect.phone",
     Register.summary.state: "member.expect.summary",
@@ -171,10 +196,16 @@ async def branch_given(message: Message, state: FSMContext, t: Translate) -> Non
     await _ask_location(message, state, t)
 
 
+def _location_keyboard(t: Translate) -> ReplyKeyboardMarkup:
+    return _keyboard(
+        KeyboardButton(text=t("member.btn.share_location"), request_location=True),
+        KeyboardButton(text=t("member.btn.by_hand")),
+    )
+
+
 async def _ask_location(message: Message, state: FSMContext, t: Translate) -> None:
     await state.set_state(Register.location)
-    markup = _keyboard(KeyboardButton(text=t("member.btn.share_location"), request_location=True))
-    await message.answer(t("member.ask_location"), reply_markup=markup)
+    await message.answer(t("member.ask_location"), reply_markup=_location_keyboard(t))
 
 
 async def location_given(
@@ -192,10 +223,8 @@ async def location_given(
     await session.commit()
     community = next((u for u in place or [] if u.kind == UnitKind.COMMUNITY), None)
     if community is None:
-        markup = _keyboard(
-            KeyboardButton(text=t("member.btn.share_location"), request_location=True)
-        )
-        await message.answer(t("member.outside"), reply_markup=markup)
+        await state.set_state(Register.location)
+        await message.answer(t("member.outside"), reply_markup=_location_keyboard(t))
         return
     grid = next((u for u in place or [] if u.kind == UnitKind.GRID), None)
     await state.update_data(
@@ -206,9 +235,226 @@ async def location_given(
         grid_zh=grid.name_zh if grid else "",
         grid_en=grid.name_en if grid else "",
     )
+    await message.answer(t("member.place_found"), reply_markup=ReplyKeyboardRemove())
+    await _ask_services(message, state, t)
+
+
+# -- the community by hand: streets, then communities; or part of its name ----------------------
+
+
+def _streets_view(
+    streets: list, offset: int, language: str, t: Translate
+) -> tuple[str, InlineKeyboardMarkup]:
+    builder = InlineKeyboardBuilder()
+    page = streets[offset : offset + STREET_PAGE]
+    for street in page:
+        builder.button(
+            text=scope_name(language, street.name_zh, street.name_en),
+            callback_data=DutyPlace(op=DutyPlaceOp.STREET, id=street.id),
+        )
+    widths = [1] * len(page)
+    pager = 0
+    if offset > 0:
+        pager += 1
+        builder.button(
+            text=t("report.btn.prev"),
+            callback_data=DutyPlace(op=DutyPlaceOp.STREETS, id=max(0, offset - STREET_PAGE)),
+        )
+    if offset + STREET_PAGE < len(streets):
+        pager += 1
+        builder.button(
+            text=t("report.btn.next"),
+            callback_data=DutyPlace(op=DutyPlaceOp.STREETS, id=offset + STREET_PAGE),
+        )
+    builder.adjust(*widths, *([pager] if pager else []))
+    return t("member.ask_street"), builder.as_markup()
+
+
+def _communities_markup(
+    communities: list, language: str, t: Translate, *, with_street: bool
+) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for choice in communities:
+        unit = choice.community if with_street else choice
+        name = scope_name(language, unit.name_zh, unit.name_en)
+        if with_street and choice.street is not None:
+            name += " · " + scope_name(language, choice.street.name_zh, choice.street.name_en)
+        builder.button(text=name, callback_data=DutyPlace(op=DutyPlaceOp.COMMUNITY, id=unit.id))
+    builder.button(
+        text=t("member.btn.streets"), callback_data=DutyPlace(op=DutyPlaceOp.STREETS, id=0)
+    )
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+async def _edit_or_send(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup) -> None:
+    if not isinstance(query.message, Message):
+        return
+    with suppress(TelegramBadRequest):
+        await query.message.edit_text(text, reply_markup=markup)
+        return
+    await query.message.answer(text, reply_markup=markup)
+
+
+async def by_hand(
+    message: Message, session: AsyncSession, language: str, state: FSMContext, t: Translate
+) -> None:
+    """ "Choose the community": the reply keyboard goes; the streets, or type a name."""
+    streets = await streets_with_communities(session)
+    await session.commit()
+    await state.set_state(Register.community)
+    await message.answer(t("member.by_hand"), reply_markup=ReplyKeyboardRemove())
+    text, markup = _streets_view(streets, 0, language, t)
+    await message.answer(text, reply_markup=markup)
+
+
+async def community_typed(
+    message: Message,
+    session: AsyncSession,
+    language: str,
+    state: FSMContext,
+    t: Translate,
+    raw_state: str | None,
+) -> None:
+    """Part of a community's name: one match is taken, several are offered as buttons."""
+    query = (message.text or "").strip()
+    choices, total = await search_communities(session, query=query, limit=COMMUNITY_MATCHES)
+    await session.commit()
+    if raw_state == Register.location.state:
+        await message.answer(t("member.by_hand"), reply_markup=ReplyKeyboardRemove())
+    await state.set_state(Register.community)
+    if total == 1:
+        await _community_chosen(message, session, language, state, t, choices[0].community.id)
+        return
+    if total == 0:
+        text = t("member.no_community", query=query)
+    else:
+        text = t("member.communities_matching", query=query, shown=len(choices), total=total)
+    await message.answer(
+        text, reply_markup=_communities_markup(choices, language, t, with_street=True)
+    )
+
+
+async def streets_page(
+    query: CallbackQuery,
+    callback_data: DutyPlace,
+    session: AsyncSession,
+    language: str,
+    state: FSMContext,
+    t: Translate,
+) -> None:
+    streets = await streets_with_communities(session)
+    await session.commit()
+    await state.set_state(Register.community)
+    offset = max(0, min(callback_data.id, max(0, len(streets) - 1)))
+    text, markup = _streets_view(streets, offset, language, t)
+    await query.answer()
+    await _edit_or_send(query, text, markup)
+
+
+async def street_chosen(
+    query: CallbackQuery,
+    callback_data: DutyPlace,
+    session: AsyncSession,
+    language: str,
+    t: Translate,
+) -> None:
+    street, communities = await communities_of_street(session, callback_data.id)
+    await session.commit()
+    text = t("member.ask_community", street=scope_name(language, street.name_zh, street.name_en))
+    markup = _communities_markup(communities, language, t, with_street=False)
+    await query.answer()
+    await _edit_or_send(query, text, markup)
+
+
+async def community_pressed(
+    query: CallbackQuery,
+    callback_data: DutyPlace,
+    session: AsyncSession,
+    language: str,
+    state: FSMContext,
+    t: Translate,
+) -> None:
+    await query.answer()
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=None)
+        await _community_chosen(query.message, session, language, state, t, callback_data.id)
+
+
+async def _community_chosen(
+    out: Message,
+    session: AsyncSession,
+    language: str,
+    state: FSMContext,
+    t: Translate,
+    community_id: int,
+) -> None:
+    """A community chosen by hand: no grid (the secretary knows their grids)."""
+    community = await get_community(session, community_id)  # NotFound for anything else
+    await session.commit()
+    name = scope_name(language, community.name_zh, community.name_en)
+    await out.answer(t("member.community_chosen", community=name))
+    await state.update_data(
+        community_id=community.id,
+        community_zh=community.name_zh,
+        community_en=community.name_en,
+        grid_id=None,
+        grid_zh="",
+        grid_en="",
+    )
+    await _ask_services(out, state, t)
+
+
+# -- the kinds of service ------------------------------------------------------------------
+
+
+def _services_markup(chosen: list[str], t: Translate) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for index, code in enumerate(SERVICE_KINDS):
+        name = t(f"member.service.{code}")
+        builder.button(
+            text=f"✅ {name}" if code in chosen else name, callback_data=DutyService(i=index)
+        )
+    builder.button(text=t("member.btn.services_done"), callback_data=DutyService(i=-1))
+    builder.adjust(2, 2, 2, 2, 1)
+    return builder.as_markup()
+
+
+async def _ask_services(out: Message, state: FSMContext, t: Translate) -> None:
+    data = await state.get_data()
+    await state.set_state(Register.services)
+    services = [c for c in data.get("services") or [] if c in SERVICE_KINDS]
+    await out.answer(t("member.ask_services"), reply_markup=_services_markup(services, t))
+
+
+async def service_toggled(
+    query: CallbackQuery, callback_data: DutyService, state: FSMContext, t: Translate
+) -> None:
+    if not 0 <= callback_data.i < len(SERVICE_KINDS):
+        await query.answer()
+        return
+    code = SERVICE_KINDS[callback_data.i]
+    services = list((await state.get_data()).get("services") or [])
+    services = [c for c in services if c != code] if code in services else [*services, code]
+    # In the order of the list, whatever the order of the presses.
+    services = [c for c in SERVICE_KINDS if c in services]
+    await state.update_data(services=services)
+    await query.answer()
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(reply_markup=_services_markup(services, t))
+
+
+async def services_done(query: CallbackQuery, state: FSMContext, t: Translate) -> None:
+    await query.answer()
+    if not isinstance(query.message, Message):
+        return
+    with suppress(TelegramBadRequest):
+        await query.message.edit_reply_markup(reply_markup=None)
     await state.set_state(Register.skills)
     markup = _keyboard(KeyboardButton(text=t("member.btn.skip")))
-    await message.answer(t("member.ask_skills"), reply_markup=markup)
+    await query.message.answer(t("member.ask_skills"), reply_markup=markup)
 
 
 async def skills_skipped(message: Message, state: FSMContext, t: Translate) -> None:
@@ -256,11 +502,13 @@ async def _summary(message: Message, state: FSMContext, language: str, t: Transl
     if grid:
         place = f"{place} › {grid}"
     none = t("member.none")
+    services = [t(f"member.service.{c}") for c in data.get("services") or [] if c in SERVICE_KINDS]
     text = t(
         "member.summary",
         full_name=data["full_name"],
         branch=data["branch"],
         place=place,
+        services=", ".join(services) or none,
         skills=", ".join(data.get("skills") or []) or none,
         phone=data.get("phone") or none,
     )
@@ -289,6 +537,7 @@ async def confirmed(
         community_id=data["community_id"],
         grid_id=data.get("grid_id"),
         skills=data.get("skills") or (),
+        services=[c for c in data.get("services") or [] if c in SERVICE_KINDS],
         phone=data.get("phone"),
     )
     await query.answer()
@@ -439,10 +688,12 @@ async def me_command(
     session: AsyncSession,
     clock: Clock,
     person: Person,
+    language: str,
     t: Translate,
     settings: Any,
 ) -> None:
-    """/me: the registration's state; for an approved member, the confirmed service."""
+    """/me: the registration's state; for an approved member, the confirmed service, the
+    posts held and the calls ahead (said "I'll come", not ended; start in the city's time)."""
     member = await member_of(session, person)
     if member is None:
         await session.commit()
@@ -455,8 +706,10 @@ async def me_command(
     month_start, month_end, year_start, year_end = _bounds(clock.now(), settings.tz)
     month = await service_between(session, member, month_start, month_end)
     year = await service_between(session, member, year_start, year_end)
+    held = await posts_held(session, member)
+    ahead = await calls_ahead(session, clock, member)
     await session.commit()
-    await message.answer(
+    lines = [
         t(
             "member.me_approved",
             name=member.full_name,
@@ -464,8 +717,24 @@ async def me_command(
             month_points=_points(month.points),
             year_hours=_hours(year.minutes),
             year_points=_points(year.points),
-        )
-    )
+        ),
+        "",
+    ]
+    if held:
+        names = "、" if language == "zh-hans" else ", "
+        posts = names.join(scope_name(language, p.name_zh, p.name_en) for p in held)
+        lines.append(t("member.me_posts", posts=posts))
+    else:
+        lines.append(t("member.me_no_posts"))
+    if ahead:
+        lines.append(t("member.me_calls"))
+        lines += [
+            t("member.me_call", title=c.title, starts_at=local_time(c.starts_at, settings.tz))
+            for c in ahead
+        ]
+    else:
+        lines.append(t("member.me_no_calls"))
+    await message.answer("\n".join(lines))
 
 
 def router() -> Router:
@@ -480,7 +749,17 @@ def router() -> Router:
 
     msg.register(name_given, StateFilter(Register.name), text)
     msg.register(branch_given, StateFilter(Register.branch), text)
-    msg.register(location_given, StateFilter(Register.location), F.location)
+    msg.register(location_given, StateFilter(Register.location, Register.community), F.location)
+    msg.register(
+        by_hand, StateFilter(Register.location, Register.community), Label("member.btn.by_hand")
+    )
+    msg.register(community_typed, StateFilter(Register.location, Register.community), text)
+    in_place = StateFilter(Register.location, Register.community)
+    cb.register(streets_page, in_place, DutyPlace.filter(F.op == DutyPlaceOp.STREETS))
+    cb.register(street_chosen, in_place, DutyPlace.filter(F.op == DutyPlaceOp.STREET))
+    cb.register(community_pressed, in_place, DutyPlace.filter(F.op == DutyPlaceOp.COMMUNITY))
+    cb.register(services_done, StateFilter(Register.services), DutyService.filter(F.i == -1))
+    cb.register(service_toggled, StateFilter(Register.services), DutyService.filter())
     msg.register(skills_skipped, StateFilter(Register.skills), Label("member.btn.skip"))
     msg.register(skills_given, StateFilter(Register.skills), text)
     msg.register(contact_given, StateFilter(Register.phone), F.contact)
@@ -495,4 +774,6 @@ def router() -> Router:
     # Last: whatever a step does not expect, and summary buttons of a dialog that is over.
     msg.register(unexpected, StateFilter(Register, RejectReason))
     cb.register(step_over, RegisterStep.filter())
+    cb.register(step_over, DutyPlace.filter())
+    cb.register(step_over, DutyService.filter())
     return r

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
-from domain.duty import close_forgotten, remind_calls, send_monthly_summaries
+from domain.duty import ask_attendance, close_forgotten, remind_calls, send_monthly_summaries
 from domain.sweep import SweepReport, sweep
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def _require() -> JobContext:
 
 async def sweep_job() -> SweepReport:
     """Re-read the calendar and ladder, sweep what is due, remind members of calls ahead,
-    close check-outs they forgot, and send the digest and last month's summaries when due."""
+    close check-outs they forgot, ask organisers of calls just over for attendance, and send
+    the digest and last month's summaries when due."""
     ctx = _require()
     async with _running, ctx.sessionmaker() as session:
         await ctx.timing.refresh(session)
@@ -64,13 +65,15 @@ async def sweep_job() -> SweepReport:
         report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing)
         reminded = await remind_calls(session=session, clock=ctx.clock, before=ctx.call_reminder)
         await close_forgotten(session=session, clock=ctx.clock)
+        # After close_forgotten: the sheet the organiser is sent to must be complete.
+        asked = await ask_attendance(session=session, clock=ctx.clock)
         summaries = await send_monthly_summaries(
             session=session, clock=ctx.clock, tz=ctx.timing.calendar.tz
         )
         digests = await send_digests(
             session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
         )
-    if (report.total or digests or reminded or summaries) and ctx.on_queued is not None:
+    if (report.total or digests or reminded or asked or summaries) and ctx.on_queued is not None:
         ctx.on_queued()
     return report
 

@@ -425,6 +425,8 @@ class DutyCall(SQLModel, table=True):
     status: CallStatus = Field(default=CallStatus.OPEN, sa_type=_enum(CallStatus))
     # When those who said "I'll come" were reminded (once, a set time before the start).
     reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the organiser was told, after the end, that attendance waits for them (once).
+    attendance_asked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = _created()
     updated_at: datetime = _created()
 

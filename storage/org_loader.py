@@ -4,6 +4,8 @@ Rows are matched by code, compared, and written only when something differs, so 
 same file twice touches nothing. Units and departments that vanished from the file are kept,
 because tickets and roles refer to them. The optional calendar and ladder sections are one
 org_setting row each; a file without the section removes its row, so the defaults apply.
+Service posts are rows per community and code, updated in place so their holders stay; a file
+without a posts section leaves them alone.
 Bulk statements keep a 50,000-grid city to a few round trips per table instead of one per row.
 """
 
@@ -28,6 +30,7 @@ from storage.models import (
     Department,
     OrgSetting,
     OrgUnit,
+    ServicePost,
 )
 from storage.orgfile import Organisation, OrgFileError
 
@@ -78,6 +81,9 @@ class LoadReport:
     # One row each: at most one of created, updated, unchanged or removed is 1.
     calendar: Counts = field(default_factory=Counts)
     ladder: Counts = field(default_factory=Counts)
+    # One per community and post; `kept`: gone from the file but still held by members.
+    posts: Counts = field(default_factory=Counts)
+    posts_not_in_file: list[str] = field(default_factory=list)  # "COMMUNITY/POST", kept
     units_not_in_file: list[str] = field(default_factory=list)
     departments_not_in_file: list[str] = field(default_factory=list)
     categories_not_in_file: list[str] = field(default_factory=list)
@@ -91,6 +97,7 @@ class LoadReport:
             self.deadlines,
             self.calendar,
             self.ladder,
+            self.posts,
         )
 
     @property
@@ -131,6 +138,7 @@ class LoadReport:
             f"category links {links.created} added, {links.removed} removed, "
             f"{links.unchanged} unchanged",
             part("deadlines", self.deadlines) + f", {self.deadlines.removed} removed",
+            part("posts", self.posts) + f", {self.posts.removed} removed",
             setting("calendar", self.calendar),
             setting("ladder", self.ladder),
         ]
@@ -141,6 +149,7 @@ class LoadReport:
                 ("units", self.units_not_in_file, ""),
                 ("departments", self.departments_not_in_file, ""),
                 ("categories", self.categories_not_in_file, " (now inactive)"),
+                ("posts", self.posts_not_in_file, " (still held)"),
             )
             if codes
         ]
@@ -173,6 +182,7 @@ async def apply_org(*, session: AsyncSession, org: Organisation, clock: Clock) -
         category_ids = await _apply_categories(session, org, now, report)
         await _apply_links(session, org, category_ids, department_ids, report)
         await _apply_deadlines(session, org, category_ids, report)
+        await _apply_posts(session, org, unit_ids, now, report)
         await _apply_settings(session, org, now, report)
         await session.commit()
     except BaseException:
@@ -488,6 +498,81 @@ async def _apply_deadlines(
     counts = report.deadlines
     counts.created, counts.updated, counts.removed = len(inserts), len(updates), len(stale_ids)
     counts.unchanged = len(org.deadlines) - counts.created - counts.updated
+
+
+async def _apply_posts(
+    session: AsyncSession,
+    org: Organisation,
+    unit_ids: dict[str, int],
+    now: datetime,
+    report: LoadReport,
+) -> None:
+    """Each community's posts, matched by (community, code) and updated in place.
+
+    Holders are never lost: places below the members holding a post refuse the load (with the
+    post's place in the file), and a post gone from the file is removed only where nobody holds
+    it. Without a posts section nothing here changes.
+    """
+    if org.posts is None:
+        return
+    columns = (
+        ServicePost.id,
+        ServicePost.community_id,
+        ServicePost.code,
+        ServicePost.name_zh,
+        ServicePost.name_en,
+        ServicePost.places,
+        ServicePost.held,
+    )
+    existing = {
+        (row.community_id, row.code): dict(row._mapping)
+        for row in (await session.exec(select(*columns))).all()
+    }
+    codes = {unit_id: code for code, unit_id in unit_ids.items()}
+    inserts, updates, problems, seen = [], [], [], set()
+    for community, offered in org.community_posts().items():
+        community_id = unit_ids[community]
+        for spec, places in offered:
+            key = (community_id, spec.code)
+            seen.add(key)
+            wanted = {"name_zh": spec.name_zh, "name_en": spec.name_en, "places": places}
+            row = existing.get(key)
+            if row is None:
+                inserts.append(
+                    {"community_id": community_id, "code": spec.code, **wanted}
+                    | {"held": 0, "created_at": now}
+                )
+            elif places < row["held"]:
+                where = f"{spec.where}.places_in.{community}"
+                if community not in dict(spec.places_in):
+                    where = f"{spec.where}.places"
+                problems.append(
+                    (
+                        where,
+                        f"{row['held']} members hold '{spec.code}' in community '{community}'; "
+                        f"its places cannot go below {row['held']} (got {places})",
+                    )
+                )
+            elif any(row[name] != value for name, value in wanted.items()):
+                updates.append({"id": row["id"], **wanted})
+    if problems:
+        raise OrgFileError(problems)
+    gone = [row for key, row in existing.items() if key not in seen]
+    stale_ids = sorted(row["id"] for row in gone if row["held"] == 0)
+    if stale_ids:
+        await session.exec(sa.delete(ServicePost).where(ServicePost.id.in_(stale_ids)))
+    if inserts:
+        await session.exec(sa.insert(ServicePost), params=inserts)
+    await _update_by_id(session, ServicePost, updates)
+    counts = report.posts
+    counts.created, counts.updated, counts.removed = len(inserts), len(updates), len(stale_ids)
+    counts.unchanged = len(seen) - counts.created - counts.updated
+    report.posts_not_in_file = sorted(
+        f"{codes.get(row['community_id'], row['community_id'])}/{row['code']}"
+        for row in gone
+        if row["held"] > 0
+    )
+    counts.kept = len(report.posts_not_in_file)
 
 
 async def _apply_settings(

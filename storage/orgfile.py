@@ -46,9 +46,10 @@ DEFAULT_REMINDERS = (0.5, 0.8)
 REQUIRED_KEYS = ("city", "units", "departments", "categories", "deadlines")
 # Without these sections the defaults apply: whole working days, no operator-listed days, and
 # the ladder's built-in timing (domain.deadlines.Ladder).
-OPTIONAL_KEYS = ("calendar", "ladder")
+OPTIONAL_KEYS = ("calendar", "ladder", "posts")
 TOP_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 MAX_TOP_REPEAT_TIMES = 100
+MAX_POST_PLACES = 10_000
 DEPARTMENT_UNIT_KINDS = (UnitKind.DISTRICT, UnitKind.STREET)
 
 _M_PER_DEG_LAT = 110_574.0
@@ -150,6 +151,27 @@ class LadderSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PostSpec:
+    """A standing service post (认岗) offered in every community, or in those listed."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    places: int
+    # Only these communities (codes); () means every community in the file.
+    communities: tuple[str, ...] = ()
+    # Per-community places instead of `places`: ((community code, places), ...).
+    places_in: tuple[tuple[str, int], ...] = ()
+    where: str = field(default="", compare=False)
+
+    def places_for(self, community: str) -> int | None:
+        """The places this post has in a community, or None if it is not offered there."""
+        if self.communities and community not in self.communities:
+            return None
+        return dict(self.places_in).get(community, self.places)
+
+
+@dataclass(frozen=True, slots=True)
 class Organisation:
     """A validated organisation file: the whole tree, departments, categories, deadlines and
     the optional calendar and ladder (None when the file leaves them out)."""
@@ -161,6 +183,8 @@ class Organisation:
     deadlines: tuple[DeadlineSpec, ...]
     calendar: CalendarSpec | None = None
     ladder: LadderSpec | None = None
+    # None: the file has no posts section, and the stored posts are left as they are.
+    posts: tuple[PostSpec, ...] | None = None
 
     @property
     def all_units(self) -> tuple[UnitSpec, ...]:
@@ -169,6 +193,17 @@ class Organisation:
 
     def count(self, kind: UnitKind) -> int:
         return sum(1 for unit in self.all_units if unit.kind == kind)
+
+    def community_posts(self) -> dict[str, list[tuple[PostSpec, int]]]:
+        """Each community's posts (in file order) with their places; empty without posts."""
+        communities = [u.code for u in self.units if u.kind == UnitKind.COMMUNITY]
+        offered: dict[str, list[tuple[PostSpec, int]]] = {code: [] for code in communities}
+        for post in self.posts or ():
+            for code in communities:
+                places = post.places_for(code)
+                if places is not None:
+                    offered[code].append((post, places))
+        return offered
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -295,6 +330,7 @@ Code = Annotated[StrictStr, PydanticField(min_length=1, max_length=64, pattern=r
 Name = Annotated[StrictStr, PydanticField(min_length=1, max_length=200)]
 Fraction = Annotated[float, Strict()]
 RepeatTimes = Annotated[StrictInt, PydanticField(ge=0, le=MAX_TOP_REPEAT_TIMES)]
+Places = Annotated[StrictInt, PydanticField(ge=1, le=MAX_POST_PLACES)]
 
 
 class _Entry(BaseModel):
@@ -354,6 +390,15 @@ class _LadderIn(_Entry):
     top_repeat: StrictStr | None = None
     top_repeat_times: RepeatTimes | None = None
     followup_close: StrictStr | None = None
+
+
+class _PostIn(_Entry):
+    code: Code
+    name_zh: Name
+    name_en: Name
+    places: Places
+    communities: list[Code] = []
+    places_in: dict[Code, Places] = {}
 
 
 _WHERE = re.compile(r"^(\w+)(?:\[(\d+)\])?")
@@ -529,6 +574,7 @@ class _Validator:
         deadlines = self._deadlines(categories, self._entries(data, "deadlines", _DeadlineIn))
         calendar = self._calendar(data["calendar"]) if "calendar" in data else None
         ladder = self._ladder(data["ladder"]) if "ladder" in data else None
+        posts = self._posts(units, data["posts"]) if "posts" in data else None
 
         if self.problems or city is None:
             # In file order, whatever order the checks ran in.
@@ -541,6 +587,7 @@ class _Validator:
             deadlines=tuple(deadlines),
             calendar=calendar,
             ladder=ladder,
+            posts=posts,
         )
 
     def _model(self, model: type[BaseModel], value: Any, where: str) -> Any | None:
@@ -962,3 +1009,59 @@ class _Validator:
 
         self.problems[since:] = sorted(self.problems[since:], key=order)
         return len(self.problems) > since
+
+    def _posts(self, units: dict[str, _Unit], value: Any) -> tuple[PostSpec, ...] | None:
+        """The service posts; `posts: []` is allowed (no posts), a bare `posts:` is not."""
+        if value is None:
+            self.problem(
+                "posts", "is empty: list the posts, write posts: [] for none, or leave it out"
+            )
+            return None
+        posts: dict[str, PostSpec] = {}
+        for where, parsed in self._entries({"posts": value}, "posts", _PostIn):
+            if parsed.code in posts:
+                first = posts[parsed.code].where
+                self.problem(f"{where}.code", f"duplicate code '{parsed.code}' (first at {first})")
+                continue
+            ok = True
+            seen: dict[str, int] = {}
+            for i, code in enumerate(parsed.communities):
+                if code in seen:
+                    self.problem(
+                        f"{where}.communities[{i}]",
+                        f"community '{code}' listed twice (first at communities[{seen[code]}])",
+                    )
+                    ok = False
+                elif not self._is_community(units, f"{where}.communities[{i}]", code):
+                    ok = False
+                seen.setdefault(code, i)
+            for code in parsed.places_in:
+                if not self._is_community(units, f"{where}.places_in.{code}", code):
+                    ok = False
+                elif seen and code not in seen:
+                    self.problem(
+                        f"{where}.places_in.{code}",
+                        f"'{code}' is not among this post's communities",
+                    )
+                    ok = False
+            if ok:
+                posts[parsed.code] = PostSpec(
+                    parsed.code,
+                    parsed.name_zh,
+                    parsed.name_en,
+                    parsed.places,
+                    tuple(seen),
+                    tuple(sorted(parsed.places_in.items())),
+                    where,
+                )
+        return tuple(posts.values())
+
+    def _is_community(self, units: dict[str, _Unit], where: str, code: str) -> bool:
+        unit = units.get(code)
+        if unit is None:
+            self.problem(where, f"unknown community '{code}'")
+            return False
+        if unit.spec.kind != UnitKind.COMMUNITY:
+            self.problem(where, f"'{code}' is a {unit.spec.kind}, not a community")
+            return False
+        return True

@@ -16,7 +16,7 @@ from domain.clock import FrozenClock
 from domain.duty import create_call, remind_calls
 from handlers.callbacks import CallAction, CallOp
 from storage.enums import MemberStatus, Role
-from storage.models import Member, OrgUnit, Person, RoleAssignment
+from storage.models import CallClaim, Member, OrgUnit, Person, RoleAssignment
 from tests.botkit import running_bot
 from tests.test_member_bot import buttons, keys, press, reply, say, session_of
 
@@ -151,9 +151,53 @@ async def test_call_claim_check_in_and_out(db_url: str) -> None:
         told = await reply(fake, user)
         assert told["text"] == "Checked out: 45 min counted. Thank you!"
 
-        # A member without a place pressing Check in is told so; the keyboard goes.
-        await press(fake, IDLE, check_in, cards[IDLE])
-        await reply(fake, IDLE)
-        told = await say(fake, IDLE, None, location=NEAR)
-        assert told["text"] == "You have not said you will come to this call."
-        assert told["reply_markup"] == {"remove_keyboard": True}
+        # A member without a place pressing Check in is told so at once, not asked for a place.
+        refused = await press(fake, IDLE, check_in, cards[IDLE])
+        assert refused.params["text"] == "You have not said you will come to this call."
+        assert refused.params["show_alert"] is True
+        told = await say(fake, IDLE, None, location=NEAR)  # no check-in dialog was opened
+        assert told["text"].startswith("This place belongs to: ")
+
+        # Checked out already: Check in says so.
+        again = await press(fake, user, check_in, reminder["message_id"])
+        assert again.params["text"] == "You have already checked out."
+
+        # After the end: the call is over, with its end in the city's time.
+        clock.set(T0 + timedelta(hours=4))
+        late = await press(fake, MEMBERS[1], check_in, reminder["message_id"])
+        assert late.params["text"] == ("This call ended at 2026-11-25 14:00; check-in is closed.")
+        assert fake.calls_to("sendMessage", MEMBERS[1])[-1].params["text"].startswith("⏰ Reminder")
+
+
+async def test_check_in_says_at_once_why_not(db_url: str) -> None:
+    """Check in is checked before the location is asked for: too early (with the opening
+    time), already checked in; only a possible check-in asks for the location."""
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        user = MEMBERS[0]
+        card = await reply(fake, user)
+        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+        await reply(fake, user)
+        check_in = data(CallOp.CHECK_IN, call_id)
+
+        early = await press(fake, user, check_in, card["message_id"])
+        assert early.params["text"] == (
+            "Check-in is open from 2026-11-25 11:30 until 2026-11-25 14:00."
+        )
+        assert early.params["show_alert"] is True
+        assert fake.calls_to("sendMessage", user)[-1].params["text"].startswith("You're in")
+
+        clock.set(T0 + timedelta(hours=1, minutes=30))  # the window opens
+        await press(fake, user, check_in, card["message_id"])
+        asked = await reply(fake, user)
+        assert asked["text"].startswith("Please press “📍 Share location” below to check in")
+        told = await say(fake, user, None, location=NEAR)
+        assert told["text"] == "✅ Checked in. Press “Check out” when you leave."
+
+        again = await press(fake, user, check_in, card["message_id"])
+        assert again.params["text"] == "You are already checked in."
+        async with session_of(db_url) as session:
+            claim = (await session.exec(select(CallClaim))).one()
+            assert claim.checked_in_at == T0 + timedelta(hours=1, minutes=30)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from domain.clock import FrozenClock
-from handlers.callbacks import MemberDecision
+from handlers.callbacks import DutyService, MemberDecision
 from handlers.member import RegisterStep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import MemberStatus, Role
@@ -120,12 +120,25 @@ async def register(fake: FakeTelegram, *, skills: str | None = None, phone: bool
     assert asked["text"].startswith("Which Party branch or work unit")
     asked = await say(fake, MEMBER, "Qingtong Party branch")
     assert asked["text"].startswith("Where do you live?")
-    assert keys(asked["reply_markup"]) == [{"text": "📍 Share location", "request_location": True}]
+    assert keys(asked["reply_markup"]) == [
+        {"text": "📍 Share location", "request_location": True},
+        {"text": "🏘 Choose the community"},
+    ]
+    told = await say(fake, MEMBER, None, sticker=STICKER)
+    assert told["text"].startswith("Please press “📍 Share location” or “🏘 Choose the community”")
+    # Typed text looks for a community of that name.
     told = await say(fake, MEMBER, "Qingtong Road 5")
-    assert told["text"].startswith("Please press “📍 Share location”")
+    assert told["text"].startswith("Let's choose your community by hand.")
+    told = await reply(fake, MEMBER)
+    assert told["text"].startswith("No community's name contains “Qingtong Road 5”.")
     told = await say(fake, MEMBER, None, location=OUTSIDE)
     assert told["text"].startswith("That place is outside the service area.")
-    asked = await say(fake, MEMBER, None, location=INSIDE)
+    found = await say(fake, MEMBER, None, location=INSIDE)
+    assert found["text"] == "Got it: that is where you live."
+    asked = await reply(fake, MEMBER)
+    assert asked["text"].startswith("What kinds of service can you offer?")
+    await press(fake, MEMBER, DutyService(i=-1).pack(), asked["message_id"])
+    asked = await reply(fake, MEMBER)
     assert asked["text"].startswith("Your skills")
     asked = await say(fake, MEMBER, skills or "Skip")
     assert asked["text"].startswith("Your phone number")
@@ -148,6 +161,7 @@ async def register(fake: FakeTelegram, *, skills: str | None = None, phone: bool
         "Name: Zhang Wei\n"
         "Branch / work unit: Qingtong Party branch\n"
         "Community: Qingtong Community › Qingtong Grid 1\n"
+        "Services: —\n"
         f"Skills: {skills_shown}\n"
         f"Phone: {phone_shown}"
     )
@@ -214,7 +228,10 @@ async def test_register_approve_and_me(db_url: str) -> None:
         assert me["text"] == (
             "Zhang Wei: approved, on duty with your community.\n"
             "This month: 0 h confirmed, 0 points.\n"
-            "This year: 0 h confirmed, 0 points."
+            "This year: 0 h confirmed, 0 points.\n"
+            "\n"
+            "You hold no service post yet (/posts lists them).\n"
+            "No calls ahead."
         )
 
 

@@ -14,20 +14,34 @@ from sqlmodel import select
 import storage.org_loader as org_loader
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, load_timing
+from domain.duty import claim_post
 from domain.geo import GridHit, load_locator
-from storage.enums import Level, UnitKind, Urgency
+from storage.enums import Level, MemberStatus, UnitKind, Urgency
 from storage.models import (
     Category,
     CategoryDepartment,
     DeadlinePolicy,
     Department,
+    Member,
     OrgSetting,
     OrgUnit,
+    PostHolder,
+    ServicePost,
 )
-from storage.org_loader import LoadReport, apply_org, org_is_empty, sample_path
+from storage.org_loader import Counts, LoadReport, apply_org, org_is_empty, sample_path
 from storage.orgfile import Organisation, OrgFileError, validate_org
+from tests.factories import make_person
 
-TABLES = (OrgUnit, Department, Category, CategoryDepartment, DeadlinePolicy, OrgSetting)
+TABLES = (
+    OrgUnit,
+    Department,
+    Category,
+    CategoryDepartment,
+    DeadlinePolicy,
+    OrgSetting,
+    ServicePost,
+    PostHolder,
+)
 
 
 def sample_data() -> dict[str, Any]:
@@ -485,3 +499,138 @@ async def test_a_failure_after_the_settings_leaves_them_as_they_were(
         await load(sessionmaker, validate_org(data), clock)
 
     assert await snapshot(sessionmaker) == before
+
+
+# --- service posts ---------------------------------------------------------------------------
+
+
+async def posts_of(sessionmaker, community: str) -> dict[str, ServicePost]:
+    async with sessionmaker() as session:
+        rows = await session.exec(
+            select(ServicePost)
+            .join(OrgUnit, OrgUnit.id == ServicePost.community_id)
+            .where(OrgUnit.code == community)
+        )
+        return {p.code: p for p in rows.all()}
+
+
+async def hold(sessionmaker, clock, community: str, code: str, telegram_ids: list[int]) -> None:
+    """Approved members of the community who claim the post (as /posts does)."""
+    posts = await posts_of(sessionmaker, community)
+    async with sessionmaker() as session:
+        unit_id = (await session.exec(select(OrgUnit.id).where(OrgUnit.code == community))).one()
+        for telegram_id in telegram_ids:
+            person = await make_person(session, telegram_id)
+            session.add(
+                Member(
+                    person_id=person.id,
+                    full_name=f"M{telegram_id}",
+                    branch="branch",
+                    community_id=unit_id,
+                    status=MemberStatus.APPROVED,
+                )
+            )
+            await session.commit()
+            await claim_post(session=session, clock=clock, person=person, post_id=posts[code].id)
+
+
+async def test_sample_posts_are_created_in_every_community(sessionmaker, clock, sample_org) -> None:
+    report = await load(sessionmaker, sample_org, clock)
+
+    assert (report.posts.created, report.posts.updated, report.posts.removed) == (32, 0, 0)
+    assert "; posts 32 created, 0 updated, 0 unchanged, 0 removed; " in report.summary()
+    qingtong = await posts_of(sessionmaker, "EQ-JZJ-01")
+    assert {code: (p.name_zh, p.name_en, p.places, p.held) for code, p in qingtong.items()} == {
+        "BUILDING": ("楼栋管家", "Building helper", 6, 0),
+        "PATROL": ("平安巡逻", "Safety patrol", 8, 0),
+        "ENVIRONMENT": ("环境监督", "Environment watch", 4, 0),
+        "POLICY": ("政策宣讲", "Policy explainer", 1, 0),
+    }
+    assert (await posts_of(sessionmaker, "JS-JBL-01"))["PATROL"].places == 12
+
+    again = await load(sessionmaker, sample_org, clock)
+    assert (again.posts.created, again.posts.updated, again.posts.unchanged) == (0, 0, 32)
+    assert not again.changed
+
+
+async def test_posts_update_in_place_and_keep_their_holders(
+    sessionmaker, clock, sample_org
+) -> None:
+    await load(sessionmaker, sample_org, clock)
+    await hold(sessionmaker, clock, "EQ-JZJ-01", "PATROL", [901, 902, 903])
+    before = await posts_of(sessionmaker, "EQ-JZJ-01")
+    data = sample_data()
+    patrol = data["posts"][1]
+    patrol["name_en"] = "Night patrol"
+    patrol["places_in"] = {"EQ-JZJ-01": 3}
+
+    report = await load(sessionmaker, validate_org(data), clock)
+
+    assert (report.posts.created, report.posts.updated, report.posts.unchanged) == (0, 8, 24)
+    after = await posts_of(sessionmaker, "EQ-JZJ-01")
+    assert after["PATROL"].id == before["PATROL"].id
+    assert (after["PATROL"].name_en, after["PATROL"].places, after["PATROL"].held) == (
+        "Night patrol",
+        3,
+        3,
+    )
+    async with sessionmaker() as session:
+        holders = (
+            await session.exec(select(PostHolder).where(PostHolder.post_id == after["PATROL"].id))
+        ).all()
+        assert len(holders) == 3
+
+
+async def test_places_below_the_holders_are_refused_and_nothing_changes(
+    sessionmaker, clock, sample_org
+) -> None:
+    await load(sessionmaker, sample_org, clock)
+    await hold(sessionmaker, clock, "EQ-JZJ-01", "PATROL", [901, 902, 903])
+    await hold(sessionmaker, clock, "EQ-JZJ-01", "BUILDING", [904, 905])
+    before = await snapshot(sessionmaker)
+    posts_before = await posts_of(sessionmaker, "EQ-JZJ-01")
+    data = sample_data()
+    data["posts"][0]["places"] = 1  # BUILDING everywhere: 2 hold it in Qingtong
+    data["posts"][1]["places_in"] = {"EQ-JZJ-01": 2, "JS-JBL-01": 12}
+    data["posts"][2]["name_en"] = "Environment"  # a good change, not kept either
+
+    with pytest.raises(OrgFileError) as refused:
+        await load(sessionmaker, validate_org(data), clock)
+
+    assert refused.value.problems == [
+        (
+            "posts[0].places",
+            "2 members hold 'BUILDING' in community 'EQ-JZJ-01'; "
+            "its places cannot go below 2 (got 1)",
+        ),
+        (
+            "posts[1].places_in.EQ-JZJ-01",
+            "3 members hold 'PATROL' in community 'EQ-JZJ-01'; "
+            "its places cannot go below 3 (got 2)",
+        ),
+    ]
+    assert await snapshot(sessionmaker) == before
+    assert await posts_of(sessionmaker, "EQ-JZJ-01") == posts_before
+
+
+async def test_a_post_gone_from_the_file_is_removed_unless_held(
+    sessionmaker, clock, sample_org
+) -> None:
+    await load(sessionmaker, sample_org, clock)
+    await hold(sessionmaker, clock, "EQ-JZJ-01", "POLICY", [901])
+    data = sample_data()
+    data["posts"] = [p for p in data["posts"] if p["code"] != "POLICY"]
+
+    report = await load(sessionmaker, validate_org(data), clock)
+
+    assert (report.posts.removed, report.posts.kept, report.posts.unchanged) == (7, 1, 24)
+    assert report.posts_not_in_file == ["EQ-JZJ-01/POLICY"]
+    assert report.summary().endswith("; not in file, kept: posts 1 (still held)")
+    assert "POLICY" in await posts_of(sessionmaker, "EQ-JZJ-01")
+    assert "POLICY" not in await posts_of(sessionmaker, "EQ-JZJ-02")
+
+    # A file without the section leaves the posts as they are.
+    del data["posts"]
+    untouched = await load(sessionmaker, validate_org(data), clock)
+    assert untouched.posts == Counts() and not untouched.changed
+    assert len(await posts_of(sessionmaker, "EQ-JZJ-02")) == 3

@@ -919,5 +919,106 @@ def test_unknown_top_level_key_names_the_optional_sections() -> None:
     ((where, reason),) = refused(data)
     assert where == "calender"
     assert reason == (
-        "unknown key (expected city, units, departments, categories, deadlines, calendar, ladder)"
+        "unknown key (expected city, units, departments, categories, deadlines, calendar, ladder,"
+        " posts)"
     )
+
+
+# --- service posts ---------------------------------------------------------------------------
+
+
+def with_posts(*posts: dict[str, Any]) -> dict[str, Any]:
+    data = minimal()
+    data["units"].append(
+        {"code": "C2", "kind": "community", "parent": "S1", "name_zh": "二社区", "name_en": "C2"}
+    )
+    data["posts"] = list(posts)
+    return data
+
+
+def post(code: str = "PATROL", **extra: Any) -> dict[str, Any]:
+    return {"code": code, "name_zh": "平安巡逻", "name_en": "Safety patrol", "places": 3, **extra}
+
+
+def test_sample_has_the_four_posts_of_the_issue() -> None:
+    org = read_org_file(sample_path())
+    assert org.posts is not None
+    assert [(p.code, p.name_zh) for p in org.posts] == [
+        ("BUILDING", "楼栋管家"),
+        ("PATROL", "平安巡逻"),
+        ("ENVIRONMENT", "环境监督"),
+        ("POLICY", "政策宣讲"),
+    ]
+    offered = org.community_posts()
+    assert len(offered) == 8 and all(len(posts) == 4 for posts in offered.values())
+    assert [(p.code, n) for p, n in offered["EQ-JZJ-01"]] == [
+        ("BUILDING", 6),
+        ("PATROL", 8),
+        ("ENVIRONMENT", 4),
+        ("POLICY", 1),
+    ]
+    assert dict((p.code, n) for p, n in offered["JS-JBL-01"])["PATROL"] == 12
+
+
+def test_posts_apply_to_every_community_unless_listed_with_places_per_community() -> None:
+    org = validate_org(
+        with_posts(
+            post("PATROL", places_in={"C2": 5}),
+            post("ELDERLY", communities=["C2"]),
+        )
+    )
+    offered = {
+        code: [(p.code, n) for p, n in posts] for code, posts in org.community_posts().items()
+    }
+    assert offered == {"C1": [("PATROL", 3)], "C2": [("PATROL", 5), ("ELDERLY", 3)]}
+
+
+def test_posts_section_is_optional_and_may_be_empty() -> None:
+    assert validate_org(minimal()).posts is None
+    assert validate_org(with_posts()).posts == ()
+
+
+@pytest.mark.parametrize(
+    ("posts", "where", "reason"),
+    [
+        ([post(), post()], "posts[1].code", "duplicate code 'PATROL' (first at posts[0])"),
+        ([post(places=0)], "posts[0].places", "should be greater than or equal to 1"),
+        ([post(places="3")], "posts[0].places", "should be a valid integer"),
+        ([post(name_en=None)], "posts[0].name_en", "must be text"),
+        ([{"code": "X", "name_zh": "x", "places": 1}], "posts[0].name_en", "missing"),
+        ([post(seats=3)], "posts[0].seats", "unknown field"),
+        ([post(communities=["C9"])], "posts[0].communities[0]", "unknown community 'C9'"),
+        ([post(communities=["G1"])], "posts[0].communities[0]", "'G1' is a grid, not a community"),
+        (
+            [post(communities=["C1", "C1"])],
+            "posts[0].communities[1]",
+            "community 'C1' listed twice (first at communities[0])",
+        ),
+        ([post(places_in={"S1": 2})], "posts[0].places_in.S1", "'S1' is a street"),
+        ([post(places_in={"C1": 0})], "posts[0].places_in.C1", "should be greater than or equal"),
+        (
+            [post(communities=["C1"], places_in={"C2": 2})],
+            "posts[0].places_in.C2",
+            "'C2' is not among this post's communities",
+        ),
+        (None, "posts", "is empty: list the posts"),
+        ({"PATROL": 3}, "posts", "must be a list, got dict"),
+    ],
+)
+def test_each_post_mistake_is_named_and_placed(posts: Any, where: str, reason: str) -> None:
+    data = with_posts()
+    data["posts"] = posts
+    problems = refused(data)
+    matching = [p for p in problems if p[0] == where and p[1].startswith(reason)]
+    assert matching, f"expected ({where!r}, {reason!r}...) in {problems}"
+
+
+def test_post_problems_come_after_the_other_sections_and_all_are_listed() -> None:
+    data = with_posts(post(places=0), post("B", communities=["C9"]))
+    data["units"][0]["parent"] = "NOPE"
+    problems = refused(data)
+    assert [where for where, _ in problems] == [
+        "units[0].parent",
+        "posts[0].places",
+        "posts[1].communities[0]",
+    ]

@@ -8,7 +8,7 @@ On a database of its own (a temp SQLite file, or a new PostgreSQL database creat
 --database-url server and dropped at the end) with one community, its secretary and --members
 approved members (people and members inserted in bulk with Core executemany), one run measures:
 
-1. Enqueue: the real `domain.duty.create_call` for the whole community, which writes one
+1. Enqueue: the real `domain.calls.create_call` for the whole community, which writes one
    "duty_call" outbox row per approved member, committed. Target < 2 s. Baseline in the same
    run: a plain Core executemany insert of the same number of outbox rows, committed (the
    floor; those rows are written as already sent so the sender ignores them); "x" is the ratio.
@@ -24,7 +24,7 @@ approved members (people and members inserted in bulk with Core executemany), on
    caps it at about 0.967). Replies' p99 target < 1 s.
 3. Claims: a call with --places places for a grid holding the first --claims members; --claims
    claims are fired at 200/s (each scheduled with asyncio, one session each, calling the real
-   `domain.duty.answer_call`). Counted: accepted and refused ("duty.call_full"); checked in the
+   `domain.calls.answer_call`). Counted: accepted and refused ("duty.call_full"); checked in the
    database: exactly --places claim rows and DutyCall.claimed == --places ("never a 51st").
 
 The last line printed is JSON.
@@ -59,8 +59,8 @@ from bot.outbox import OutboxSender  # noqa: E402
 from bot.render import default_renderer  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.throttle import Throttle, ThrottleMiddleware  # noqa: E402
+from domain.calls import answer_call, create_call  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
-from domain.duty import answer_call, create_call  # noqa: E402
 from domain.errors import DomainError  # noqa: E402
 from storage.db import make_engine, make_sessionmaker  # noqa: E402
 from storage.enums import ClaimStatus, Lane, MemberStatus, OutboxStatus, Role  # noqa: E402

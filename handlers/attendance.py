@@ -7,7 +7,7 @@ opens a call's card; once the call is over the card carries the attendance sheet
 member who said "I'll come" (checked-in and -out times, minutes counted, a mark for those
 closed automatically), a Came / Did not come toggle each, and Confirm attendance. The marks
 live in the buttons' callback data (a bitmask, handlers.callbacks.Sheet), so the message
-shows exactly what a press confirms; the domain (domain.duty) decides who may see and
+shows exactly what a press confirms; the domain (domain.attendance) decides who may see and
 confirm a sheet, and when. The "attendance waits" message and the monthly summaries come
 through the outbox, rendered by bot/render.py with the texts below.
 """
@@ -24,8 +24,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.clock import Clock
-from domain.duty import (
+from domain.attendance import (
     SHEET_LIMIT,
     AttendanceSheet,
     OrganisedCall,
@@ -34,6 +33,7 @@ from domain.duty import (
     calls_organised,
     confirm_sheet,
 )
+from domain.clock import Clock
 from handlers.callbacks import Page, Sheet, SheetOp
 from handlers.cards import local_time
 from handlers.leader import edit_text, message_ref

@@ -6,7 +6,7 @@ The dialog: (which community, for someone who organises in several) -> title -> 
 how many people -> which grids (the whole community by default; a grid leader picks among
 their own) -> summary with Confirm / Cancel. Times are typed in the city's time zone. The FSM
 data holds plain JSON only (ids, texts, ISO times), so a dialog survives a restart half-way.
-The domain (domain.duty) decides who may call whom and checks everything again on Confirm.
+The domain (domain.calls) decides who may call whom and checks everything again on Confirm.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from domain.calls import CallScope, call_scope, call_scopes, create_call, ticket_for_call
 from domain.clock import Clock
-from domain.duty import CallScope, call_scope, call_scopes, create_call, ticket_for_call
 from domain.errors import DomainError
 from handlers.callbacks import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
 from handlers.cards import local_time

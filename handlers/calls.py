@@ -2,9 +2,9 @@
 Check in (a shared location) and Check out.
 
 The call and its reminder come through the outbox (bot/render.py renders them with the texts
-and buttons below); the domain (domain.duty) decides everything: places, the check-in window
+and buttons below); the domain (domain.calls) decides everything: places, the check-in window
 and distance, the minutes counted. Check in is checked before the location is asked for
-(domain.duty.check_in_allowed, the same rules as check_in), so a refusal comes at once. The
+(domain.calls.check_in_allowed, the same rules as check_in), so a refusal comes at once. The
 check-in step keeps only the call id in the FSM data.
 """
 
@@ -31,8 +31,8 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from domain.calls import answer_call, check_in, check_in_allowed, check_out, withdraw
 from domain.clock import Clock
-from domain.duty import answer_call, check_in, check_in_allowed, check_out, withdraw
 from domain.errors import DomainError
 from handlers.callbacks import CallAction, CallOp
 from handlers.cards import local_time

@@ -34,22 +34,22 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from domain.attendance import service_between
+from domain.calls import calls_ahead
 from domain.clock import Clock
-from domain.duty import (
+from domain.geo import LocatorCache, place_of
+from domain.members import (
     BRANCH_LIMIT,
     NAME_LIMIT,
-    calls_ahead,
     check_decide,
     communities_of_street,
     decide_member,
     member_of,
-    posts_held,
     register_member,
-    service_between,
     streets_with_communities,
 )
-from domain.geo import LocatorCache, place_of
 from domain.places import get_community, search_communities
+from domain.posts import posts_held
 from handlers.callbacks import DutyPlace, DutyPlaceOp, DutyService, MemberDecision
 from handlers.cards import local_time
 from handlers.common import scope_name

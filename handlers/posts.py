@@ -2,7 +2,7 @@
 and leave.
 
 The posts come from the organisation file (storage/orgfile.py, `posts:`); places are taken by
-the domain's conditional UPDATE (domain.duty.claim_post), so a full post refuses however many
+the domain's conditional UPDATE (domain.posts.claim_post), so a full post refuses however many
 press at once. After a press the list is shown again as it is now, also when the press was
 refused (a post filled up since the list was sent).
 """
@@ -21,9 +21,10 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
-from domain.duty import PostView, claim_post, leave_post, member_of, posts_of_member
 from domain.errors import DomainError
+from domain.members import member_of
 from domain.places import get_community
+from domain.posts import PostView, claim_post, leave_post, posts_of_member
 from handlers.callbacks import PostAction, PostOp
 from handlers.common import refusal_text, scope_name
 from storage.enums import MemberStatus

@@ -16,10 +16,11 @@ from datetime import time, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from domain.attendance import ask_attendance, send_monthly_summaries
+from domain.calls import close_forgotten, remind_calls
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
-from domain.duty import ask_attendance, close_forgotten, remind_calls, send_monthly_summaries
 from domain.sweep import SweepReport, sweep
 
 logger = logging.getLogger(__name__)

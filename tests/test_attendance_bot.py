@@ -14,17 +14,10 @@ from datetime import UTC, datetime, time, timedelta
 from sqlmodel import select
 
 from bot.render import default_renderer
+from domain.attendance import ask_attendance, send_monthly_summaries
+from domain.calls import answer_call, check_in, check_out, close_forgotten, create_call
 from domain.clock import FrozenClock
 from domain.deadlines import Timing
-from domain.duty import (
-    answer_call,
-    ask_attendance,
-    check_in,
-    check_out,
-    close_forgotten,
-    create_call,
-    send_monthly_summaries,
-)
 from handlers.callbacks import Page, Sheet, SheetOp
 from scheduler import jobs
 from storage.enums import MemberStatus, Role

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
+from domain.calls import create_call, remind_calls
 from domain.clock import FrozenClock
-from domain.duty import create_call, remind_calls
 from handlers.callbacks import CallAction, CallOp
 from storage.enums import MemberStatus, Role
 from storage.models import CallClaim, Member, OrgUnit, Person, RoleAssignment

@@ -9,24 +9,20 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from domain.deadlines import Timing
-from domain.duty import (
+from domain.attendance import confirm_attendance, send_monthly_summaries, service_between
+from domain.calls import (
     answer_call,
     check_in,
     check_out,
-    claim_post,
     close_forgotten,
-    confirm_attendance,
     create_call,
-    decide_member,
-    leave_post,
-    register_member,
     remind_calls,
-    send_monthly_summaries,
-    service_between,
     withdraw,
 )
+from domain.deadlines import Timing
 from domain.errors import DomainError, NotAllowed
+from domain.members import decide_member, register_member
+from domain.posts import claim_post, leave_post
 from domain.tickets import file_ticket
 from storage.enums import CallStatus, MemberStatus, Role, UnitKind, Urgency
 from storage.models import (

@@ -14,8 +14,8 @@ from sqlmodel import select
 import storage.org_loader as org_loader
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, load_timing
-from domain.duty import claim_post
 from domain.geo import GridHit, load_locator
+from domain.posts import claim_post
 from storage.enums import Level, MemberStatus, UnitKind, Urgency
 from storage.models import (
     Category,

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import select
 
 from domain.calendar import WorkCalendar
+from domain.calls import answer_call, check_in, create_call
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
 from domain.digests import send_digests
-from domain.duty import answer_call, check_in, create_call
 from domain.tickets import accept_ticket
 from scheduler import jobs
 from storage.db import make_engine, make_sessionmaker

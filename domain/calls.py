@@ -1,0 +1,547 @@
+"""The community's calls (社区吹哨): who may post one and where, the fan-out to members in
+scope, answers and withdrawals, check-in within a radius of the call's place and inside its
+window, check-out, the reminder before the start and the check-outs members forgot.
+
+A call for the whole community is the secretary's; a grid leader calls the members of their
+own grids, and may turn a ticket of theirs into a call. Places are taken by one conditional
+UPDATE, so a full call never takes one more. Hours are the checked-in time, capped at the
+call's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.access import deny, require_role
+from domain.clock import Clock
+from domain.errors import DomainError, NotFound
+from domain.geo import distance_m
+from domain.members import (
+    ORGANISER_ROLES,
+    SECRETARY_ROLES,
+    approved_member,
+    community_unit,
+)
+from domain.outbox import Outgoing, enqueue_many
+from storage.enums import (
+    AssignmentStatus,
+    CallStatus,
+    ClaimStatus,
+    Lane,
+    MemberStatus,
+    Role,
+    TicketStatus,
+    UnitKind,
+)
+from storage.models import (
+    CallClaim,
+    Category,
+    DutyCall,
+    Member,
+    OrgUnit,
+    Person,
+    RoleAssignment,
+    Ticket,
+)
+
+CHECK_IN_RADIUS_M = 300.0
+CHECK_IN_EARLY = timedelta(minutes=30)  # check-in opens this long before the start
+# A ticket may be turned into a call while it is being worked on.
+CALLABLE_TICKET_STATUSES = frozenset(
+    {TicketStatus.NEW, TicketStatus.ACCEPTED, TicketStatus.REOPENED, TicketStatus.RETURNED}
+)
+
+
+async def create_call(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    actor: Person,
+    community_id: int,
+    title: str,
+    description: str,
+    latitude: float,
+    longitude: float,
+    starts_at: datetime,
+    ends_at: datetime,
+    capacity: int,
+    grid_ids: Sequence[int] = (),
+    ticket_id: int | None = None,
+    points_per_hour: float = 1.0,
+) -> tuple[DutyCall, int]:
+    """Post a call; every approved member in scope gets it (bulk lane). The call, and how many.
+
+    A call for the whole community is the secretary's (or an administrator's above); a grid
+    leader may call the members of their own grids, and so turn a ticket of theirs into a call.
+    """
+    community = await community_unit(session, community_id)
+    title = title.strip()
+    if not title or len(title) > 200:
+        raise DomainError("duty.title_invalid")
+    now = clock.now()
+    if not now < starts_at < ends_at:
+        raise DomainError("duty.times_invalid")
+    if capacity < 1:
+        raise DomainError("duty.capacity_invalid")
+    grids = []
+    if grid_ids:
+        grids = list(
+            (await session.exec(select(OrgUnit).where(OrgUnit.id.in_(list(grid_ids))))).all()
+        )
+        if len(grids) != len(set(grid_ids)) or any(g.parent_id != community.id for g in grids):
+            raise DomainError("duty.grid_not_in_community")
+        for grid in grids:
+            await require_role(
+                session,
+                clock=clock,
+                person_id=actor.id,
+                roles=ORGANISER_ROLES,
+                unit=grid,
+                action="duty.call",
+            )
+    else:
+        await require_role(
+            session,
+            clock=clock,
+            person_id=actor.id,
+            roles=SECRETARY_ROLES,
+            unit=community,
+            action="duty.call",
+        )
+    if ticket_id is not None:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None or ticket.community_id != community.id:
+            raise DomainError("duty.ticket_not_in_community")
+    call = DutyCall(
+        community_id=community.id,
+        organiser_id=actor.id,
+        title=title,
+        description=description.strip(),
+        latitude=latitude,
+        longitude=longitude,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        capacity=capacity,
+        grid_ids=sorted(set(grid_ids)),
+        ticket_id=ticket_id,
+        points_per_hour=points_per_hour,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(call)
+    await session.flush()
+    scope = select(Person.telegram_id).join(Member, Member.person_id == Person.id)
+    scope = scope.where(Member.community_id == community.id, Member.status == MemberStatus.APPROVED)
+    if grid_ids:
+        scope = scope.where(Member.grid_id.in_(list(grid_ids)))
+    data = {"call_id": call.id, "title": title, "starts_at": starts_at.isoformat()}
+    sent = await enqueue_many(
+        session,
+        (Outgoing(chat_id, "duty_call", data, Lane.BULK) for chat_id in await session.exec(scope)),
+        clock=clock,
+    )
+    await session.commit()
+    return call, sent
+
+
+async def _call_for_member(
+    session: AsyncSession, person: Person, call_id: int
+) -> tuple[Member, DutyCall]:
+    member = await approved_member(session, person)
+    call = await session.get(DutyCall, call_id)
+    if call is None:
+        raise NotFound("duty.call_unknown")
+    in_scope = call.community_id == member.community_id and (
+        not call.grid_ids or member.grid_id in call.grid_ids
+    )
+    if not in_scope:
+        raise DomainError("duty.call_not_yours")
+    return member, call
+
+
+async def answer_call(
+    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+) -> CallClaim:
+    """ "I'll come": a place, if one is left and the call has not started."""
+    member, call = await _call_for_member(session, person, call_id)
+    now = clock.now()
+    claim = (
+        await session.exec(
+            select(CallClaim).where(CallClaim.call_id == call.id, CallClaim.member_id == member.id)
+        )
+    ).first()
+    if claim is not None and claim.status == ClaimStatus.CLAIMED:
+        raise DomainError("duty.already_claimed")
+    c = DutyCall
+    taken = await session.exec(
+        sa.update(c)
+        .where(
+            c.id == call.id,
+            c.status == CallStatus.OPEN,
+            c.claimed < c.capacity,
+            c.starts_at > now,
+        )
+        .values(
+            claimed=c.claimed + 1,
+            status=sa.case((c.claimed + 1 >= c.capacity, CallStatus.FULL.value), else_=c.status),
+            updated_at=now,
+        )
+    )
+    if taken.rowcount == 0:
+        # Nothing was changed; say why (the caller's transaction ends as for any refusal).
+        await session.refresh(call)
+        if call.status == CallStatus.CANCELLED:
+            raise DomainError("duty.call_cancelled")
+        if call.starts_at <= now:
+            raise DomainError("duty.call_started")
+        raise DomainError("duty.call_full", capacity=call.capacity)
+    claim = claim or CallClaim(call_id=call.id, member_id=member.id)
+    claim.status, claim.claimed_at, claim.updated_at = ClaimStatus.CLAIMED, now, now
+    session.add(claim)
+    await session.commit()
+    return claim
+
+
+async def withdraw(*, session: AsyncSession, clock: Clock, person: Person, call_id: int) -> None:
+    """Withdraw before the start; the place is free again."""
+    member, call = await _call_for_member(session, person, call_id)
+    now = clock.now()
+    claim = (
+        await session.exec(
+            select(CallClaim).where(
+                CallClaim.call_id == call.id,
+                CallClaim.member_id == member.id,
+                CallClaim.status == ClaimStatus.CLAIMED,
+            )
+        )
+    ).first()
+    if claim is None:
+        raise DomainError("duty.no_claim")
+    if call.starts_at <= now:
+        raise DomainError("duty.call_started")
+    claim.status, claim.updated_at = ClaimStatus.WITHDRAWN, now
+    session.add(claim)
+    await session.exec(
+        sa.update(DutyCall)
+        .where(DutyCall.id == call.id, DutyCall.status != CallStatus.CANCELLED)
+        .values(claimed=DutyCall.claimed - 1, status=CallStatus.OPEN.value, updated_at=now)
+    )
+    await session.commit()
+
+
+async def _claim_of(
+    session: AsyncSession, person: Person, call_id: int
+) -> tuple[DutyCall, CallClaim]:
+    member, call = await _call_for_member(session, person, call_id)
+    claim = (
+        await session.exec(
+            select(CallClaim).where(
+                CallClaim.call_id == call.id,
+                CallClaim.member_id == member.id,
+                CallClaim.status == ClaimStatus.CLAIMED,
+            )
+        )
+    ).first()
+    if claim is None:
+        raise DomainError("duty.no_claim")
+    return call, claim
+
+
+def _minutes(call: DutyCall, start: datetime, end: datetime) -> int:
+    """Checked-in time inside the call's hours, in whole minutes."""
+    span = min(end, call.ends_at) - max(start, call.starts_at)
+    return max(0, int(span.total_seconds() // 60))
+
+
+def _check_in_refusal(call: DutyCall, claim: CallClaim, now: datetime) -> DomainError | None:
+    """Why this claim cannot check in now, whatever the place (None: it can); check_in and
+    check_in_allowed both ask this, so a Check in button never promises what check_in refuses."""
+    if claim.checked_out_at is not None:
+        return DomainError("duty.already_checked_out")
+    if claim.checked_in_at is not None:
+        return DomainError("duty.already_checked_in")
+    if now >= call.ends_at:
+        return DomainError("duty.call_over", ended=call.ends_at)
+    if now < call.starts_at - CHECK_IN_EARLY:
+        return DomainError(
+            "duty.outside_window", opens=call.starts_at - CHECK_IN_EARLY, closes=call.ends_at
+        )
+    return None
+
+
+async def check_in_allowed(
+    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+) -> DutyCall:
+    """Whether the person may check in to the call now, before their location is asked for.
+
+    The same refusals as check_in (no claim, window not open yet, call over, already checked
+    in); nothing is changed.
+    """
+    call, claim = await _claim_of(session, person, call_id)
+    refusal = _check_in_refusal(call, claim, clock.now())
+    if refusal is not None:
+        raise refusal
+    await session.commit()
+    return call
+
+
+async def check_in(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    call_id: int,
+    latitude: float,
+    longitude: float,
+    radius_m: float = CHECK_IN_RADIUS_M,
+) -> CallClaim:
+    """On site: within `radius_m` of the call's place, from shortly before its start to its end."""
+    call, claim = await _claim_of(session, person, call_id)
+    now = clock.now()
+    refusal = _check_in_refusal(call, claim, now)
+    if refusal is not None:
+        raise refusal
+    away = distance_m(latitude, longitude, call.latitude, call.longitude)
+    if away > radius_m:
+        raise DomainError("duty.too_far", distance=round(away), radius=round(radius_m))
+    claim.checked_in_at, claim.updated_at = now, now
+    session.add(claim)
+    await session.commit()
+    return claim
+
+
+async def check_out(
+    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+) -> CallClaim:
+    """Leaving: the hours are the time checked in, capped at the call's length."""
+    call, claim = await _claim_of(session, person, call_id)
+    now = clock.now()
+    if claim.checked_in_at is None:
+        raise DomainError("duty.not_checked_in")
+    if claim.checked_out_at is not None:
+        raise DomainError("duty.already_checked_out")
+    claim.checked_out_at = min(now, call.ends_at)
+    claim.minutes = _minutes(call, claim.checked_in_at, claim.checked_out_at)
+    claim.updated_at = now
+    session.add(claim)
+    await session.commit()
+    return claim
+
+
+async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta) -> int:
+    """Remind those who said "I'll come", once, `before` the start (or at once if later)."""
+    now = clock.now()
+    calls = (
+        await session.exec(
+            select(DutyCall).where(
+                DutyCall.starts_at > now,
+                DutyCall.starts_at <= now + before,
+                DutyCall.reminded_at.is_(None),
+                DutyCall.status != CallStatus.CANCELLED,
+            )
+        )
+    ).all()
+    messages = []
+    for call in calls:
+        chats = (
+            await session.exec(
+                select(Person.telegram_id)
+                .join(Member, Member.person_id == Person.id)
+                .join(CallClaim, CallClaim.member_id == Member.id)
+                .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
+            )
+        ).all()
+        data = {
+            "call_id": call.id,
+            "title": call.title,
+            "starts_at": call.starts_at.isoformat(),
+            "latitude": call.latitude,
+            "longitude": call.longitude,
+        }
+        messages += [
+            Outgoing(chat_id, "duty_call_reminder", data, Lane.INTERACTIVE) for chat_id in chats
+        ]
+        call.reminded_at = now
+        session.add(call)
+    sent = await enqueue_many(session, messages, clock=clock)
+    await session.commit()
+    return sent
+
+
+async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
+    """Members who never checked out are closed at the call's end and marked for the organiser."""
+    now = clock.now()
+    rows = (
+        await session.exec(
+            select(CallClaim, DutyCall)
+            .join(DutyCall, DutyCall.id == CallClaim.call_id)
+            .where(
+                DutyCall.ends_at <= now,
+                CallClaim.status == ClaimStatus.CLAIMED,
+                CallClaim.checked_in_at.is_not(None),
+                CallClaim.checked_out_at.is_(None),
+            )
+        )
+    ).all()
+    for claim, call in rows:
+        claim.checked_out_at, claim.auto_closed, claim.updated_at = call.ends_at, True, now
+        claim.minutes = _minutes(call, claim.checked_in_at, call.ends_at)
+        session.add(claim)
+    await session.commit()
+    return len(rows)
+
+
+# -- who may post a call, and from which ticket (the /call dialog) ---------------------------
+
+
+@dataclass(frozen=True)
+class CallScope:
+    """Where a person may post a call: one community, as a whole or in some of its grids."""
+
+    community: OrgUnit
+    whole: bool  # the community's secretary: may call the whole community (or any grids)
+    grids: list[OrgUnit]  # the grids they may pick, by code: all the community's, or their own
+
+
+async def call_scopes(session: AsyncSession, person: Person) -> list[CallScope]:
+    """The communities where the person may post a call (secretary, grid leader), by code."""
+    rows = (
+        await session.exec(
+            select(RoleAssignment.role, OrgUnit)
+            .join(OrgUnit, OrgUnit.id == RoleAssignment.unit_id)
+            .where(
+                RoleAssignment.person_id == person.id,
+                RoleAssignment.status == AssignmentStatus.ACTIVE,
+                RoleAssignment.role.in_([Role.COMMUNITY_SECRETARY, Role.GRID_LEADER]),
+            )
+        )
+    ).all()
+    whole = {
+        unit.id
+        for role, unit in rows
+        if role == Role.COMMUNITY_SECRETARY and unit.kind == UnitKind.COMMUNITY
+    }
+    own = {
+        unit.id: unit
+        for role, unit in rows
+        if role == Role.GRID_LEADER and unit.kind == UnitKind.GRID and unit.parent_id is not None
+    }
+    community_ids = whole | {grid.parent_id for grid in own.values()}
+    if not community_ids:
+        return []
+    communities = (
+        await session.exec(
+            select(OrgUnit)
+            .where(OrgUnit.id.in_(list(community_ids)), OrgUnit.kind == UnitKind.COMMUNITY)
+            .order_by(OrgUnit.code)
+        )
+    ).all()
+    grids = (
+        await session.exec(
+            select(OrgUnit)
+            .where(OrgUnit.parent_id.in_(list(community_ids)), OrgUnit.kind == UnitKind.GRID)
+            .order_by(OrgUnit.code)
+        )
+    ).all()
+    return [
+        CallScope(
+            community=community,
+            whole=community.id in whole,
+            grids=[
+                g
+                for g in grids
+                if g.parent_id == community.id and (community.id in whole or g.id in own)
+            ],
+        )
+        for community in communities
+    ]
+
+
+async def call_scope(
+    *, session: AsyncSession, clock: Clock, person: Person, community_id: int
+) -> CallScope:
+    """The person's scope in one community; NotAllowed (audited) where they have none."""
+    for scope in await call_scopes(session, person):
+        if scope.community.id == community_id:
+            return scope
+    community = await community_unit(session, community_id)
+    await deny(
+        session,
+        clock=clock,
+        person_id=person.id,
+        unit=community,
+        action="duty.call",
+        roles=ORGANISER_ROLES,
+    )
+
+
+@dataclass(frozen=True)
+class TicketForCall:
+    """An open ticket turned into a call, with what the dialog proposes from it."""
+
+    ticket: Ticket
+    category: Category
+    scope: CallScope
+
+
+async def ticket_for_call(
+    *, session: AsyncSession, clock: Clock, person: Person, ticket_id: int
+) -> TicketForCall:
+    """A ticket its grid's leader (or the community's secretary) turns into a call.
+
+    Only for a ticket in the person's grids (else NotAllowed, audited) that is still being
+    worked on (else a refusal naming its state now).
+    """
+    ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFound("ticket.unknown")
+    grid = await session.get(OrgUnit, ticket.grid_id)
+    assert grid is not None
+    await require_role(
+        session,
+        clock=clock,
+        person_id=person.id,
+        roles=(Role.COMMUNITY_SECRETARY, Role.GRID_LEADER),
+        unit=grid,
+        action=f"duty.call_ticket:{ticket.number}",
+    )
+    if ticket.status not in CALLABLE_TICKET_STATUSES:
+        raise DomainError("duty.ticket_not_open", number=ticket.number, status=ticket.status.value)
+    scope = await call_scope(
+        session=session, clock=clock, person=person, community_id=ticket.community_id
+    )
+    if not scope.whole and grid.id not in {g.id for g in scope.grids}:
+        # A grid leader of another grid covering it through an odd assignment: refused.
+        await deny(session, clock=clock, person_id=person.id, unit=grid, action="duty.call")
+    category = await session.get(Category, ticket.category_id)
+    assert category is not None
+    await session.commit()
+    return TicketForCall(ticket=ticket, category=category, scope=scope)
+
+
+async def calls_ahead(
+    session: AsyncSession, clock: Clock, member: Member, limit: int = 10
+) -> list[DutyCall]:
+    """Calls the member said "I'll come" to that have not ended, soonest first."""
+    return list(
+        (
+            await session.exec(
+                select(DutyCall)
+                .join(CallClaim, CallClaim.call_id == DutyCall.id)
+                .where(
+                    CallClaim.member_id == member.id,
+                    CallClaim.status == ClaimStatus.CLAIMED,
+                    DutyCall.ends_at > clock.now(),
+                    DutyCall.status != CallStatus.CANCELLED,
+                )
+                .order_by(DutyCall.starts_at, DutyCall.id)
+                .limit(limit)
+            )
+        ).all()
+    )

@@ -1,0 +1,100 @@
+"""Service posts (认岗): a community's standing posts with places, claimed and left by its
+approved members. A place is taken by one conditional UPDATE, so a full post never takes one
+more, however many claims arrive at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.clock import Clock
+from domain.errors import DomainError, NotFound
+from domain.members import approved_member
+from storage.models import (
+    Member,
+    Person,
+    PostHolder,
+    ServicePost,
+)
+
+
+async def claim_post(
+    *, session: AsyncSession, clock: Clock, person: Person, post_id: int
+) -> ServicePost:
+    """Take a place on a standing post of the member's own community (认岗)."""
+    member = await approved_member(session, person)
+    post = await session.get(ServicePost, post_id)
+    if post is None or post.community_id != member.community_id:
+        raise NotFound("duty.post_unknown")
+    if await session.get(PostHolder, (post.id, member.id)) is not None:
+        raise DomainError("duty.post_held")
+    taken = await session.exec(
+        sa.update(ServicePost)
+        .where(ServicePost.id == post.id, ServicePost.held < ServicePost.places)
+        .values(held=ServicePost.held + 1)
+    )
+    if taken.rowcount == 0:
+        raise DomainError("duty.post_full", places=post.places)
+    session.add(PostHolder(post_id=post.id, member_id=member.id, since=clock.now()))
+    await session.commit()
+    await session.refresh(post)
+    return post
+
+
+async def leave_post(*, session: AsyncSession, person: Person, post_id: int) -> None:
+    member = await approved_member(session, person)
+    holder = await session.get(PostHolder, (post_id, member.id))
+    if holder is None:
+        raise DomainError("duty.post_not_held")
+    await session.delete(holder)
+    await session.exec(
+        sa.update(ServicePost).where(ServicePost.id == post_id).values(held=ServicePost.held - 1)
+    )
+    await session.commit()
+
+
+@dataclass(frozen=True)
+class PostView:
+    """A post of the member's community as /posts shows it."""
+
+    post: ServicePost
+    mine: bool
+
+
+async def posts_of_member(*, session: AsyncSession, person: Person) -> list[PostView]:
+    """The approved member's community's posts, in the order they were set up, with those held.
+
+    Refused (duty.not_approved) for anyone not approved.
+    """
+    member = await approved_member(session, person)
+    posts = (
+        await session.exec(
+            select(ServicePost)
+            .where(ServicePost.community_id == member.community_id)
+            .order_by(ServicePost.id)
+        )
+    ).all()
+    held = set(
+        (
+            await session.exec(select(PostHolder.post_id).where(PostHolder.member_id == member.id))
+        ).all()
+    )
+    return [PostView(post, post.id in held) for post in posts]
+
+
+async def posts_held(session: AsyncSession, member: Member) -> list[ServicePost]:
+    """The posts the member holds, in the order they were set up."""
+    return list(
+        (
+            await session.exec(
+                select(ServicePost)
+                .join(PostHolder, PostHolder.post_id == ServicePost.id)
+                .where(PostHolder.member_id == member.id)
+                .order_by(ServicePost.id)
+            )
+        ).all()
+    )

@@ -41,8 +41,12 @@ def text(language: str, key: str, /, **params: object) -> str:
     return template.format(**params) if params else template
 
 
+@cache
 def translator(language: str) -> Translate:
-    """A `t(key, **params)` bound to one language, handed to handlers by the middleware."""
+    """A `t(key, **params)` bound to one language, handed to handlers by the middleware.
+
+    One function per language, so keyboards that depend only on it can be memoised by it.
+    """
 
     def t(key: str, /, **params: object) -> str:
         return text(language, key, **params)

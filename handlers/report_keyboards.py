@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from enum import StrEnum
+from functools import lru_cache
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -55,6 +56,11 @@ def cancel_row(builder: InlineKeyboardBuilder, t: Translate) -> None:
     builder.button(text=t("report.btn.cancel"), callback_data=ReportButton(step=Step.CANCEL))
 
 
+# Keyboards that depend only on the language (`t` is one function per language) and a few
+# plain values are built once: building one costs more than the rest of a dialog step.
+
+
+@lru_cache(maxsize=64)
 def only_cancel(t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     cancel_row(builder, t)
@@ -62,17 +68,21 @@ def only_cancel(t: Translate) -> InlineKeyboardMarkup:
 
 
 def categories(items: Sequence[Category], language: str, t: Translate) -> InlineKeyboardMarkup:
+    names = tuple((c.id, scope_name(language, c.name_zh, c.name_en)) for c in items)
+    return _categories(names, t)
+
+
+@lru_cache(maxsize=256)
+def _categories(names: tuple[tuple[int, str], ...], t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    for category in items:
-        builder.button(
-            text=scope_name(language, category.name_zh, category.name_en),
-            callback_data=ReportButton(step=Step.CATEGORY, value=category.id),
-        )
+    for category_id, name in names:
+        builder.button(text=name, callback_data=ReportButton(step=Step.CATEGORY, value=category_id))
     cancel_row(builder, t)
     builder.adjust(2)
     return builder.as_markup()
 
 
+@lru_cache(maxsize=64)
 def photos(count: int, t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     label = "report.btn.done" if count else "report.btn.skip"
@@ -81,6 +91,7 @@ def photos(count: int, t: Translate) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+@lru_cache(maxsize=64)
 def location(t: Translate) -> ReplyKeyboardMarkup:
     """The reply keyboard of the place step: share the location, choose by hand, cancel."""
     return ReplyKeyboardMarkup(
@@ -136,6 +147,7 @@ def communities(
     return builder.as_markup()
 
 
+@lru_cache(maxsize=64)
 def list_or_cancel(t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t("report.btn.list"), callback_data=ReportButton(step=Step.LIST))
@@ -177,6 +189,7 @@ def duplicates(items: Sequence[Ticket], t: Translate) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+@lru_cache(maxsize=64)
 def summary(anonymous: bool, t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(
@@ -190,6 +203,7 @@ def summary(anonymous: bool, t: Translate) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+@lru_cache(maxsize=64)
 def edit_menu(t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for index, part in enumerate(PARTS):

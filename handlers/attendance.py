@@ -36,6 +36,7 @@ from domain.attendance import (
 from domain.clock import Clock
 from handlers.callbacks import Page, Sheet, SheetOp
 from handlers.cards import local_time
+from handlers.common import amount, hours
 from handlers.leader import edit_text, message_ref
 from storage.enums import CallStatus
 from storage.models import DutyCall, Person
@@ -47,14 +48,6 @@ PAGE_SIZE = 5
 BUTTON_TITLE = 30  # characters of a title on a button
 BUTTON_NAME = 20  # and of a member's name
 MONTH_SERVED_LIMIT = 50  # members named in a secretary's monthly summary
-
-
-def hours(minutes: int) -> str:
-    return f"{minutes / 60:.1f}".removesuffix(".0")
-
-
-def points_text(points: float) -> str:
-    return f"{points:.2f}".rstrip("0").rstrip(".")
 
 
 def _short(text: str, limit: int) -> str:
@@ -106,7 +99,7 @@ def month_member_text(data: Mapping[str, Any], t: Translate) -> str:
         month=data["month"],
         calls=data["calls"],
         hours=hours(int(data["minutes"])),
-        points=points_text(float(data["points"])),
+        points=amount(float(data["points"])),
     )
 
 
@@ -259,7 +252,7 @@ def _line_text(index: int, line: SheetLine, came: bool, t: Translate, tz: tzinfo
         key = "attendance.line.in_out"
     text = t(key, **params)
     if claim.confirmed:
-        text += t("attendance.line.points", points=points_text(claim.points))
+        text += t("attendance.line.points", points=amount(claim.points))
     return text
 
 
@@ -418,7 +411,7 @@ async def confirm(
     text, markup = card(sheet, None, clock.now(), t, tz)
     await edit_text(bot, *message_ref(query), text, markup)
     await query.answer(
-        t("attendance.done", came=came, absent=len(claims) - came, points=points_text(given)),
+        t("attendance.done", came=came, absent=len(claims) - came, points=amount(given)),
         show_alert=True,
     )
 

@@ -166,3 +166,14 @@ def refusal_text(exc: DomainError, t: Translate, tz: tzinfo) -> str:
         if isinstance(value, datetime):
             params[name] = f"{value.astimezone(tz):%Y-%m-%d %H:%M}"
     return t(exc.key, **params)
+
+
+def amount(value: float) -> str:
+    """Hours or points as people read them, the same everywhere: up to two decimals, no
+    trailing zeros (1.25, 1.5, 2)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def hours(minutes: int) -> str:
+    """Minutes of service as hours, written like `amount`."""
+    return amount(minutes / 60)

@@ -52,7 +52,7 @@ from domain.places import get_community, search_communities
 from domain.posts import posts_held
 from handlers.callbacks import DutyPlace, DutyPlaceOp, DutyService, MemberDecision
 from handlers.cards import local_time
-from handlers.common import scope_name
+from handlers.common import amount, hours, scope_name
 from handlers.resident import Label
 from storage.enums import MemberStatus, UnitKind
 from storage.models import Person
@@ -675,14 +675,6 @@ def _bounds(now: datetime, tz: Any) -> tuple[datetime, datetime, datetime, datet
     return tuple(d.astimezone(UTC) for d in (month, next_month, year, next_year))  # type: ignore[return-value]
 
 
-def _hours(minutes: int) -> str:
-    return f"{minutes / 60:.1f}".removesuffix(".0")
-
-
-def _points(points: float) -> str:
-    return f"{points:.1f}".removesuffix(".0")
-
-
 async def me_command(
     message: Message,
     session: AsyncSession,
@@ -713,10 +705,10 @@ async def me_command(
         t(
             "member.me_approved",
             name=member.full_name,
-            month_hours=_hours(month.minutes),
-            month_points=_points(month.points),
-            year_hours=_hours(year.minutes),
-            year_points=_points(year.points),
+            month_hours=hours(month.minutes),
+            month_points=amount(month.points),
+            year_hours=hours(year.minutes),
+            year_points=amount(year.points),
         ),
         "",
     ]

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Minutes before a call's start at which those coming are reminded.",
     )
+    check_in_radius_m: float = Field(
+        default=300.0, gt=0, description="Metres from a call's place within which check-in works."
+    )
+    check_in_early_minutes: float = Field(
+        default=30, ge=0, description="Minutes before a call's start at which check-in opens."
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("default_language")

@@ -259,7 +259,9 @@ def _minutes(call: DutyCall, start: datetime, end: datetime) -> int:
     return max(0, int(span.total_seconds() // 60))
 
 
-def _check_in_refusal(call: DutyCall, claim: CallClaim, now: datetime) -> DomainError | None:
+def _check_in_refusal(
+    call: DutyCall, claim: CallClaim, now: datetime, early: timedelta
+) -> DomainError | None:
     """Why this claim cannot check in now, whatever the place (None: it can); check_in and
     check_in_allowed both ask this, so a Check in button never promises what check_in refuses."""
     if claim.checked_out_at is not None:
@@ -268,15 +270,18 @@ def _check_in_refusal(call: DutyCall, claim: CallClaim, now: datetime) -> Domain
         return DomainError("duty.already_checked_in")
     if now >= call.ends_at:
         return DomainError("duty.call_over", ended=call.ends_at)
-    if now < call.starts_at - CHECK_IN_EARLY:
-        return DomainError(
-            "duty.outside_window", opens=call.starts_at - CHECK_IN_EARLY, closes=call.ends_at
-        )
+    if now < call.starts_at - early:
+        return DomainError("duty.outside_window", opens=call.starts_at - early, closes=call.ends_at)
     return None
 
 
 async def check_in_allowed(
-    *, session: AsyncSession, clock: Clock, person: Person, call_id: int
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    call_id: int,
+    early: timedelta = CHECK_IN_EARLY,
 ) -> DutyCall:
     """Whether the person may check in to the call now, before their location is asked for.
 
@@ -284,7 +289,7 @@ async def check_in_allowed(
     in); nothing is changed.
     """
     call, claim = await _claim_of(session, person, call_id)
-    refusal = _check_in_refusal(call, claim, clock.now())
+    refusal = _check_in_refusal(call, claim, clock.now(), early)
     if refusal is not None:
         raise refusal
     await session.commit()
@@ -300,11 +305,13 @@ async def check_in(
     latitude: float,
     longitude: float,
     radius_m: float = CHECK_IN_RADIUS_M,
+    early: timedelta = CHECK_IN_EARLY,
 ) -> CallClaim:
-    """On site: within `radius_m` of the call's place, from shortly before its start to its end."""
+    """On site: within `radius_m` of the call's place, from `early` before its start to its
+    end."""
     call, claim = await _claim_of(session, person, call_id)
     now = clock.now()
-    refusal = _check_in_refusal(call, claim, now)
+    refusal = _check_in_refusal(call, claim, now, early)
     if refusal is not None:
         raise refusal
     away = distance_m(latitude, longitude, call.latitude, call.longitude)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 from aiogram import F, Router
@@ -136,10 +136,17 @@ async def ask_location(
     person: Person,
     state: FSMContext,
     t: Translate,
+    settings: Any,
 ) -> None:
     """Check in: refused at once when it cannot work (no claim, not open yet, over, done);
     otherwise the location is asked for, and check_in decides with it."""
-    await check_in_allowed(session=session, clock=clock, person=person, call_id=callback_data.id)
+    await check_in_allowed(
+        session=session,
+        clock=clock,
+        person=person,
+        call_id=callback_data.id,
+        early=timedelta(minutes=settings.check_in_early_minutes),
+    )
     await state.set_state(CheckIn.location)
     await state.set_data({"call_id": callback_data.id})
     await query.answer()
@@ -171,6 +178,8 @@ async def location_given(
             call_id=int(data["call_id"]),
             latitude=message.location.latitude,
             longitude=message.location.longitude,
+            radius_m=settings.check_in_radius_m,
+            early=timedelta(minutes=settings.check_in_early_minutes),
         )
     except DomainError as exc:
         await session.rollback()

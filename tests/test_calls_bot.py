@@ -201,3 +201,34 @@ async def test_check_in_says_at_once_why_not(db_url: str) -> None:
         async with session_of(db_url) as session:
             claim = (await session.exec(select(CallClaim))).one()
             assert claim.checked_in_at == T0 + timedelta(hours=1, minutes=30)
+
+
+async def test_the_check_in_radius_and_window_come_from_the_settings(db_url: str) -> None:
+    clock = FrozenClock(T0)
+    async with running_bot(
+        db_url, clock=clock, check_in_radius_m=1000, check_in_early_minutes=90
+    ) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        user = MEMBERS[0]
+        card = await reply(fake, user)
+        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+        await reply(fake, user)
+        check_in = data(CallOp.CHECK_IN, call_id)
+
+        # 95 minutes before the start: still too early with check-in opening 90 minutes before.
+        clock.set(T0 + timedelta(minutes=25))
+        early = await press(fake, user, check_in, card["message_id"])
+        assert early.params["text"] == (
+            "Check-in is open from 2026-11-25 10:30 until 2026-11-25 14:00."
+        )
+        # 80 minutes before: open; and 610 m away is inside a 1,000 m radius.
+        clock.set(T0 + timedelta(minutes=40))
+        await press(fake, user, check_in, card["message_id"])
+        asked = await reply(fake, user)
+        assert asked["text"].startswith("Please press “📍 Share location” below to check in")
+        told = await say(fake, user, None, location=FAR)
+        assert told["text"] == "✅ Checked in. Press “Check out” when you leave."
+        async with session_of(db_url) as session:
+            claim = (await session.exec(select(CallClaim))).one()
+            assert claim.checked_in_at == T0 + timedelta(minutes=40)

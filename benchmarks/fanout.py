@@ -196,7 +196,6 @@ async def deliver(sessionmaker, args: argparse.Namespace, fake_url: str, total: 
     limit = 30 * args.scale
 
     renderer = default_renderer()
-    renderer.register("duty_call", lambda data, lang: f"📣 {data['title']}")
     throttle = Throttle(rate, chat_interval)
     session = AiohttpSession(api=TelegramAPIServer.from_base(fake_url))
     session.middleware(ThrottleMiddleware(throttle))

@@ -47,7 +47,7 @@ def run() -> None:
     settings = load_settings()
     setup_logging(settings)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, tune_memory=True))
     except StartupError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

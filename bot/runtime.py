@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from contextlib import suppress
@@ -34,6 +35,21 @@ logger = logging.getLogger(__name__)
 
 # How long a stopping bot waits for updates already being handled.
 DRAIN_TIMEOUT = 15.0
+
+# The collector's default first threshold (700 allocations) runs a collection every few updates
+# of a busy bot, and the full collections that follow walk every object the process holds:
+# pauses of hundreds of milliseconds under load. So what exists once the bot is set up (modules,
+# routers, caches) is frozen out of the collector's sight, and the youngest generation is
+# collected every GC_THRESHOLDS[0] allocations (the inbound benchmark: p99 at 200 updates/s
+# from about 400 ms to under 100 ms).
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_memory() -> None:
+    """Collect once, freeze what survives, and space out later collections."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class StartupError(Exception):
@@ -67,8 +83,13 @@ async def serve(
     *,
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
+    tune_memory: bool = False,
 ) -> None:
-    """Run the bot until SIGINT/SIGTERM (or `stop`): polling, or a webhook when configured."""
+    """Run the bot until SIGINT/SIGTERM (or `stop`): polling, or a webhook when configured.
+
+    `tune_memory` (the `gridbot run` process) settles the garbage collector once set up; not
+    for a bot started inside another program, whose memory is not the bot's to tune.
+    """
     clock = clock or SystemClock()
     if settings.bot_token is None:
         raise StartupError("GRIDBOT_BOT_TOKEN is not set: get a token from @BotFather")
@@ -123,6 +144,8 @@ async def serve(
                 ),
                 settings.sweep_interval,
             )
+        if tune_memory:
+            settle_memory()
         try:
             if settings.webhook_url:
                 await _run_webhook(bot, dp, settings, stop, tracker)

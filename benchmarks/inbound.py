@@ -7,7 +7,10 @@ One fake Bot API (tests/fake_telegram.py) serves loopback HTTP in this process; 
 as subprocesses polling it. Phases, one after the other on the same fake:
 
 1. bare: the bare aiogram echo bot (benchmarks/bare_bot.py), `--residents` chats in a closed
-   loop, each sending a text and waiting for its echo before the next: the baseline.
+   loop, each sending a text and waiting for its echo before the next: the baseline. Then the
+   same bot keeping each chat's state durable (one write through gridbot's FSM storage per
+   message, on a database of the same kind): the least any bot whose dialogs survive a
+   restart must do, so its ratio to the bare bot bounds what such a bot can reach.
 2. gridbot closed loop: `python -m bot run` on a fresh database (a temp SQLite file, or a new
    PostgreSQL database `gridbot_bench_<random>` created on the --database-url server and
    dropped at the end); `--residents` residents each file complete reports, step after step:
@@ -74,6 +77,7 @@ from tests.fake_telegram import FakeTelegram  # noqa: E402
 
 GRIDBOT_TOKEN = "123456:GRIDBOT-BENCH"
 BARE_TOKEN = "654321:BARE-BENCH"
+STATE_TOKEN = "765432:STATE-BENCH"
 LANGUAGE = "en"  # the residents' client language: the bot answers in English
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_RATIO = 0.60
@@ -588,7 +592,7 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
     python = sys.executable
     phases: list[Phase] = []
     startup: dict[str, float] = {}
-    async with BenchFake(tokens=[GRIDBOT_TOKEN, BARE_TOKEN]) as fake:
+    async with BenchFake(tokens=[GRIDBOT_TOKEN, BARE_TOKEN, STATE_TOKEN]) as fake:
         driver = Driver(fake, rng, args.timeout, first_user=10_000_000)
 
         bare = BotProcess(
@@ -611,6 +615,37 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
             )
         finally:
             await bare.stop()
+        fake.drop_pending()
+
+        # The same bot keeping each chat's state durable: the floor of any bot whose dialogs
+        # survive a restart (on a database of the same kind as gridbot's).
+        state_url = url if kind != "sqlite" else f"sqlite:///{Path(workdir) / 'state.db'}"
+        durable = BotProcess(
+            "durable",
+            [
+                python,
+                str(ROOT / "benchmarks" / "bare_bot.py"),
+                fake.base_url,
+                STATE_TOKEN,
+                state_url,
+            ],
+            base_env,
+            workdir,
+        )
+        startup["durable"] = await durable.start(fake, STATE_TOKEN)
+        try:
+            phases.append(
+                await driver.run(
+                    Phase("echo + durable state", args.residents, None),
+                    driver.echo,
+                    warmup=args.warmup,
+                    seconds=args.seconds,
+                    pace=None,
+                    bot_pid=durable.pid,
+                )
+            )
+        finally:
+            await durable.stop()
         fake.drop_pending()
 
         env = {
@@ -693,7 +728,7 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
 
 def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
     phases: list[Phase] = result["phases"]
-    bare, closed, opened = phases
+    bare, durable, closed, opened = phases
     print(
         f"inbound: /report dialogs through `gridbot run` ({kind}) and a bare aiogram echo bot, "
         f"against the fake Bot API on loopback ({os.cpu_count()} CPUs)"
@@ -706,6 +741,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         f"window {args.seconds:g} s per phase, after {args.warmup:g} s warm-up (open loop: "
         f"{max(args.warmup, args.pace * DIALOG_STEPS):g} s); "
         f"bot start-up: bare {result['startup']['bare']:.1f} s, "
+        f"durable {result['startup']['durable']:.1f} s, "
         f"gridbot {result['startup']['gridbot']:.1f} s"
     )
     print()
@@ -737,6 +773,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         print(f"  {p.name:<24} " + ", ".join(parts))
     print()
     ratio = (closed.handled / closed.seconds) / (bare.handled / bare.seconds)
+    floor = (durable.handled / durable.seconds) / (bare.handled / bare.seconds)
     p99 = percentile(opened.latencies, 0.99)
     errors = sum(p.errors for p in phases)
     mismatch = result["tickets"] != result["dialogs"]
@@ -756,6 +793,11 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         + f"): {'met' if ratio >= TARGET_RATIO else 'MISSED'}"
     )
     print(
+        f"ratio echo with durable state/bare {floor:.2f}: one state write per update, nothing "
+        "else; gridbot/that "
+        f"{(closed.handled / closed.seconds) / (durable.handled / durable.seconds):.2f}"
+    )
+    print(
         f"p99 at {args.rate:g}/s offered {p99:.1f} ms (target < {TARGET_P99_MS:g} ms): "
         f"{'met' if p99 < TARGET_P99_MS else 'MISSED'}; achieved "
         f"{opened.pushed / opened.seconds:.1f} updates/s"
@@ -770,6 +812,8 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         "gridbot_updates_per_s": round(closed.handled / closed.seconds, 1),
         "bare_updates_per_s": round(bare.handled / bare.seconds, 1),
         "ratio": round(ratio, 3),
+        "durable_echo_updates_per_s": round(durable.handled / durable.seconds, 1),
+        "durable_echo_ratio": round(floor, 3),
         "gridbot_p50_ms_closed": round(percentile(closed.latencies, 0.5), 1),
         "gridbot_p99_ms_closed": round(percentile(closed.latencies, 0.99), 1),
         "bare_p50_ms": round(percentile(bare.latencies, 0.5), 1),
@@ -786,6 +830,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         "fake_requests_per_s_peak": round(result["fake_peak"]),
         "gridbot_cpu_ms_per_update": round(closed.cpu_ms_per_update, 2),
         "bare_cpu_ms_per_update": round(bare.cpu_ms_per_update, 2),
+        "durable_echo_cpu_ms_per_update": round(durable.cpu_ms_per_update, 2),
         "bot_cpu_closed": round(closed.bot_cpu, 2),
         "driver_cpu_closed": round(closed.driver_cpu, 2),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -36,11 +36,12 @@ class JobContext:
     digest_time: time
     on_queued: Callable[[], None] | None = None
     call_reminder: timedelta = timedelta(hours=1)
+    # Held while a job runs, so a stopping bot can wait for it before closing the database.
+    # One per context: a lock belongs to the event loop it was first waited on in.
+    running: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 _context: JobContext | None = None
-# Held while a job runs, so a stopping bot can wait for it before closing the database.
-_running = asyncio.Lock()
 
 
 def configure(context: JobContext | None) -> None:
@@ -60,7 +61,7 @@ async def sweep_job() -> SweepReport:
     close check-outs they forgot, ask organisers of calls just over for attendance, and send
     the digest and last month's summaries when due."""
     ctx = _require()
-    async with _running, ctx.sessionmaker() as session:
+    async with ctx.running, ctx.sessionmaker() as session:
         await ctx.timing.refresh(session)
         await session.commit()
         report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing)
@@ -81,5 +82,6 @@ async def sweep_job() -> SweepReport:
 
 async def wait_idle() -> None:
     """Return once no job is running."""
-    async with _running:
-        pass
+    if _context is not None:
+        async with _context.running:
+            pass

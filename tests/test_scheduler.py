@@ -3,6 +3,7 @@ and the running bot sweeps at start (catching up) and on its interval."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -202,3 +203,23 @@ async def test_the_sweep_job_closes_check_outs_members_forgot(sessionmaker) -> N
     async with sessionmaker() as session:
         [claim] = (await session.exec(select(CallClaim))).all()
         assert (claim.auto_closed, claim.minutes) == (True, 90)
+
+
+def test_each_bot_run_waits_on_its_own_job_lock() -> None:
+    """Bots started one after the other (each on its own event loop, as in these tests, or a
+    restart in one process) never share the lock a stopping bot waits on."""
+
+    async def run_once() -> None:
+        clock = FrozenClock(datetime(2026, 11, 25, tzinfo=UTC))
+        context = jobs.JobContext(None, clock, None, time(8, 30))  # type: ignore[arg-type]
+        jobs.configure(context)
+        try:
+            async with context.running:
+                waiter = asyncio.create_task(jobs.wait_idle())  # waits: binds the lock
+                await asyncio.sleep(0)
+            await waiter
+        finally:
+            jobs.configure(None)
+
+    asyncio.run(run_once())
+    asyncio.run(run_once())

@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.dialect import insert_for
 from storage.models import ConversationState
 
 _table = ConversationState.__table__
@@ -24,6 +23,19 @@ async def load(session: AsyncSession, key: str) -> tuple[str | None, dict[str, A
     return row.state, dict(row.data or {})
 
 
+# Written once per dialog step, so built once: the same text on SQLite and PostgreSQL, and
+# half the cost of building the upsert each time.
+_UPSERT = sa.text(
+    'INSERT INTO conversation_state ("key", state, data, updated_at) '
+    "VALUES (:key, :state, :data, :updated_at) "
+    'ON CONFLICT ("key") DO UPDATE SET state = excluded.state, data = excluded.data, '
+    "updated_at = excluded.updated_at"
+).bindparams(
+    sa.bindparam("data", type_=_table.c.data.type),
+    sa.bindparam("updated_at", type_=_table.c.updated_at.type),
+)
+
+
 async def save(
     session: AsyncSession, key: str, now: datetime, state: str | None, data: dict[str, Any]
 ) -> None:
@@ -31,9 +43,5 @@ async def save(
     if state is None and not data:
         await session.exec(sa.delete(_table).where(_table.c.key == key))
         return
-    row = {"key": key, "state": state, "data": data, "updated_at": now}
-    statement = insert_for(session)(_table).values(**row)
-    statement = statement.on_conflict_do_update(
-        index_elements=[_table.c.key], set_={"state": state, "data": data, "updated_at": now}
-    )
-    await session.exec(statement)
+    params = {"key": key, "state": state, "data": data, "updated_at": now}
+    await session.exec(_UPSERT, params=params)

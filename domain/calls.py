@@ -51,6 +51,7 @@ from storage.models import (
 )
 
 CHECK_IN_RADIUS_M = 300.0
+POINTS_PER_HOUR_LIMIT = 10.0
 CHECK_IN_EARLY = timedelta(minutes=30)  # check-in opens this long before the start
 # A ticket may be turned into a call while it is being worked on.
 CALLABLE_TICKET_STATUSES = frozenset(
@@ -89,6 +90,8 @@ async def create_call(
         raise DomainError("duty.times_invalid")
     if capacity < 1:
         raise DomainError("duty.capacity_invalid")
+    if not 0 <= points_per_hour <= POINTS_PER_HOUR_LIMIT:
+        raise DomainError("duty.points_invalid", limit=POINTS_PER_HOUR_LIMIT)
     grids = []
     if grid_ids:
         grids = list(

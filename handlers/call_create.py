@@ -40,7 +40,7 @@ from domain.clock import Clock
 from domain.errors import DomainError
 from handlers.callbacks import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
 from handlers.cards import local_time
-from handlers.common import refusal_text, scope_name
+from handlers.common import amount, refusal_text, scope_name
 from handlers.resident import Label
 from storage.models import Person
 
@@ -52,6 +52,8 @@ Send = Callable[..., Awaitable[Any]]
 TITLE_LIMIT = 200
 DESCRIPTION_LIMIT = 1000
 CAPACITY_LIMIT = 500
+POINTS_LIMIT = 10  # points per confirmed hour, at most (the domain checks it again)
+DEFAULT_POINTS = 1.0
 
 
 class CallDialog(StatesGroup):
@@ -66,6 +68,7 @@ class CallDialog(StatesGroup):
     capacity = State()
     grids = State()
     summary = State()
+    points = State()  # from the summary: points per confirmed hour, then back to it
 
 
 EXPECTED = {
@@ -78,6 +81,7 @@ EXPECTED = {
     CallDialog.capacity.state: "call_create.expect.capacity",
     CallDialog.grids.state: "call_create.expect.grids",
     CallDialog.summary.state: "call_create.expect.summary",
+    CallDialog.points.state: "call_create.expect.points",
 }
 
 
@@ -541,10 +545,60 @@ async def _summary(
     ]
     if data.get("ticket_number"):
         lines.append(t("call_create.summary_ticket", number=data["ticket_number"]))
+    lines.append(t("call_create.summary_points", points=amount(_points(data))))
     builder = InlineKeyboardBuilder()
     builder.button(text=t("call_create.btn.confirm"), callback_data=CallStep(step="ok"))
+    builder.button(text=t("call_create.btn.points"), callback_data=CallStep(step="pts"))
     _cancel_button(builder, t)
+    builder.adjust(1)
     await send("\n".join(lines), reply_markup=builder.as_markup())
+
+
+def _points(data: dict[str, Any]) -> float:
+    return float(data.get("points", DEFAULT_POINTS))
+
+
+async def ask_points(query: CallbackQuery, state: FSMContext, t: Translate) -> None:
+    """The summary's "Points per hour": asked for as a number, then the summary again."""
+    await state.set_state(CallDialog.points)
+    await query.answer()
+    await _drop_buttons(query)
+    await _sender(query)(t("call_create.ask_points", limit=POINTS_LIMIT), reply_markup=_keyboard(t))
+
+
+def parse_points(text: str) -> float | None:
+    """A number of points from 0 to POINTS_LIMIT, with at most two decimals ("1,5" too)."""
+    text = text.strip().replace(",", ".")
+    if not re.fullmatch(r"\d{1,2}(\.\d{1,2})?", text):
+        return None
+    value = float(text)
+    return value if value <= POINTS_LIMIT else None
+
+
+async def points_given(
+    message: Message,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    state: FSMContext,
+    language: str,
+    t: Translate,
+    settings: Any,
+) -> None:
+    points = parse_points(message.text or "")
+    if points is None:
+        await message.answer(t("call_create.bad_points", limit=POINTS_LIMIT))
+        return
+    await state.update_data(points=points)
+    data = await state.get_data()
+    scope = await call_scope(
+        session=session, clock=clock, person=person, community_id=data["community_id"]
+    )
+    await session.commit()
+    await message.answer(
+        t("call_create.points_set", points=amount(points)), reply_markup=ReplyKeyboardRemove()
+    )
+    await _summary(message.answer, state, scope, t, language, settings.tz)
 
 
 async def confirmed(
@@ -576,6 +630,7 @@ async def confirmed(
             capacity=data["capacity"],
             grid_ids=data.get("grids") or (),
             ticket_id=data.get("ticket_id"),
+            points_per_hour=_points(data),
         )
     except DomainError as exc:
         await session.rollback()
@@ -618,6 +673,7 @@ async def unexpected(
         "call_create.expect.title": TITLE_LIMIT,
         "call_create.expect.description": DESCRIPTION_LIMIT,
         "call_create.expect.capacity": CAPACITY_LIMIT,
+        "call_create.expect.points": POINTS_LIMIT,
     }
     markup = None
     if raw_state == CallDialog.place.state:
@@ -651,10 +707,12 @@ def router() -> Router:
     msg.register(starts_given, StateFilter(CallDialog.starts), text)
     msg.register(ends_given, StateFilter(CallDialog.ends), text)
     msg.register(capacity_given, StateFilter(CallDialog.capacity), text)
+    msg.register(points_given, StateFilter(CallDialog.points), text)
 
     cb.register(community_chosen, StateFilter(CallDialog.community), CallCommunity.filter())
     cb.register(grid_pressed, StateFilter(CallDialog.grids), CallGrid.filter())
     cb.register(confirmed, StateFilter(CallDialog.summary), CallStep.filter(F.step == "ok"))
+    cb.register(ask_points, StateFilter(CallDialog.summary), CallStep.filter(F.step == "pts"))
     cb.register(cancel_button, dialog, CallStep.filter(F.step == "x"))
     cb.register(ticket_to_call, TicketToCall.filter())
 

@@ -147,6 +147,7 @@ def grid(op: CallGridOp, grid_id: int = 0) -> str:
 
 
 CONFIRM, CANCEL = CallStep(step="ok").pack(), CallStep(step="x").pack()
+POINTS = CallStep(step="pts").pack()
 NEXT = grid(CallGridOp.DONE)
 
 
@@ -249,9 +250,28 @@ async def test_secretary_calls_the_whole_community_then_one_grid(db_url: str) ->
                 "Ends: 2026-11-26 12:00",
                 "People needed: 3",
                 "Called: Whole community",
+                "Points: 1 per confirmed hour.",
             ]
         )
-        assert buttons(summary["reply_markup"]) == [("✅ Confirm", CONFIRM), ("✖️ Cancel", CANCEL)]
+        assert buttons(summary["reply_markup"]) == [
+            ("✅ Confirm", CONFIRM),
+            ("⭐ Points per hour", POINTS),
+            ("✖️ Cancel", CANCEL),
+        ]
+        # Points per confirmed hour: asked for, bad numbers refused, then the summary again.
+        await press(fake, user, POINTS, summary["message_id"])
+        asked = await reply(fake, user)
+        assert asked["text"] == (
+            "How many points per confirmed hour? A number from 0 to 10, e.g. 1 or 1.5."
+        )
+        for bad in ("eleven", "11", "1.555", "-1"):
+            told = await say(fake, user, bad)
+            assert told["text"] == (
+                "Please send a number from 0 to 10, with at most two decimals, e.g. 1 or 1.5."
+            )
+        await say(fake, user, "1,5")
+        summary = await reply(fake, user)
+        assert summary["text"].endswith("Called: Whole community\nPoints: 1.5 per confirmed hour.")
         await press(fake, user, CONFIRM, summary["message_id"])
         posted = await reply(fake, user)
         assert posted["text"] == "📣 Call posted: “Clear the snow” was sent to 3 members."
@@ -273,6 +293,7 @@ async def test_secretary_calls_the_whole_community_then_one_grid(db_url: str) ->
             [],
             None,
         )
+        assert call.points_per_hour == 1.5
         assert (call.starts_at, call.ends_at) == (
             datetime(2026, 11, 26, 1, 0, tzinfo=UTC),
             datetime(2026, 11, 26, 4, 0, tzinfo=UTC),
@@ -294,7 +315,7 @@ async def test_secretary_calls_the_whole_community_then_one_grid(db_url: str) ->
         await press(fake, user, grid(CallGridOp.TOGGLE, g2), picker["message_id"])
         await press(fake, user, grid(CallGridOp.TOGGLE, g2), picker["message_id"])
         summary = await answered_summary(fake, user, picker["message_id"])
-        assert summary["text"].endswith("Called: Qingtong Grid 1")
+        assert summary["text"].endswith("Called: Qingtong Grid 1\nPoints: 1 per confirmed hour.")
         await press(fake, user, CONFIRM, summary["message_id"])
         posted = await reply(fake, user)
         assert posted["text"] == "📣 Call posted: “Carry water” was sent to 2 members."
@@ -355,7 +376,7 @@ async def test_a_grid_leader_calls_only_their_own_grid(db_url: str) -> None:
         summary = await answered_summary(fake, user, picker["message_id"])
         assert "Place: the shared location (34.74250, 113.63250)" in summary["text"]
         assert "Starts: 2026-11-26 14:00\nEnds: 2026-11-26 16:30" in summary["text"]
-        assert summary["text"].endswith("Called: Qingtong Grid 1")
+        assert summary["text"].endswith("Called: Qingtong Grid 1\nPoints: 1 per confirmed hour.")
         await press(fake, user, CONFIRM, summary["message_id"])
         posted = await reply(fake, user)
         assert posted["text"] == "📣 Call posted: “Help Mrs Liu move” was sent to 2 members."
@@ -522,7 +543,9 @@ async def test_turn_a_ticket_into_a_call(db_url: str) -> None:
         summary = await answered_summary(fake, LEADER, picker["message_id"])
         assert f"Title: {proposed}" in summary["text"]
         assert "Place: the ticket's place (34.74200, 113.63200)" in summary["text"]
-        assert summary["text"].endswith(f"Called: Qingtong Grid 1\nFor ticket: {number}")
+        assert summary["text"].endswith(
+            f"Called: Qingtong Grid 1\nFor ticket: {number}\nPoints: 1 per confirmed hour."
+        )
         await press(fake, LEADER, CONFIRM, summary["message_id"])
         posted = await reply(fake, LEADER)
         assert posted["text"] == f"📣 Call posted: “{proposed}” was sent to 2 members."

@@ -451,3 +451,15 @@ async def test_last_months_service_is_summed_up_once_on_the_first(sessionmaker, 
                 "no_shows": 1,
             },
         )
+
+
+async def test_a_call_s_points_rule_is_checked(sessionmaker, clock) -> None:
+    async with sessionmaker() as session:
+        tree, _, secretary, _, _ = await _world(session, members=1)
+        for bad in (-1, 10.5):
+            with pytest.raises(DomainError) as refused:
+                await _call(session, clock, tree, secretary, points_per_hour=bad)
+            assert refused.value.key == "duty.points_invalid"
+            await session.rollback()
+        call, _ = await _call(session, clock, tree, secretary, points_per_hour=2.5)
+        assert call.points_per_hour == 2.5

@@ -197,6 +197,7 @@ async def post_call(fake: FakeTelegram, *, sent: int = 5) -> None:
             "Ends: 2026-11-26 11:00",
             "People needed: 3",
             "Called: Whole community",
+            "Points: 1 per confirmed hour.",
         ]
     )
     await press(fake, SECRETARY, button(summary, "✅ Confirm"), summary["message_id"])

@@ -386,6 +386,14 @@ def render_duty_call(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> R
     )
 
 
+def render_duty_call_cancelled(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "duty_call_cancelled": to those who said they would come."""
+    t = translator(language)
+    return Rendered(
+        t("calls.cancelled", title=data["title"], starts_at=local_time(data["starts_at"], tz))
+    )
+
+
 def render_duty_call_reminder(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
     """Kind "duty_call_reminder": to those coming, with Check in / Check out."""
     t = translator(language)
@@ -439,6 +447,7 @@ def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     renderer.register("member_decision", render_member_decision)
     renderer.register("duty_call", partial(render_duty_call, tz=zone))
     renderer.register("duty_call_reminder", partial(render_duty_call_reminder, tz=zone))
+    renderer.register("duty_call_cancelled", partial(render_duty_call_cancelled, tz=zone))
     renderer.register("duty_attendance_due", partial(render_duty_attendance_due, tz=zone))
     renderer.register("duty_month_member", render_duty_month_member)
     renderer.register("duty_month_secretary", render_duty_month_secretary)

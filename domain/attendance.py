@@ -14,6 +14,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
+from domain.calls import require_organiser
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.members import SECRETARY_ROLES, community_unit
@@ -313,23 +314,6 @@ def _summary_key(call: DutyCall, tz) -> str:
     return f"duty-month:{call.starts_at.astimezone(tz):%Y-%m}"
 
 
-async def _organiser_or_secretary(
-    session: AsyncSession, clock: Clock, actor: Person, call: DutyCall, action: str
-) -> None:
-    """The call's organiser, or its community's secretary (or an administrator above)."""
-    if actor.id == call.organiser_id:
-        return
-    community = await community_unit(session, call.community_id)
-    await require_role(
-        session,
-        clock=clock,
-        person_id=actor.id,
-        roles=SECRETARY_ROLES,
-        unit=community,
-        action=action,
-    )
-
-
 async def attendance_sheet(
     *, session: AsyncSession, clock: Clock, actor: Person, call_id: int, tz
 ) -> AttendanceSheet:
@@ -338,7 +322,7 @@ async def attendance_sheet(
     call = await session.get(DutyCall, call_id)
     if call is None:
         raise NotFound("duty.call_unknown")
-    await _organiser_or_secretary(session, clock, actor, call, f"duty.sheet:{call_id}")
+    await require_organiser(session, clock, actor, call, f"duty.sheet:{call_id}")
     rows = (
         await session.exec(
             select(CallClaim, Member.full_name)
@@ -376,7 +360,7 @@ async def confirm_sheet(
     call = await session.get(DutyCall, call_id)
     if call is None:
         raise NotFound("duty.call_unknown")
-    await _organiser_or_secretary(session, clock, actor, call, f"duty.confirm:{call_id}")
+    await require_organiser(session, clock, actor, call, f"duty.confirm:{call_id}")
     if clock.now() < call.ends_at:
         raise DomainError("attendance.not_over", ends=call.ends_at)
     if await session.get(JobRun, _summary_key(call, tz)) is not None:

@@ -157,7 +157,8 @@ async def _call_for_member(
     session: AsyncSession, person: Person, call_id: int
 ) -> tuple[Member, DutyCall]:
     member = await approved_member(session, person)
-    call = await session.get(DutyCall, call_id)
+    # Fresh: a place taken by the conditional UPDATE may have left this row stale.
+    call = await session.get(DutyCall, call_id, populate_existing=True)
     if call is None:
         raise NotFound("duty.call_unknown")
     in_scope = call.community_id == member.community_id and (
@@ -267,6 +268,8 @@ def _check_in_refusal(
 ) -> DomainError | None:
     """Why this claim cannot check in now, whatever the place (None: it can); check_in and
     check_in_allowed both ask this, so a Check in button never promises what check_in refuses."""
+    if call.status == CallStatus.CANCELLED:
+        return DomainError("duty.call_cancelled")
     if claim.checked_out_at is not None:
         return DomainError("duty.already_checked_out")
     if claim.checked_in_at is not None:
@@ -555,3 +558,58 @@ async def calls_ahead(
             )
         ).all()
     )
+
+
+# -- the organiser: cancelling a call ---------------------------------------------------------
+
+
+async def require_organiser(
+    session: AsyncSession, clock: Clock, actor: Person, call: DutyCall, action: str
+) -> None:
+    """The call's organiser, or its community's secretary (or an administrator above)."""
+    if actor.id == call.organiser_id:
+        return
+    community = await community_unit(session, call.community_id)
+    await require_role(
+        session,
+        clock=clock,
+        person_id=actor.id,
+        roles=SECRETARY_ROLES,
+        unit=community,
+        action=action,
+    )
+
+
+async def cancel_call(
+    *, session: AsyncSession, clock: Clock, actor: Person, call_id: int
+) -> tuple[DutyCall, int]:
+    """Call off a call before it starts; those who said "I'll come" are told. The call, and
+    how many were told."""
+    call = await session.get(DutyCall, call_id, populate_existing=True, with_for_update=True)
+    if call is None:
+        raise NotFound("duty.call_unknown")
+    await require_organiser(session, clock, actor, call, f"duty.cancel:{call_id}")
+    now = clock.now()
+    if call.status == CallStatus.CANCELLED:
+        raise DomainError("duty.call_cancelled")
+    if now >= call.starts_at:
+        raise DomainError("duty.too_late_to_cancel", started=call.starts_at)
+    call.status, call.updated_at = CallStatus.CANCELLED, now
+    session.add(call)
+    coming = (
+        select(Person.telegram_id)
+        .join(Member, Member.person_id == Person.id)
+        .join(CallClaim, CallClaim.member_id == Member.id)
+        .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
+    )
+    data = {"call_id": call.id, "title": call.title, "starts_at": call.starts_at.isoformat()}
+    told = await enqueue_many(
+        session,
+        (
+            Outgoing(chat_id, "duty_call_cancelled", data, Lane.INTERACTIVE)
+            for chat_id in await session.exec(coming)
+        ),
+        clock=clock,
+    )
+    await session.commit()
+    return call, told

@@ -33,6 +33,7 @@ from domain.attendance import (
     calls_organised,
     confirm_sheet,
 )
+from domain.calls import cancel_call
 from domain.clock import Clock
 from handlers.callbacks import Page, Sheet, SheetOp
 from handlers.cards import local_time
@@ -278,8 +279,16 @@ def card(
     if not sheet.over:
         names = ", ".join(line.name for line in lines)
         parts.append(t("attendance.coming", names=names) if names else t("attendance.coming_none"))
+        if call.status == CallStatus.CANCELLED:
+            return "\n\n".join(parts), None
         parts.append(t("attendance.after_end", ends_at=local_time(call.ends_at, tz)))
-        return "\n\n".join(parts), None
+        if now >= call.starts_at:
+            return "\n\n".join(parts), None
+        builder = InlineKeyboardBuilder()
+        builder.button(
+            text=t("attendance.btn.cancel"), callback_data=Sheet(op=SheetOp.CANCEL, id=call.id)
+        )
+        return "\n\n".join(parts), builder.as_markup()
     if not lines:
         parts.append(t("attendance.nobody"))
         return "\n\n".join(parts), None
@@ -416,6 +425,90 @@ async def confirm(
     )
 
 
+async def cancel_asked(
+    query: CallbackQuery,
+    callback_data: Sheet,
+    bot: Bot,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+    settings,
+) -> None:
+    """Cancel the call: asked once more, under the card, since those coming will be told."""
+    sheet = await attendance_sheet(
+        session=session, clock=clock, actor=person, call_id=callback_data.id, tz=settings.tz
+    )
+    text, _ = card(sheet, None, clock.now(), t, settings.tz)
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("attendance.btn.cancel_yes"),
+        callback_data=Sheet(op=SheetOp.CANCEL_YES, id=callback_data.id),
+    )
+    builder.button(
+        text=t("attendance.btn.keep"), callback_data=Sheet(op=SheetOp.KEEP, id=callback_data.id)
+    )
+    builder.adjust(1)
+    coming = len(sheet.lines)
+    await edit_text(
+        bot,
+        *message_ref(query),
+        f"{text}\n\n{t('attendance.cancel_ask', count=coming)}",
+        builder.as_markup(),
+    )
+    await query.answer()
+
+
+async def cancel_confirmed(
+    query: CallbackQuery,
+    callback_data: Sheet,
+    bot: Bot,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+    settings,
+) -> None:
+    """Yes: the domain calls it off (refusing once it started) and tells those coming."""
+    _, told = await cancel_call(
+        session=session, clock=clock, actor=person, call_id=callback_data.id
+    )
+    await _card_in_place(query, callback_data, bot, session, clock, person, t, settings)
+    await query.answer(t("attendance.cancelled", count=told), show_alert=True)
+
+
+async def _card_in_place(
+    query: CallbackQuery,
+    callback_data: Sheet,
+    bot: Bot,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+    settings,
+) -> None:
+    sheet = await attendance_sheet(
+        session=session, clock=clock, actor=person, call_id=callback_data.id, tz=settings.tz
+    )
+    text, markup = card(sheet, None, clock.now(), t, settings.tz)
+    await edit_text(bot, *message_ref(query), text, markup)
+
+
+async def keep(
+    query: CallbackQuery,
+    callback_data: Sheet,
+    bot: Bot,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+    settings,
+) -> None:
+    """No: the card as it is."""
+    await _card_in_place(query, callback_data, bot, session, clock, person, t, settings)
+    await query.answer()
+
+
 def router() -> Router:
     """A fresh router for organisers of calls (the domain checks who may see and confirm)."""
     r = Router(name="attendance")
@@ -424,4 +517,7 @@ def router() -> Router:
     r.callback_query.register(open_call, Sheet.filter(F.op == SheetOp.OPEN))
     r.callback_query.register(toggle, Sheet.filter(F.op == SheetOp.TOGGLE))
     r.callback_query.register(confirm, Sheet.filter(F.op == SheetOp.CONFIRM))
+    r.callback_query.register(cancel_asked, Sheet.filter(F.op == SheetOp.CANCEL))
+    r.callback_query.register(cancel_confirmed, Sheet.filter(F.op == SheetOp.CANCEL_YES))
+    r.callback_query.register(keep, Sheet.filter(F.op == SheetOp.KEEP))
     return r

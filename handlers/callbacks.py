@@ -187,6 +187,9 @@ class SheetOp(StrEnum):
     OPEN = "o"  # the call's card (with its sheet once over), as a new message
     TOGGLE = "t"  # one line between came and did not come (`sel`: the marks after the press)
     CONFIRM = "c"  # confirm the marks in `sel`
+    CANCEL = "x"  # before the start: asks whether to call the call off
+    CANCEL_YES = "y"  # ... yes: cancelled, those coming are told
+    KEEP = "k"  # ... no: the card as it was
 
 
 class Sheet(CallbackData, prefix="as"):

@@ -18,6 +18,7 @@ from domain.attendance import ask_attendance, send_monthly_summaries
 from domain.calls import answer_call, check_in, check_out, close_forgotten, create_call
 from domain.clock import FrozenClock
 from domain.deadlines import Timing
+from domain.errors import DomainError
 from handlers.callbacks import Page, Sheet, SheetOp
 from scheduler import jobs
 from storage.enums import MemberStatus, Role
@@ -509,3 +510,98 @@ async def test_the_sweep_asks_the_organiser_once_for_calls_just_over(sessionmake
         assert calls[ids[0]].attendance_asked_at is None
         assert calls[ids[1]].attendance_asked_at == clock.now()
         assert calls[empty.id].attendance_asked_at == clock.now()
+
+
+async def test_the_organiser_cancels_a_call_before_it_starts(db_url: str) -> None:
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        async with session_of(db_url) as session:
+            for user in MEMBERS[:2]:
+                await answer_call(
+                    session=session,
+                    clock=clock,
+                    person=await person(session, user),
+                    call_id=call_id,
+                )
+        listed = await ask(fake, SECRETARY, "/calls", "Your calls")
+        await press(fake, SECRETARY, sheet(SheetOp.OPEN, call_id), listed["message_id"])
+        card = await told(fake, SECRETARY, "📋")
+        cancel = sheet(SheetOp.CANCEL, call_id)
+        assert buttons(card["reply_markup"]) == [("✖️ Cancel the call", cancel)]
+
+        # A stranger's forged Cancel is refused, audited, and changes nothing.
+        forged = await press(fake, STRANGER, sheet(SheetOp.CANCEL_YES, call_id), 1)
+        assert forged.params["text"] == "You are not allowed to do that here."
+        async with session_of(db_url) as session:
+            assert (await session.get(DutyCall, call_id)).status == "open"
+            audit = (await session.exec(select(AuditEntry))).all()
+            assert [(a.action, a.data["attempted"]) for a in audit] == [
+                ("access.denied", f"duty.cancel:{call_id}")
+            ]
+
+        # Asked once more, "No" keeps it; then "Yes" cancels it and tells the two coming.
+        await press(fake, SECRETARY, cancel, card["message_id"])
+        asked = last_edit(fake, SECRETARY)
+        assert asked["text"].endswith("Cancel this call? The 2 member(s) coming will be told.")
+        yes, keep = sheet(SheetOp.CANCEL_YES, call_id), sheet(SheetOp.KEEP, call_id)
+        assert buttons(asked["reply_markup"]) == [("Yes, cancel it", yes), ("No, keep it", keep)]
+        await press(fake, SECRETARY, keep, card["message_id"])
+        assert buttons(last_edit(fake, SECRETARY)["reply_markup"]) == [
+            ("✖️ Cancel the call", cancel)
+        ]
+        done = await press(fake, SECRETARY, yes, card["message_id"])
+        assert done.params["text"] == "Call cancelled; 2 member(s) told."
+        cancelled = last_edit(fake, SECRETARY)
+        assert cancelled["text"].startswith(f"{HEAD[: HEAD.index('👥')]}👥 2/3 places · cancelled")
+        assert buttons(cancelled.get("reply_markup")) == []
+        for user in MEMBERS[:2]:
+            note = await told(fake, user, "✖️")
+            assert note["text"] == (
+                "✖️ The call “Clear the stairwell” (starting 2026-11-25 12:00) has been "
+                "cancelled by its organiser. Thank you for offering to come."
+            )
+        assert not [m for m in fake.sent(MEMBERS[2]) if "cancelled" in (m.get("text") or "")]
+
+        # Cancelled: twice is refused, and so are a late I'll come and a check-in.
+        again = await press(fake, SECRETARY, yes, card["message_id"])
+        assert again.params["text"] == "This call has been cancelled."
+        async with session_of(db_url) as session:
+            member = await person(session, MEMBERS[2])
+            try:
+                await answer_call(session=session, clock=clock, person=member, call_id=call_id)
+            except DomainError as exc:
+                assert exc.key == "duty.call_cancelled"
+            else:
+                raise AssertionError("a cancelled call took a claim")
+            await session.rollback()
+            clock.set(T0 + timedelta(hours=2))
+            coming = await person(session, MEMBERS[0])
+            try:
+                await check_in(
+                    session=session,
+                    clock=clock,
+                    person=coming,
+                    call_id=call_id,
+                    latitude=PLACE[0],
+                    longitude=PLACE[1],
+                )
+            except DomainError as exc:
+                assert exc.key == "duty.call_cancelled"
+            else:
+                raise AssertionError("a cancelled call took a check-in")
+
+
+async def test_a_call_that_started_can_no_longer_be_cancelled(db_url: str) -> None:
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        clock.set(T0 + timedelta(hours=2, minutes=5))
+        late = await press(fake, SECRETARY, sheet(SheetOp.CANCEL_YES, call_id), 1)
+        assert late.params["text"] == (
+            "This call started at 2026-11-25 12:00: it can no longer be cancelled."
+        )
+        async with session_of(db_url) as session:
+            assert (await session.get(DutyCall, call_id)).status == "open"

@@ -105,7 +105,13 @@ async def register_member(
             chat_id=chat_id,
             kind="member_registration",
             lane=Lane.INTERACTIVE,
-            data={"member_id": member.id, "full_name": full_name, "branch": branch},
+            data={
+                "member_id": member.id,
+                "full_name": full_name,
+                "branch": branch,
+                "services": list(services),
+                "skills": list(skills),
+            },
         )
     await session.commit()
     return member

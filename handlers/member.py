@@ -121,7 +121,13 @@ EXPECTED = {
 
 
 def registration_text(data: Mapping[str, Any], t: Translate) -> str:
-    return t("member.registration", full_name=data["full_name"], branch=data["branch"])
+    lines = [t("member.registration", full_name=data["full_name"], branch=data["branch"])]
+    services = [t(f"member.service.{c}") for c in data.get("services") or [] if c in SERVICE_KINDS]
+    if services:
+        lines.append(t("member.registration_services", services=", ".join(services)))
+    if data.get("skills"):
+        lines.append(t("member.registration_skills", skills=", ".join(data["skills"])))
+    return "\n".join(lines)
 
 
 def registration_keyboard(member_id: int, t: Translate) -> InlineKeyboardMarkup:
@@ -587,7 +593,12 @@ async def _show_outcome(
     """The registration message, now with its outcome and without buttons."""
     if chat_id is None or message_id is None:
         return
-    data = {"full_name": member.full_name, "branch": member.branch}
+    data = {
+        "full_name": member.full_name,
+        "branch": member.branch,
+        "services": member.services,
+        "skills": member.skills,
+    }
     if member.status == MemberStatus.APPROVED:
         outcome = t("member.outcome.approved")
     else:

@@ -151,7 +151,9 @@ async def approve(fake: FakeTelegram, secretary: int, user: int, name: str) -> N
     assert card["text"] == (
         "🙋 A Party member reports for duty with your community\n"
         f"Name: {name}\n"
-        "Branch / work unit: Jianzhongjie Party branch"
+        "Branch / work unit: Jianzhongjie Party branch\n"
+        "Offers: Safety patrol\n"
+        "Skills: first aid"
     )
     answer = await press(fake, secretary, button(card, "✅ Approve"), card["message_id"])
     assert answer.params["text"] == f"{name} approved; they have been told."

@@ -217,11 +217,12 @@ async def measure(url: str, timing: Timing, *, idle_runs: int = 21) -> tuple[flo
     times = []
     try:
         maker = make_sessionmaker(engine)
-        async with maker() as session:
-            await sweep(session=session, clock=clock, timing=timing)  # warm up
+        # Two sessions, as the scheduler's job gives the sweep (the second works on PostgreSQL).
+        async with maker() as session, maker() as second:
+            await sweep(session=session, clock=clock, timing=timing, also=[second])  # warm up
             for _ in range(idle_runs):
                 started = time.perf_counter()
-                report = await sweep(session=session, clock=clock, timing=timing)
+                report = await sweep(session=session, clock=clock, timing=timing, also=[second])
                 times.append(time.perf_counter() - started)
                 assert report.total == 0, report
     finally:
@@ -233,9 +234,10 @@ async def escalate_due(url: str, timing: Timing, due: int) -> float:
     engine = make_engine(url)
     clock = FrozenClock(NOW)
     try:
-        async with make_sessionmaker(engine)() as session:
+        maker = make_sessionmaker(engine)
+        async with maker() as session, maker() as second:
             started = time.perf_counter()
-            report = await sweep(session=session, clock=clock, timing=timing)
+            report = await sweep(session=session, clock=clock, timing=timing, also=[second])
             elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()

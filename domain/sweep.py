@@ -10,8 +10,9 @@ escalation replaces what was left of the old holder's schedule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -186,15 +187,31 @@ async def sweep(
     timing: Timing,
     batch: int = 500,
     max_batches: int = 1000,
+    also: Sequence[AsyncSession] = (),
 ) -> SweepReport:
-    """Everything due by now, batch after batch (each its own transaction)."""
+    """Everything due by now, batch after batch (each its own transaction).
+
+    On PostgreSQL the sessions in `also` work at the same time as `session`, each claiming
+    its own batches (SKIP LOCKED), so one's Python overlaps another's database round trips;
+    SQLite has one writer at a time, and they are not used there.
+    """
+    sessions = [session]
+    if session.bind.dialect.name == "postgresql":
+        sessions += list(also)
     report = SweepReport()
     for step in (_ticket_batch, _summons_batch):
-        for _ in range(max_batches):
-            part, taken = await step(session, clock, timing, batch)
+
+        async def work(worker: AsyncSession, step=step) -> SweepReport:
+            done = SweepReport()
+            for _ in range(max_batches):
+                part, taken = await step(worker, clock, timing, batch)
+                done.add(part)
+                if taken < batch:
+                    break
+            return done
+
+        for part in await asyncio.gather(*(work(worker) for worker in sessions)):
             report.add(part)
-            if taken < batch:
-                break
     if report.total:
         logger.info("sweep: %s", report)
     return report

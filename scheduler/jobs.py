@@ -61,10 +61,11 @@ async def sweep_job() -> SweepReport:
     close check-outs they forgot, ask organisers of calls just over for attendance, and send
     the digest and last month's summaries when due."""
     ctx = _require()
-    async with ctx.running, ctx.sessionmaker() as session:
+    async with ctx.running, ctx.sessionmaker() as session, ctx.sessionmaker() as second:
         await ctx.timing.refresh(session)
         await session.commit()
-        report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing)
+        # A second worker on PostgreSQL (ignored on SQLite): see domain.sweep.sweep.
+        report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing, also=[second])
         reminded = await remind_calls(session=session, clock=ctx.clock, before=ctx.call_reminder)
         await close_forgotten(session=session, clock=ctx.clock)
         # After close_forgotten: the sheet the organiser is sent to must be complete.

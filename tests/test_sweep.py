@@ -337,3 +337,43 @@ async def test_two_schedulers_never_handle_a_ticket_twice(postgres_db_url, clock
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_a_second_session_shares_the_sweep_on_postgresql(db_url, clock) -> None:
+    """The job's second session takes batches of its own on PostgreSQL, none on SQLite; either
+    way every due ticket is escalated once."""
+    engine = make_engine(db_url)
+    maker = make_sessionmaker(engine)
+    try:
+        async with maker() as session:
+            tree, category, people = await _world(session)
+            tickets = [await _file(session, clock, tree, category, people) for _ in range(40)]
+        clock.advance(timedelta(minutes=31))
+        claimed: list[str] = []
+        async with maker() as session, maker() as second:
+
+            @sa.event.listens_for(second.sync_session, "do_orm_execute")
+            def seen(state) -> None:
+                if state.is_select:
+                    claimed.append("select")
+
+            report = await sweep(
+                session=session, clock=clock, timing=TIMING, batch=5, also=[second]
+            )
+        assert report.escalated == len(tickets)
+        if engine.dialect.name == "postgresql":
+            assert claimed, "the second session never claimed a batch"
+        else:
+            assert claimed == []
+        async with maker() as session:
+            counts = (
+                await session.exec(
+                    sa.text(
+                        "SELECT ticket_id, count(*) FROM ticket_event WHERE kind = 'escalate' "
+                        "GROUP BY ticket_id"
+                    )
+                )
+            ).all()
+            assert len(counts) == len(tickets) and {c for _, c in counts} == {1}
+    finally:
+        await engine.dispose()

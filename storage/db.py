@@ -22,6 +22,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # How long a statement waits for another connection's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 10.0
+POOL_SIZE = 20  # PostgreSQL connections a process keeps open
+POOL_OVERFLOW = 20  # and how many more it may open for a burst
 
 
 def _with_driver(url: str, sqlite_driver: str) -> str:
@@ -73,6 +75,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
         # later can't fail on a snapshot another writer made stale; the driver queues writers.
         kwargs.setdefault("begin_mode", "IMMEDIATE")
+    else:
+        # Enough connections kept open for a busy bot: past pool_size, a connection given back
+        # is closed, and opening one to PostgreSQL costs more than the statements it runs.
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     # orjson reads and writes JSON columns several times faster than the json module.
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)

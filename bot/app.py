@@ -179,6 +179,8 @@ def _callback_prefixes(handlers: list[HandlerObject]) -> frozenset[str] | None:
 
 
 def _message_scope(handlers: list[HandlerObject]) -> MessageScope | None:
+    if not handlers:
+        return None
     command_prefixes: set[str] = set()
     states: list[Any] = []
     for handler in handlers:
@@ -194,8 +196,6 @@ def _message_scope(handlers: list[HandlerObject]) -> MessageScope | None:
             command_prefixes.update(commands[0].prefix)
         else:
             return None
-    if not handlers:
-        return None
     return MessageScope("".join(sorted(command_prefixes)), StateFilter(*states) if states else None)
 
 

@@ -365,13 +365,25 @@ async def toggle(
     marks = _decode(callback_data, sheet)
     if not sheet.over or sheet.final or marks is None:
         # Not a sheet yet, final, or other lines than shown: the card as it is now.
-        text, markup = card(sheet, None, clock.now(), t, tz)
-        await edit_text(bot, *message_ref(query), text, markup)
+        await _show(query, bot, sheet, clock.now(), t, tz)
         await query.answer(_stale_reason(sheet, t, tz), show_alert=True)
         return
-    text, markup = card(sheet, marks, clock.now(), t, tz)
-    await edit_text(bot, *message_ref(query), text, markup)
+    await _show(query, bot, sheet, clock.now(), t, tz, marks)
     await query.answer()
+
+
+async def _show(
+    query: CallbackQuery,
+    bot: Bot,
+    sheet: AttendanceSheet,
+    now: datetime,
+    t: Translate,
+    tz: tzinfo,
+    marks: Sequence[bool] | None = None,
+) -> None:
+    """The call's card in place of the pressed message."""
+    text, markup = card(sheet, marks, now, t, tz)
+    await edit_text(bot, *message_ref(query), text, markup)
 
 
 def _stale_reason(sheet: AttendanceSheet, t: Translate, tz: tzinfo) -> str:
@@ -399,8 +411,7 @@ async def confirm(
     )
     marks = _decode(callback_data, sheet) if sheet.over else _default_marks(sheet.lines)
     if marks is None:
-        text, markup = card(sheet, None, clock.now(), t, tz)
-        await edit_text(bot, *message_ref(query), text, markup)
+        await _show(query, bot, sheet, clock.now(), t, tz)
         await query.answer(t("attendance.changed"), show_alert=True)
         return
     # Before the end or once final, the domain refuses (and says why); nothing is changed.
@@ -417,8 +428,7 @@ async def confirm(
     sheet = await attendance_sheet(
         session=session, clock=clock, actor=person, call_id=callback_data.id, tz=tz
     )
-    text, markup = card(sheet, None, clock.now(), t, tz)
-    await edit_text(bot, *message_ref(query), text, markup)
+    await _show(query, bot, sheet, clock.now(), t, tz)
     await query.answer(
         t("attendance.done", came=came, absent=len(claims) - came, points=amount(given)),
         show_alert=True,
@@ -473,25 +483,11 @@ async def cancel_confirmed(
     _, told = await cancel_call(
         session=session, clock=clock, actor=person, call_id=callback_data.id
     )
-    await _card_in_place(query, callback_data, bot, session, clock, person, t, settings)
-    await query.answer(t("attendance.cancelled", count=told), show_alert=True)
-
-
-async def _card_in_place(
-    query: CallbackQuery,
-    callback_data: Sheet,
-    bot: Bot,
-    session: AsyncSession,
-    clock: Clock,
-    person: Person,
-    t: Translate,
-    settings,
-) -> None:
     sheet = await attendance_sheet(
         session=session, clock=clock, actor=person, call_id=callback_data.id, tz=settings.tz
     )
-    text, markup = card(sheet, None, clock.now(), t, settings.tz)
-    await edit_text(bot, *message_ref(query), text, markup)
+    await _show(query, bot, sheet, clock.now(), t, settings.tz)
+    await query.answer(t("attendance.cancelled", count=told), show_alert=True)
 
 
 async def keep(
@@ -505,7 +501,10 @@ async def keep(
     settings,
 ) -> None:
     """No: the card as it is."""
-    await _card_in_place(query, callback_data, bot, session, clock, person, t, settings)
+    sheet = await attendance_sheet(
+        session=session, clock=clock, actor=person, call_id=callback_data.id, tz=settings.tz
+    )
+    await _show(query, bot, sheet, clock.now(), t, settings.tz)
     await query.answer()
 
 

@@ -261,6 +261,18 @@ async def ticket_to_call(
     )
 
 
+async def _dialog_scope(
+    session: AsyncSession, clock: Clock, person: Person, state: FSMContext
+) -> tuple[dict[str, Any], CallScope]:
+    """The dialog's data and where the person may call, checked again (roles may change)."""
+    data = await state.get_data()
+    scope = await call_scope(
+        session=session, clock=clock, person=person, community_id=data["community_id"]
+    )
+    await session.commit()
+    return data, scope
+
+
 def _sender(query: CallbackQuery) -> Send:
     """Where the dialog's next message goes: the chat the button was pressed in."""
     if isinstance(query.message, Message):
@@ -450,11 +462,7 @@ async def capacity_given(
         await message.answer(t("call_create.bad_capacity", limit=CAPACITY_LIMIT))
         return
     await state.update_data(capacity=int(text))
-    data = await state.get_data()
-    scope = await call_scope(
-        session=session, clock=clock, person=person, community_id=data["community_id"]
-    )
-    await session.commit()
+    data, scope = await _dialog_scope(session, clock, person, state)
     await state.set_state(CallDialog.grids)
     key = "call_create.ask_grids" if scope.whole else "call_create.ask_grids_leader"
     await message.answer(t(key), reply_markup=grid_keyboard(scope, data["grids"], t, language))
@@ -472,11 +480,7 @@ async def grid_pressed(
     settings: Any,
 ) -> None:
     """Toggle a grid, choose the whole community, or go on to the summary."""
-    data = await state.get_data()
-    scope = await call_scope(
-        session=session, clock=clock, person=person, community_id=data["community_id"]
-    )
-    await session.commit()
+    data, scope = await _dialog_scope(session, clock, person, state)
     chosen: list[int] = list(data.get("grids") or [])
     allowed = [g.id for g in scope.grids]
     if callback_data.op == CallGridOp.DONE:
@@ -590,11 +594,7 @@ async def points_given(
         await message.answer(t("call_create.bad_points", limit=POINTS_LIMIT))
         return
     await state.update_data(points=points)
-    data = await state.get_data()
-    scope = await call_scope(
-        session=session, clock=clock, person=person, community_id=data["community_id"]
-    )
-    await session.commit()
+    data, scope = await _dialog_scope(session, clock, person, state)
     await message.answer(
         t("call_create.points_set", points=amount(points)), reply_markup=ReplyKeyboardRemove()
     )

@@ -23,17 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 async def main(api_base: str, token: str, database_url: str | None) -> None:
     bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_base)))
-    engine = None
+    store = None
     if database_url is None:
         dp = Dispatcher()
     else:
         from bot.fsm import DatabaseStorage
         from domain.clock import SystemClock
-        from storage.db import make_engine, make_sessionmaker, upgrade
+        from storage.conversations import open_store
+        from storage.db import upgrade
 
         await asyncio.to_thread(upgrade, database_url)
-        engine = make_engine(database_url)
-        dp = Dispatcher(storage=DatabaseStorage(make_sessionmaker(engine), SystemClock()))
+        store = open_store(database_url)
+        dp = Dispatcher(storage=DatabaseStorage(store, SystemClock()))
 
     @dp.message()
     async def echo(message: Message, state: FSMContext) -> None:
@@ -44,8 +45,8 @@ async def main(api_base: str, token: str, database_url: str | None) -> None:
     try:
         await dp.start_polling(bot, handle_signals=True)
     finally:
-        if engine is not None:
-            await engine.dispose()
+        if store is not None:
+            await store.close()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.handler import HandlerObject
 from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackQueryFilter
-from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.methods.base import Response
 from aiogram.types import (
     BotCommand,
@@ -34,9 +34,10 @@ from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.errors import DomainError
-from domain.geo import LocatorCache
 from domain.people import LANGUAGES
+from domain.reference import Reference
 from handlers.common import refusal_text
+from storage.conversations import ConversationStore
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +93,20 @@ def build_dispatcher(
     tracker: UpdateTracker | None = None,
     on_queued: Callable[[], None] | None = None,
     timing: Timing | None = None,
+    conversations: ConversationStore | None = None,
     **workflow_data: Any,
 ) -> Dispatcher:
-    """The dispatcher with durable FSM storage, the middlewares and every router."""
+    """The dispatcher with durable FSM storage, the middlewares and every router.
+
+    Without `conversations` dialogs are kept in memory only: for tests that never restart.
+    """
     dp = Dispatcher(
-        storage=DatabaseStorage(sessionmaker, clock),
+        storage=DatabaseStorage(conversations, clock) if conversations else MemoryStorage(),
         # One update at a time per chat: an album's photos, a double-tapped button.
         events_isolation=SimpleEventIsolation(),
         settings=settings,
         sessionmaker=sessionmaker,
-        locators=LocatorCache(),
+        reference=Reference(),
         timing=timing or Timing.plain(settings.tz),
         **workflow_data,
     )

@@ -4,24 +4,23 @@ The bot is the only writer of conversations, so it keeps what it wrote in memory
 the database only for a conversation it has not seen since it started. Inside an update the
 write is deferred: a step's set_state and set_data become one row written when the update's
 transaction ends, which is before the bot's next call to Telegram, so the person never sees
-the next question before the step is stored.
+the next question before the step is stored. Rows go through the conversation store's own
+connection (storage.conversations), not the update's session.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, StorageKey
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.middlewares import current_session, defer_write, end_transaction
+from bot.middlewares import current_session, defer_write
 from domain.clock import Clock
-from storage import conversations
+from storage.conversations import ConversationStore
 
 Conversation = tuple[str | None, dict[str, Any]]
 
@@ -40,33 +39,18 @@ class DatabaseStorage(BaseStorage):
     """FSM state and data in the `conversation_state` table, written through a memory cache."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker, clock: Clock, *, cache_size: int = 100_000
+        self, store: ConversationStore, clock: Clock, *, cache_size: int = 100_000
     ) -> None:
-        self._sessionmaker = sessionmaker
+        self._store = store
         self._clock = clock
         self._keys = DefaultKeyBuilder(with_destiny=True, with_bot_id=True)
         self._cache: OrderedDict[str, Conversation] = OrderedDict()
         self._cache_size = cache_size
 
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
-        """The update's own session when there is one, so one update never waits on itself
-        for the SQLite write lock; each operation is committed at once either way."""
-        shared = current_session.get()
-        if shared is not None:
-            await end_transaction(shared)
-            yield shared
-            await shared.commit()
-            return
-        async with self._sessionmaker() as session:
-            yield session
-            await session.commit()
-
     async def _get(self, key: str) -> Conversation:
         found = self._cache.get(key)
         if found is None:
-            async with self._session() as session:
-                found = await conversations.load(session, key)
+            found = await self._store.load(key)
             self._remember(key, found)
         else:
             self._cache.move_to_end(key)
@@ -75,16 +59,15 @@ class DatabaseStorage(BaseStorage):
     async def _put(self, key: str, state: str | None, data: dict[str, Any]) -> None:
         shared = current_session.get()
         if shared is None:
-            async with self._session() as session:
-                await conversations.save(session, key, self._clock.now(), state, data)
+            await self._store.save(key, self._clock.now(), state, data)
             # Only once it is stored: a failed write leaves the cache as the database is.
             self._remember(key, (state, data))
             return
         self._remember(key, (state, data))
         now = self._clock.now()
 
-        async def write(session: AsyncSession) -> None:
-            await conversations.save(session, key, now, state, data)
+        async def write(_: AsyncSession) -> None:
+            await self._store.save(key, now, state, data)
 
         def undo() -> None:
             # Not stored: forget it, so the next update reads what the database holds.
@@ -119,4 +102,4 @@ class DatabaseStorage(BaseStorage):
         return _copy(data)
 
     async def close(self) -> None:
-        """The engine belongs to the application; nothing to close here."""
+        """The store belongs to the application, which closes it; nothing to do here."""

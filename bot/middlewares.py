@@ -49,20 +49,21 @@ def defer_write(
 
 
 async def end_transaction(session: AsyncSession) -> None:
-    """Close the open transaction: roll back changes nobody committed, write what was
-    deferred, commit."""
-    if session.in_transaction() and (session.new or session.dirty or session.deleted):
-        logger.error("uncommitted changes dropped before a call to Telegram")
-        await session.rollback()
+    """Close the open transaction (rolling back changes nobody committed), then write what was
+    deferred."""
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            logger.error("uncommitted changes dropped before a call to Telegram")
+            await session.rollback()
+        else:
+            await session.commit()
     writes = session.info.pop(DEFERRED_WRITES, None)
     if not writes:
-        if session.in_transaction():
-            await session.commit()
         return
+    # After the transaction: on SQLite it may hold the write lock the deferred writes need.
     try:
         for write, _ in writes.values():
             await write(session)
-        await session.commit()
     except BaseException:
         for _, undo in writes.values():
             undo()

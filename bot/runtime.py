@@ -27,6 +27,7 @@ from bot.settings import Settings
 from domain.clock import Clock, SystemClock
 from domain.deadlines import load_timing
 from scheduler import jobs
+from storage.conversations import open_store
 from storage.db import make_engine, make_sessionmaker, upgrade
 from storage.org_loader import apply_org, org_is_empty, sample_path
 from storage.orgfile import read_org_file
@@ -96,12 +97,14 @@ async def serve(
     throttle = build_throttle(settings)
     bot = build_bot(settings, throttle)
     engine = None
+    conversations = None
     try:
         # Ask Telegram first: a bad token should not leave a migrated, seeded database behind.
         me = await check_token(bot, settings.telegram_api_base)
         await asyncio.to_thread(upgrade, settings.database_url)
         engine = make_engine(settings.database_url)
         sessionmaker = make_sessionmaker(engine)
+        conversations = open_store(settings.database_url)
         if settings.load_sample_city:
             summary = await seed_sample_city(sessionmaker, clock)
             if summary:
@@ -127,6 +130,7 @@ async def serve(
             tracker=tracker,
             on_queued=sender.wake,
             timing=timing,
+            conversations=conversations,
         )
         await set_commands(bot)
         sender_stop = asyncio.Event()
@@ -163,6 +167,8 @@ async def serve(
         logger.info("Stopped cleanly")
     finally:
         await bot.session.close()
+        if conversations is not None:
+            await conversations.close()
         if engine is not None:
             await engine.dispose()
 

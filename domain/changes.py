@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.outbox import QUEUED
 from storage.bulk import insert_rows
+from storage.dialect import Driver
 from storage.enums import Lane, OutboxStatus, TicketStatus
 from storage.models import OutboxMessage, Ticket, TicketEvent
 
@@ -68,15 +69,21 @@ class Changes:
             }
         )
 
-    async def write(self, session: AsyncSession) -> None:
-        """Insert what was collected into the session's transaction; the caller commits."""
-        await session.flush()  # the tickets the events refer to exist first
-        await insert_rows(session, _events, self.events)
-        await insert_rows(session, _outbox, self.messages)
+    async def write(self, session: AsyncSession, db: Driver | None = None) -> None:
+        """Insert what was collected into the session's transaction; the caller commits.
+
+        `db`: the session's driver connection, when the caller has it already.
+        """
+        if not (self.events or self.messages):
+            return
+        if db is None:
+            db = await Driver.of(session)  # flushes: the tickets the events refer to go first
+        await insert_rows(db, _events, self.events)
+        await insert_rows(db, _outbox, self.messages)
         if self.messages:
             session.info[QUEUED] = True
         self.events, self.messages = [], []
 
-    async def commit(self, session: AsyncSession) -> None:
-        await self.write(session)
+    async def commit(self, session: AsyncSession, db: Driver | None = None) -> None:
+        await self.write(session, db)
         await session.commit()

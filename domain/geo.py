@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import shapely
-import sqlalchemy as sa
 from shapely.geometry import shape
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -83,41 +82,3 @@ async def load_locator(session: AsyncSession) -> GridLocator:
     locator = GridLocator(grids)
     logger.info("grid locator built over %d grids", len(locator))
     return locator
-
-
-class LocatorCache:
-    """The grid locator, rebuilt only when the grids in the database change."""
-
-    def __init__(self) -> None:
-        self._locator: GridLocator | None = None
-        self._version: tuple[Any, ...] | None = None
-
-    async def get(self, session: AsyncSession) -> GridLocator:
-        # One cheap aggregate per call: any grid added, removed or updated changes it.
-        version = tuple(
-            (
-                await session.exec(
-                    select(sa.func.count(), sa.func.max(OrgUnit.updated_at)).where(
-                        OrgUnit.kind == UnitKind.GRID
-                    )
-                )
-            ).one()
-        )
-        if self._locator is None or version != self._version:
-            self._locator = await load_locator(session)
-            self._version = version
-        return self._locator
-
-
-async def place_of(
-    session: AsyncSession, locators: LocatorCache, *, lat: float, lon: float
-) -> list[OrgUnit] | None:
-    """The units containing a point, city first and grid last; None outside the service area."""
-    hit = (await locators.get(session)).locate(lat, lon)
-    if hit is None:
-        return None
-    grid = await session.get(OrgUnit, hit.grid_id)
-    assert grid is not None
-    ids = [int(part) for part in grid.path.strip("/").split("/") if part]
-    units = {u.id: u for u in (await session.exec(select(OrgUnit).where(OrgUnit.id.in_(ids))))}
-    return [units[i] for i in ids if i in units]

@@ -15,9 +15,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.errors import DomainError
-from domain.geo import LocatorCache, place_of
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
+from domain.reference import Reference
 from storage.enums import Role
 from storage.models import Person
 
@@ -126,16 +126,14 @@ async def lang_chosen(
 async def location_shared(
     message: Message,
     session: AsyncSession,
-    locators: LocatorCache,
+    reference: Reference,
     person: Person,
     t: Translate,
 ) -> None:
     """A location outside any dialog: say which grid it belongs to, or that it is outside."""
     assert message.location is not None
-    place = await place_of(
-        session, locators, lat=message.location.latitude, lon=message.location.longitude
-    )
-    await session.commit()
+    org = await reference.get(session)
+    place = org.place_of(message.location.latitude, message.location.longitude)
     if place is None:
         await message.answer(t("place.outside"))
         return

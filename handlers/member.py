@@ -37,7 +37,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.attendance import service_between
 from domain.calls import calls_ahead
 from domain.clock import Clock
-from domain.geo import LocatorCache, place_of
 from domain.members import (
     BRANCH_LIMIT,
     NAME_LIMIT,
@@ -50,6 +49,7 @@ from domain.members import (
 )
 from domain.places import get_community, search_communities
 from domain.posts import posts_held
+from domain.reference import Reference
 from handlers.callbacks import DutyPlace, DutyPlaceOp, DutyService, MemberDecision
 from handlers.cards import local_time
 from handlers.common import amount, hours, scope_name
@@ -217,16 +217,14 @@ async def _ask_location(message: Message, state: FSMContext, t: Translate) -> No
 async def location_given(
     message: Message,
     session: AsyncSession,
-    locators: LocatorCache,
+    reference: Reference,
     person: Person,
     state: FSMContext,
     t: Translate,
 ) -> None:
     assert message.location is not None
-    place = await place_of(
-        session, locators, lat=message.location.latitude, lon=message.location.longitude
-    )
-    await session.commit()
+    org = await reference.get(session)
+    place = org.place_of(message.location.latitude, message.location.longitude)
     community = next((u for u in place or [] if u.kind == UnitKind.COMMUNITY), None)
     if community is None:
         await state.set_state(Register.location)

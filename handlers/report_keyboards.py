@@ -14,9 +14,10 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from domain.tickets import Nearby
 from handlers.callbacks import MeToo, Page, Rating
 from handlers.common import scope_name
-from storage.models import Category, OrgUnit, Ticket
+from storage.models import Category, OrgUnit
 
 Translate = Callable[..., str]
 
@@ -177,7 +178,7 @@ def grids(
     return builder.as_markup()
 
 
-def duplicates(items: Sequence[Ticket], t: Translate) -> InlineKeyboardMarkup:
+def duplicates(items: Sequence[Nearby], t: Translate) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for ticket in items:
         builder.button(

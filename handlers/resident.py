@@ -23,16 +23,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.deadlines import Timing
-from domain.errors import NotFound
-from domain.geo import LocatorCache, place_of
 from domain.people import LANGUAGES
-from domain.places import get_community, grid_place, grids_of, search_communities
+from domain.places import get_community, grids_of, search_communities
+from domain.reference import OrgSnapshot, Reference
 from domain.tickets import (
     DESCRIPTION_LIMIT,
     PHOTO_LIMIT,
     Action,
     TicketContext,
-    active_categories,
     check_move,
     confirm_ticket,
     context_of,
@@ -124,10 +122,9 @@ class Label(Filter):
 
 
 async def _ask_category(
-    out: Any, session: AsyncSession, language: str, t: Translate, state: FSMContext
+    out: Any, org: OrgSnapshot, language: str, t: Translate, state: FSMContext
 ) -> None:
-    items = await active_categories(session)
-    await session.commit()
+    items = org.active_categories
     if not items:
         await state.clear()
         await out.answer(t("report.no_categories"))
@@ -190,6 +187,7 @@ async def _grids_view(
 async def _show_grids(
     out: Any,
     session: AsyncSession,
+    org: OrgSnapshot,
     settings: Any,
     language: str,
     t: Translate,
@@ -199,7 +197,7 @@ async def _show_grids(
     """The community's grids to pick from; a community of one grid picks it straight away."""
     text, markup, items = await _grids_view(session, language, t, community_id, 0)
     if len(items) == 1:
-        await _place_chosen(out, session, settings, language, t, state, items[0].id)
+        await _place_chosen(out, session, org, settings, language, t, state, items[0].id)
         return
     await state.update_data(community_id=community_id)
     await state.set_state(Report.grid)
@@ -209,6 +207,7 @@ async def _show_grids(
 async def _place_chosen(
     out: Any,
     session: AsyncSession,
+    org: OrgSnapshot,
     settings: Any,
     language: str,
     t: Translate,
@@ -216,27 +215,21 @@ async def _place_chosen(
     grid_id: int,
 ) -> None:
     """A grid picked by hand: no coordinates (so no duplicate search), then the summary."""
-    await grid_place(session, grid_id)  # NotFound for anything but a grid
-    # Every read ends its transaction before the FSM storage (its own session) is touched:
-    # on SQLite a transaction holds the write lock.
-    await session.commit()
+    org.grid_place(grid_id)  # NotFound for anything but a grid
     await state.update_data(grid_id=grid_id, lat=None, lon=None)
-    await _to_summary(out, session, settings, language, t, state)
+    await _to_summary(out, session, org, settings, language, t, state)
 
 
-async def _category_name(session: AsyncSession, language: str, category_id: int | None) -> str:
-    for category in await active_categories(session):
-        if category.id == category_id:
-            return scope_name(language, category.name_zh, category.name_en)
-    return "?"
+def _category_name(org: OrgSnapshot, language: str, category_id: int | None) -> str:
+    category = org.categories.get(category_id) if category_id is not None else None
+    if category is None or not category.active:
+        return "?"
+    return scope_name(language, category.name_zh, category.name_en)
 
 
-async def _summary_text(
-    session: AsyncSession, language: str, t: Translate, data: dict[str, Any]
-) -> str:
-    place = await grid_place(session, data["grid_id"])
-    category = await _category_name(session, language, data.get("category_id"))
-    await session.commit()
+def _summary_text(org: OrgSnapshot, language: str, t: Translate, data: dict[str, Any]) -> str:
+    place = org.grid_place(data["grid_id"])
+    category = _category_name(org, language, data.get("category_id"))
     where = t(
         "report.place",
         grid=scope_name(language, place.grid.name_zh, place.grid.name_en),
@@ -258,6 +251,7 @@ async def _summary_text(
 async def _to_summary(
     out: Any,
     session: AsyncSession,
+    org: OrgSnapshot,
     settings: Any,
     language: str,
     t: Translate,
@@ -298,7 +292,7 @@ async def _to_summary(
     await state.set_data(data)
     await state.set_state(Report.summary)
     await out.answer(
-        await _summary_text(session, language, t, data),
+        _summary_text(org, language, t, data),
         reply_markup=kb.summary(bool(data.get("anonymous")), t),
     )
 
@@ -306,6 +300,7 @@ async def _to_summary(
 async def _next_or_summary(
     out: Any,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
@@ -315,7 +310,8 @@ async def _next_or_summary(
 ) -> None:
     """Back to the summary when editing one part, else on to the next step."""
     if data.get("editing"):
-        await _to_summary(out, session, settings, language, t, state)
+        org = await reference.get(session)
+        await _to_summary(out, session, org, settings, language, t, state)
     else:
         await ask_next()
 
@@ -326,6 +322,7 @@ async def _next_or_summary(
 async def report_command(
     message: Message,
     session: AsyncSession,
+    reference: Reference,
     person: Person,
     language: str,
     t: Translate,
@@ -338,29 +335,27 @@ async def report_command(
         await message.answer(t("report.restarted"), reply_markup=ReplyKeyboardRemove())
     # The reporter's id rides along so that their own tickets are not offered as duplicates.
     await state.set_data({"photos": [], "anonymous": False, "person_id": person.id})
-    await _ask_category(message, session, language, t, state)
+    await _ask_category(message, await reference.get(session), language, t, state)
 
 
 async def category_chosen(
     query: CallbackQuery,
     callback_data: ReportButton,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
     state: FSMContext,
 ) -> None:
-    categories = {c.id: c for c in await active_categories(session)}
-    category = categories.get(callback_data.value)
-    if category is None:
-        raise NotFound("category.unknown")
-    await session.commit()
+    category = (await reference.get(session)).category(callback_data.value)
     data = await state.update_data(category_id=category.id)
     await query.answer()
     name = scope_name(language, category.name_zh, category.name_en)
     await _next_or_summary(
         query.message,
         session,
+        reference,
         settings,
         language,
         t,
@@ -373,6 +368,7 @@ async def category_chosen(
 async def description_given(
     message: Message,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
@@ -390,7 +386,15 @@ async def description_given(
         return
     data = await state.update_data(description=text)
     await _next_or_summary(
-        message, session, settings, language, t, state, data, lambda: _ask_photos(message, t, state)
+        message,
+        session,
+        reference,
+        settings,
+        language,
+        t,
+        state,
+        data,
+        lambda: _ask_photos(message, t, state),
     )
 
 
@@ -420,6 +424,7 @@ async def photo_given(message: Message, t: Translate, state: FSMContext) -> None
 async def photos_done(
     query: CallbackQuery,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
@@ -430,6 +435,7 @@ async def photos_done(
     await _next_or_summary(
         query.message,
         session,
+        reference,
         settings,
         language,
         t,
@@ -442,7 +448,7 @@ async def photos_done(
 async def location_given(
     message: Message,
     session: AsyncSession,
-    locators: LocatorCache,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
@@ -451,8 +457,8 @@ async def location_given(
     """A shared location: its grid, or "outside the service area" and the choice by hand."""
     assert message.location is not None
     lat, lon = message.location.latitude, message.location.longitude
-    place = await place_of(session, locators, lat=lat, lon=lon)
-    await session.commit()
+    org = await reference.get(session)
+    place = org.place_of(lat, lon)
     grid = next((u for u in place or () if u.kind == UnitKind.GRID), None)
     community = next((u for u in place or () if u.kind == UnitKind.COMMUNITY), None)
     if grid is None or community is None:
@@ -467,7 +473,7 @@ async def location_given(
         ),
         reply_markup=ReplyKeyboardRemove(),
     )
-    await _to_summary(message, session, settings, language, t, state)
+    await _to_summary(message, session, org, settings, language, t, state)
 
 
 async def by_hand(message: Message, t: Translate, state: FSMContext) -> None:
@@ -479,6 +485,7 @@ async def by_hand(message: Message, t: Translate, state: FSMContext) -> None:
 async def community_typed(
     message: Message,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
@@ -493,7 +500,9 @@ async def community_typed(
     await state.set_state(Report.community)
     text, markup, choices = await _communities_view(session, language, t, query, 0)
     if len(choices) == 1 and len(query) > 0:
-        await _show_grids(message, session, settings, language, t, state, choices[0].community.id)
+        org = await reference.get(session)
+        community_id = choices[0].community.id
+        await _show_grids(message, session, org, settings, language, t, state, community_id)
         return
     await message.answer(text, reply_markup=markup)
 
@@ -522,13 +531,17 @@ async def community_chosen(
     query: CallbackQuery,
     callback_data: ReportButton,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
     state: FSMContext,
 ) -> None:
+    org = await reference.get(session)
     await query.answer()
-    await _show_grids(query.message, session, settings, language, t, state, callback_data.value)
+    await _show_grids(
+        query.message, session, org, settings, language, t, state, callback_data.value
+    )
 
 
 async def grid_page(
@@ -551,13 +564,17 @@ async def grid_chosen(
     query: CallbackQuery,
     callback_data: ReportButton,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
     state: FSMContext,
 ) -> None:
+    org = await reference.get(session)
     await query.answer()
-    await _place_chosen(query.message, session, settings, language, t, state, callback_data.value)
+    await _place_chosen(
+        query.message, session, org, settings, language, t, state, callback_data.value
+    )
 
 
 async def search_again(query: CallbackQuery, t: Translate, state: FSMContext) -> None:
@@ -586,22 +603,30 @@ async def me_too(
 async def not_a_duplicate(
     query: CallbackQuery,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
     state: FSMContext,
 ) -> None:
+    org = await reference.get(session)
     await query.answer()
-    await _to_summary(query.message, session, settings, language, t, state)
+    await _to_summary(query.message, session, org, settings, language, t, state)
 
 
 async def anonymous_toggled(
-    query: CallbackQuery, session: AsyncSession, language: str, t: Translate, state: FSMContext
+    query: CallbackQuery,
+    session: AsyncSession,
+    reference: Reference,
+    language: str,
+    t: Translate,
+    state: FSMContext,
 ) -> None:
+    org = await reference.get(session)
     data = await state.get_data()
     data["anonymous"] = not data.get("anonymous")
     await state.set_data(data)
-    text = await _summary_text(session, language, t, data)
+    text = _summary_text(org, language, t, data)
     markup = kb.summary(data["anonymous"], t)
     await query.answer(
         t("report.anonymous_set_on" if data["anonymous"] else "report.anonymous_set_off")
@@ -612,6 +637,7 @@ async def anonymous_toggled(
 async def confirmed(
     query: CallbackQuery,
     session: AsyncSession,
+    reference: Reference,
     clock: Clock,
     timing: Timing,
     person: Person,
@@ -628,6 +654,7 @@ async def confirmed(
     data = await state.get_data()
     ctx = await file_ticket(
         session=session,
+        org=await reference.get(session),
         clock=clock,
         timing=timing,
         reporter=person,
@@ -668,6 +695,7 @@ async def edit_part(
     query: CallbackQuery,
     callback_data: ReportButton,
     session: AsyncSession,
+    reference: Reference,
     language: str,
     t: Translate,
     state: FSMContext,
@@ -684,10 +712,9 @@ async def edit_part(
     await query.answer()
     out = query.message
     if part == "category":
-        await _ask_category(out, session, language, t, state)
+        await _ask_category(out, await reference.get(session), language, t, state)
     elif part == "description":
-        name = await _category_name(session, language, data.get("category_id"))
-        await session.commit()
+        name = _category_name(await reference.get(session), language, data.get("category_id"))
         await _ask_description(out, t, state, name)
     elif part == "photos":
         await _ask_photos(out, t, state)
@@ -698,13 +725,15 @@ async def edit_part(
 async def back_to_summary(
     query: CallbackQuery,
     session: AsyncSession,
+    reference: Reference,
     settings: Any,
     language: str,
     t: Translate,
     state: FSMContext,
 ) -> None:
+    org = await reference.get(session)
     await query.answer()
-    await _to_summary(query.message, session, settings, language, t, state)
+    await _to_summary(query.message, session, org, settings, language, t, state)
 
 
 # -- cancelling, and everything a step does not expect ----------------------------------------

@@ -3,7 +3,7 @@
 For the writes that come by the thousand (the sweep's escalations: their ticket rows, events
 and outbox messages). Values are converted here as the column types would convert them (UTC
 timestamps, JSON, enums), once per distinct timestamp, and the rows go to the driver in the
-caller's transaction: executemany on SQLite, COPY on PostgreSQL.
+caller's transaction: executemany on SQLite, COPY on PostgreSQL (a plain INSERT for a few).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import json_dumps
+from storage.dialect import Driver
 
 # How SQLAlchemy's SQLite DATETIME stores a value: text that sorts like the time.
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
@@ -74,34 +75,45 @@ def _tuples(
     return out
 
 
-async def _copy(connection: Any, table: str, names: str, values: list[tuple]) -> None:
-    """COPY the rows in; psycopg formats each row in C."""
-    raw = await connection.get_raw_connection()
-    statement = f'COPY "{table}" ({names}) FROM STDIN'
-    async with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in values:
-            await copy.write_row(row)
+# Above this many rows PostgreSQL takes them by COPY; below it a plain INSERT is cheaper.
+COPY_FROM = 50
 
 
 async def insert_rows(
-    session: AsyncSession, table: sa.Table, rows: Sequence[dict[str, Any]], *, chunk: int = 5000
+    session: AsyncSession | Driver,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    chunk: int = 5000,
 ) -> None:
     """INSERT every row (all with the same keys) in the session's transaction."""
     if not rows:
         return
-    await session.flush()  # what the session holds goes first, as an ORM write would
-    connection = await session.connection()
-    dialect = connection.dialect.name
+    # What the session holds goes first, as an ORM write would (Driver.of flushes).
+    db = session if isinstance(session, Driver) else await Driver.of(session)
     columns = [table.c[name] for name in rows[0]]
-    values = _tuples(columns, rows, dialect)
+    values = _tuples(columns, rows, db.dialect)
     names = ", ".join(c.name for c in columns)
-    if dialect == "postgresql":
+    if db.dialect == "postgresql" and len(values) >= COPY_FROM:
         # COPY: PostgreSQL's own bulk path, several times faster than INSERT executemany.
-        await _copy(connection, table.name, names, values)
+        await db.copy(table.name, names, values)
         return
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
     for start in range(0, len(values), chunk):
-        await connection.exec_driver_sql(sql, values[start : start + chunk])
+        await db.many(sql, values[start : start + chunk])
+
+
+async def insert_returning(db: Driver, table: sa.Table, row: dict[str, Any]) -> int:
+    """INSERT one row in the transaction; its new id."""
+    columns = [table.c[name] for name in row]
+    (values,) = _tuples(columns, [row], db.dialect)
+    names = ", ".join(c.name for c in columns)
+    sql = (
+        f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))}) '
+        "RETURNING id"
+    )
+    ((new_id,),) = await db.rows(sql, values)
+    return int(new_id)
 
 
 async def update_rows(
@@ -115,9 +127,8 @@ async def update_rows(
     """UPDATE each row by `key` (every row with the same keys) in the session's transaction."""
     if not rows:
         return
-    await session.flush()
-    connection = await session.connection()
-    dialect = connection.dialect.name
+    db = await Driver.of(session)
+    dialect = db.dialect
     # The key last, where the WHERE clause wants it.
     columns = [table.c[name] for name in rows[0] if name != key] + [table.c[key]]
     values = _tuples(columns, rows, dialect)
@@ -126,18 +137,18 @@ async def update_rows(
         # COPY the new values into a scratch table, then one UPDATE ... FROM it.
         scratch = f"_bulk_{table.name}_{next(_scratch)}"
         names = ", ".join(c.name for c in columns)
-        await connection.exec_driver_sql(
+        await db.rows(
             f'CREATE TEMP TABLE "{scratch}" ON COMMIT DROP AS '
             f'SELECT {names} FROM "{table.name}" WITH NO DATA'
         )
-        await _copy(connection, scratch, names, values)
+        await db.copy(scratch, names, values)
         sets = ", ".join(f"{name} = s.{name}" for name in changed)
-        await connection.exec_driver_sql(
+        await db.rows(
             f'UPDATE "{table.name}" AS t SET {sets} FROM "{scratch}" AS s WHERE t.{key} = s.{key}'
         )
-        await connection.exec_driver_sql(f'DROP TABLE "{scratch}"')
+        await db.rows(f'DROP TABLE "{scratch}"')
         return
     sets = ", ".join(f"{name} = ?" for name in changed)
     sql = f'UPDATE "{table.name}" SET {sets} WHERE {key} = ?'
     for start in range(0, len(values), chunk):
-        await connection.exec_driver_sql(sql, values[start : start + chunk])
+        await db.many(sql, values[start : start + chunk])

@@ -1,47 +1,193 @@
-"""Durable conversation (FSM) state: one row per chat/user key."""
+"""Durable conversation (FSM) state: one row per chat/user key, through a connection of its own.
+
+Every step of every dialog writes its row, so this write is the one statement nearly every
+update makes. Through the ORM it cost a session, a pooled connection, a transaction and
+SQLAlchemy's statement machinery: far more than the statement. Here it goes straight to the
+driver on a connection kept for it: one statement in autocommit mode (an upsert or a delete is
+atomic by itself), so a step costs one round trip to PostgreSQL and a few microseconds on
+SQLite. Rows are written exactly as the `conversation_state` table's column types write them,
+so the ORM reads them back unchanged.
+
+SQLite: the connection is used on the event loop's thread; while another connection holds
+the write lock, the statement is retried after an asynchronous sleep (never SQLite's own
+busy handler, which would freeze the loop), until the timeout. PostgreSQL: a psycopg
+connection in autocommit mode; a broken connection is opened again and the statement
+repeated once (both statements are idempotent).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel.ext.asyncio.session import AsyncSession
+import orjson
+from sqlalchemy.engine import make_url
 
-from storage.models import ConversationState
+from storage.db import SQLITE_BUSY_TIMEOUT_S, json_dumps
+from storage.sqlite_driver import FIRST_BACKOFF, MAX_BACKOFF, is_busy
 
-_table = ConversationState.__table__
+Conversation = tuple[str | None, dict[str, Any]]
 
-
-async def load(session: AsyncSession, key: str) -> tuple[str | None, dict[str, Any]]:
-    """The stored state and data for a key; (None, {}) when nothing is stored."""
-    row = (
-        await session.exec(sa.select(_table.c.state, _table.c.data).where(_table.c.key == key))
-    ).first()
-    if row is None:
-        return None, {}
-    return row.state, dict(row.data or {})
-
-
-# Written once per dialog step, so built once: the same text on SQLite and PostgreSQL, and
-# half the cost of building the upsert each time.
-_UPSERT = sa.text(
-    'INSERT INTO conversation_state ("key", state, data, updated_at) '
-    "VALUES (:key, :state, :data, :updated_at) "
+_UPSERT = (
+    'INSERT INTO conversation_state ("key", state, data, updated_at) VALUES ({p}, {p}, {p}, {p}) '
     'ON CONFLICT ("key") DO UPDATE SET state = excluded.state, data = excluded.data, '
     "updated_at = excluded.updated_at"
-).bindparams(
-    sa.bindparam("data", type_=_table.c.data.type),
-    sa.bindparam("updated_at", type_=_table.c.updated_at.type),
 )
+_DELETE = 'DELETE FROM conversation_state WHERE "key" = {p}'
+_SELECT = 'SELECT state, data FROM conversation_state WHERE "key" = {p}'
+# How SQLAlchemy's SQLite DATETIME stores a value (storage.types.UTCDateTime): naive UTC text.
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-async def save(
-    session: AsyncSession, key: str, now: datetime, state: str | None, data: dict[str, Any]
-) -> None:
-    """Store the whole conversation; an empty one (no state, no data) is deleted instead."""
-    if state is None and not data:
-        await session.exec(sa.delete(_table).where(_table.c.key == key))
-        return
-    params = {"key": key, "state": state, "data": data, "updated_at": now}
-    await session.exec(_UPSERT, params=params)
+class ConversationStore(ABC):
+    """Loads and saves conversations; `open_store` picks the database's kind."""
+
+    async def save(self, key: str, now: datetime, state: str | None, data: dict[str, Any]) -> None:
+        """Store the whole conversation; an empty one (no state, no data) is deleted instead."""
+        if now.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        if state is None and not data:
+            await self._delete(key)
+        else:
+            await self._upsert(key, now.astimezone(UTC), state, data)
+
+    @abstractmethod
+    async def load(self, key: str) -> Conversation:
+        """The stored state and data for a key; (None, {}) when nothing is stored."""
+
+    @abstractmethod
+    async def _upsert(
+        self, key: str, now: datetime, state: str | None, data: dict[str, Any]
+    ) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class SQLiteConversations(ConversationStore):
+    def __init__(self, path: str, *, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        # Autocommit (isolation_level None): each statement is its own transaction.
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._timeout = timeout
+        self._upsert_sql = _UPSERT.format(p="?")
+        self._delete_sql = _DELETE.format(p="?")
+        self._select_sql = _SELECT.format(p="?")
+
+    async def _run(self, sql: str, params: tuple) -> list[tuple]:
+        """Run one statement; while another connection holds the lock, wait without blocking."""
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            if not is_busy(error):
+                raise
+        deadline = time.monotonic() + self._timeout
+        backoff = FIRST_BACKOFF
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise sqlite3.OperationalError("database is locked")
+            await asyncio.sleep(min(backoff, remaining))
+            backoff = min(backoff * 2, MAX_BACKOFF)
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as error:
+                if not is_busy(error):
+                    raise
+
+    async def load(self, key: str) -> Conversation:
+        rows = await self._run(self._select_sql, (key,))
+        if not rows:
+            return None, {}
+        state, data = rows[0]
+        return state, dict(orjson.loads(data)) if data else {}
+
+    async def _upsert(
+        self, key: str, now: datetime, state: str | None, data: dict[str, Any]
+    ) -> None:
+        stamp = now.replace(tzinfo=None).strftime(_SQLITE_TIME)
+        await self._run(self._upsert_sql, (key, state, json_dumps(data), stamp))
+
+    async def _delete(self, key: str) -> None:
+        await self._run(self._delete_sql, (key,))
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresConversations(ConversationStore):
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+        self._upsert_sql = _UPSERT.format(p="%s")
+        self._delete_sql = _DELETE.format(p="%s")
+        self._select_sql = _SELECT.format(p="%s")
+
+    async def _connection(self) -> Any:
+        import psycopg  # only PostgreSQL deployments have it
+
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        return self._conn
+
+    async def _run(self, sql: str, params: tuple) -> list[tuple]:
+        import psycopg
+
+        async with self._lock:
+            for attempt in range(2):
+                conn = await self._connection()
+                try:
+                    cursor = await conn.execute(sql, params)
+                    return await cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError:
+                    # The server went away (a restart, a dropped connection): open a new
+                    # connection and say it again; both statements may safely run twice.
+                    if attempt or not conn.broken:
+                        raise
+                    await conn.close()
+        raise AssertionError("unreachable")
+
+    async def load(self, key: str) -> Conversation:
+        rows = await self._run(self._select_sql, (key,))
+        if not rows:
+            return None, {}
+        state, data = rows[0]
+        return state, dict(data or {})
+
+    async def _upsert(
+        self, key: str, now: datetime, state: str | None, data: dict[str, Any]
+    ) -> None:
+        from psycopg.types.json import Jsonb
+
+        await self._run(self._upsert_sql, (key, state, Jsonb(data, dumps=json_dumps), now))
+
+    async def _delete(self, key: str) -> None:
+        await self._run(self._delete_sql, (key,))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+def open_store(url: str) -> ConversationStore:
+    """The store for a database URL (sqlite:///path or postgresql://...)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError("conversations need a database file, not an in-memory SQLite")
+        return SQLiteConversations(parsed.database)
+    if backend in ("postgresql", "postgres"):
+        return PostgresConversations(
+            parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")

@@ -1,28 +1,85 @@
-"""The few statements that differ between SQLite and PostgreSQL."""
+"""The session's own database connection, spoken to directly: for the few statements every
+report runs, where building, compiling and executing them through SQLAlchemy costs many
+times what the database does. The same statement text serves SQLite and PostgreSQL but for
+the placeholders (written `?`, sent to psycopg as `%s`); the statements run in the session's
+transaction, so they commit or roll back with everything else it did.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import TicketCounter
+
+@cache
+def driver_sql(sql: str, dialect: str) -> str:
+    """A statement written with `?` placeholders, in the driver's own style."""
+    return sql.replace("?", "%s") if dialect == "postgresql" else sql
 
 
-def insert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (both engines support it)."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+class Driver:
+    """The DB-API connection under a session's transaction: sqlite3 (called on the loop's
+    thread, as the engine's own driver does) or psycopg's async connection."""
+
+    __slots__ = ("dialect", "_conn")
+
+    def __init__(self, dialect: str, conn: Any) -> None:
+        self.dialect = dialect
+        self._conn = conn
+
+    @classmethod
+    async def of(cls, session: AsyncSession) -> Driver:
+        """The session's connection, its transaction begun (what the ORM has pending first)."""
+        await session.flush()
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        return cls(connection.dialect.name, raw.driver_connection)
+
+    async def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        """Run one statement; its rows (none for a statement that returns none)."""
+        if self.dialect == "postgresql":
+            cursor = await self._conn.execute(driver_sql(sql, "postgresql"), params)
+            return await cursor.fetchall() if cursor.description else []
+        cursor = self._conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+    async def many(self, sql: str, seq: list[tuple]) -> None:
+        """Run one statement for each parameter tuple."""
+        if self.dialect == "postgresql":
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(driver_sql(sql, "postgresql"), seq)
+            return
+        self._conn.executemany(sql, seq)
+
+    async def copy(self, table: str, names: str, values: list[tuple]) -> None:
+        """PostgreSQL's COPY: its own bulk path, each row formatted in C by psycopg."""
+        statement = f'COPY "{table}" ({names}) FROM STDIN'
+        async with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in values:
+                await copy.write_row(row)
 
 
-async def next_in_sequence(session: AsyncSession, prefix: str) -> int:
+def utc_time(value: Any) -> datetime | None:
+    """A timestamp as the driver hands it back (SQLite: naive UTC text), aware and in UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+_NEXT = (
+    "INSERT INTO ticket_counter (prefix, last) VALUES (?, 1) "
+    "ON CONFLICT (prefix) DO UPDATE SET last = ticket_counter.last + 1 RETURNING last"
+)
+
+
+async def next_in_sequence(db: Driver, prefix: str) -> int:
     """1, 2, 3... per prefix, atomically, in the caller's transaction."""
-    table = TicketCounter.__table__
-    statement = (
-        insert_for(session)(table)
-        .values(prefix=prefix, last=1)
-        .on_conflict_do_update(index_elements=[table.c.prefix], set_={"last": table.c.last + 1})
-        .returning(table.c.last)
-    )
-    return (await session.exec(statement)).scalar_one()
+    (row,) = await db.rows(_NEXT, (prefix,))
+    return int(row[0])

@@ -48,6 +48,9 @@ _MAX_DEPTH = 32
 # The org_setting keys domain.deadlines reads (CALENDAR_KEY, LADDER_KEY).
 CALENDAR_KEY = "calendar"
 LADDER_KEY = "ladder"
+# Bumped by every load that changed something, so running bots know to read the
+# organisation again (domain.reference); value {"n": <revision>}.
+REVISION_KEY = "revision"
 
 
 class Clock(Protocol):
@@ -184,12 +187,30 @@ async def apply_org(*, session: AsyncSession, org: Organisation, clock: Clock) -
         await _apply_deadlines(session, org, category_ids, report)
         await _apply_posts(session, org, unit_ids, now, report)
         await _apply_settings(session, org, now, report)
+        if report.changed:
+            await _bump_revision(session, now)
         await session.commit()
     except BaseException:
         await session.rollback()
         raise
     logger.info("%s", report.summary())
     return report
+
+
+async def _bump_revision(session: AsyncSession, now: datetime) -> None:
+    found = (
+        await session.exec(select(OrgSetting.value).where(OrgSetting.key == REVISION_KEY))
+    ).first()
+    if found is None:
+        await session.exec(
+            sa.insert(OrgSetting).values(key=REVISION_KEY, value={"n": 1}, updated_at=now)
+        )
+        return
+    await session.exec(
+        sa.update(OrgSetting)
+        .where(OrgSetting.key == REVISION_KEY)
+        .values(value={"n": int(found.get("n", 0)) + 1}, updated_at=now)
+    )
 
 
 async def _insert_returning_ids(

@@ -18,6 +18,7 @@ from sqlmodel import select
 
 from domain.clock import FrozenClock
 from domain.deadlines import Timing
+from domain.reference import load_snapshot
 from domain.tickets import file_ticket
 from handlers.call_create import parse_local_time
 from handlers.callbacks import (
@@ -492,6 +493,7 @@ async def test_turn_a_ticket_into_a_call(db_url: str) -> None:
             ).one()
             ctx = await file_ticket(
                 session=session,
+                org=await load_snapshot(session),
                 clock=world.clock,
                 timing=Timing.plain(ZoneInfo("Asia/Shanghai")),
                 reporter=world.people[RESIDENT],

@@ -23,6 +23,7 @@ from domain.deadlines import Timing
 from domain.errors import DomainError, NotAllowed
 from domain.members import decide_member, register_member
 from domain.posts import claim_post, leave_post
+from domain.reference import load_snapshot
 from domain.tickets import file_ticket
 from storage.enums import CallStatus, MemberStatus, Role, UnitKind, Urgency
 from storage.models import (
@@ -358,6 +359,7 @@ async def test_a_grid_leader_calls_their_own_grid_and_may_start_from_a_ticket(
         ticket = (
             await file_ticket(
                 session=session,
+                org=await load_snapshot(session),
                 clock=clock,
                 timing=Timing.plain(ZoneInfo("Asia/Shanghai")),
                 reporter=people[0],

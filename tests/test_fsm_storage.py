@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+
 import pytest
+import sqlalchemy as sa
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
-from sqlalchemy import event as sa_event
-from sqlalchemy.exc import StatementError
+from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from bot.fsm import DatabaseStorage
 from bot.middlewares import current_session, end_transaction
-from storage.db import make_engine, make_sessionmaker
+from storage.conversations import SQLiteConversations, open_store
 from storage.models import ConversationState
 
 
@@ -22,42 +26,94 @@ class Report(StatesGroup):
 KEY = StorageKey(bot_id=42, chat_id=1001, user_id=1001)
 
 
-async def test_state_and_data_survive_a_new_storage(db_url, clock) -> None:
-    engine = make_engine(db_url)
-    storage = DatabaseStorage(make_sessionmaker(engine), clock)
+@pytest.fixture
+async def store(db_url):
+    opened = open_store(db_url)
+    yield opened
+    await opened.close()
+
+
+class Counting:
+    """A store that counts the writes it is asked for."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.saves = 0
+
+    async def load(self, key):
+        return await self.store.load(key)
+
+    async def save(self, *args):
+        self.saves += 1
+        await self.store.save(*args)
+
+
+async def _rows(sessionmaker) -> list[tuple[str | None, dict]]:
+    async with sessionmaker() as session:
+        found = (await session.exec(select(ConversationState))).all()
+        return [(row.state, row.data) for row in found]
+
+
+async def test_state_and_data_survive_a_new_storage(db_url, store, clock) -> None:
+    storage = DatabaseStorage(store, clock)
     await storage.set_state(KEY, Report.description)
     await storage.set_data(KEY, {"category": "garbage", "photos": ["a", "b"]})
     await storage.update_data(KEY, {"text": "垃圾没人清"})
-    await engine.dispose()
 
-    # A different engine and storage: what a restarted process would build.
-    engine = make_engine(db_url)
-    restarted = DatabaseStorage(make_sessionmaker(engine), clock)
-    assert await restarted.get_state(KEY) == "Report:description"
-    assert await restarted.get_data(KEY) == {
-        "category": "garbage",
-        "photos": ["a", "b"],
-        "text": "垃圾没人清",
-    }
-    other = StorageKey(bot_id=42, chat_id=1002, user_id=1002)
-    assert await restarted.get_state(other) is None
-    assert await restarted.get_data(other) == {}
-    await engine.dispose()
+    # A different store and storage: what a restarted process would build.
+    again = open_store(db_url)
+    try:
+        restarted = DatabaseStorage(again, clock)
+        assert await restarted.get_state(KEY) == "Report:description"
+        assert await restarted.get_data(KEY) == {
+            "category": "garbage",
+            "photos": ["a", "b"],
+            "text": "垃圾没人清",
+        }
+        other = StorageKey(bot_id=42, chat_id=1002, user_id=1002)
+        assert await restarted.get_state(other) is None
+        assert await restarted.get_data(other) == {}
+    finally:
+        await again.close()
 
 
-async def test_clearing_a_conversation_deletes_its_row(db_url, sessionmaker, clock) -> None:
-    storage = DatabaseStorage(sessionmaker, clock)
+async def test_rows_are_written_as_the_orm_reads_them(store, sessionmaker, clock) -> None:
+    when = datetime(2026, 11, 25, 10, 30, 15, 123456, tzinfo=UTC)
+    await store.save("k1", when, "Report:photos", {"photos": ["x"], "n": 3, "none": None})
+    await store.save("k2", when, None, {"only": "data"})
+    async with sessionmaker() as session:
+        rows = {r.key: r for r in (await session.exec(select(ConversationState))).all()}
+    assert rows["k1"].state == "Report:photos"
+    assert rows["k1"].data == {"photos": ["x"], "n": 3, "none": None}
+    assert rows["k1"].updated_at == when
+    assert rows["k2"].state is None and rows["k2"].data == {"only": "data"}
+    # An upsert replaces the row; an empty conversation deletes it.
+    await store.save("k1", when, "Report:location", {"photos": []})
+    assert await store.load("k1") == ("Report:location", {"photos": []})
+    await store.save("k2", when, None, {})
+    assert await store.load("k2") == (None, {})
+    assert await _keys(sessionmaker) == ["k1"]
+    with pytest.raises(ValueError):
+        await store.save("k3", datetime(2026, 1, 1), "S", {"a": 1})  # noqa: DTZ001
+
+
+async def _keys(sessionmaker) -> list[tuple[str]]:
+    async with sessionmaker() as session:
+        return list((await session.exec(select(ConversationState.key))).all())
+
+
+async def test_clearing_a_conversation_deletes_its_row(store, sessionmaker, clock) -> None:
+    storage = DatabaseStorage(store, clock)
     await storage.set_state(KEY, Report.description)
     await storage.set_data(KEY, {"x": 1})
     await storage.set_state(KEY, None)
     await storage.set_data(KEY, {})
-    async with sessionmaker() as session:
-        assert (await session.exec(select(ConversationState))).all() == []
+    assert await _rows(sessionmaker) == []
     assert await storage.get_state(KEY) is None
 
 
-async def test_the_memory_cache_is_bounded_and_hands_out_copies(sessionmaker, clock) -> None:
-    storage = DatabaseStorage(sessionmaker, clock, cache_size=1)
+async def test_the_memory_cache_is_bounded_and_hands_out_copies(store, clock) -> None:
+    storage = DatabaseStorage(store, clock, cache_size=1)
     other = StorageKey(bot_id=42, chat_id=1002, user_id=1002)
     await storage.set_data(KEY, {"photos": ["a"]})
     await storage.set_data(other, {"photos": ["b"]})  # evicts KEY from memory
@@ -68,23 +124,12 @@ async def test_the_memory_cache_is_bounded_and_hands_out_copies(sessionmaker, cl
     assert await storage.get_data(other) == {"photos": ["b"]}
 
 
-async def _rows(sessionmaker) -> list[tuple[str | None, dict]]:
-    async with sessionmaker() as session:
-        found = (await session.exec(select(ConversationState))).all()
-        return [(row.state, row.data) for row in found]
-
-
 async def test_inside_an_update_a_step_is_one_write_made_before_telegram(
-    sessionmaker, clock
+    store, sessionmaker, clock
 ) -> None:
-    storage = DatabaseStorage(sessionmaker, clock)
-    statements: list[str] = []
+    counting = Counting(store)
+    storage = DatabaseStorage(counting, clock)
     async with sessionmaker() as session:
-        sa_event.listen(
-            session.bind.sync_engine,
-            "before_cursor_execute",
-            lambda *args: statements.append(args[2]),
-        )
         token = current_session.set(session)
         try:
             await storage.set_state(KEY, Report.description)
@@ -96,22 +141,117 @@ async def test_inside_an_update_a_step_is_one_write_made_before_telegram(
             await end_transaction(session)
         finally:
             current_session.reset(token)
-    writes = [s for s in statements if s.startswith(("INSERT", "DELETE", "UPDATE"))]
-    assert len(writes) == 1
+    assert counting.saves == 1
     assert await _rows(sessionmaker) == [("Report:description", {"category": "garbage"})]
 
 
-async def test_a_deferred_write_that_fails_is_forgotten(sessionmaker, clock) -> None:
-    storage = DatabaseStorage(sessionmaker, clock)
+async def test_the_deferred_write_waits_for_the_updates_own_transaction(
+    store, sessionmaker, clock
+) -> None:
+    """On SQLite the update's transaction holds the write lock: it ends before the write."""
+    storage = DatabaseStorage(store, clock)
+    async with sessionmaker() as session:
+        token = current_session.set(session)
+        try:
+            await session.exec(sa.select(ConversationState.key))  # a transaction is open
+            await storage.set_state(KEY, Report.description)
+            await asyncio.wait_for(end_transaction(session), 2)
+        finally:
+            current_session.reset(token)
+    assert await _rows(sessionmaker) == [("Report:description", {})]
+
+
+async def test_a_deferred_write_that_fails_is_forgotten(store, sessionmaker, clock) -> None:
+    storage = DatabaseStorage(store, clock)
     await storage.set_state(KEY, Report.description)  # stored: no update around it
     async with sessionmaker() as session:
         token = current_session.set(session)
         try:
             await storage.update_data(KEY, {"bad": object()})  # cannot be stored as JSON
-            with pytest.raises((TypeError, StatementError)):
+            with pytest.raises(TypeError):
                 await end_transaction(session)
         finally:
             current_session.reset(token)
     # The memory no longer claims what the database never got.
     assert await storage.get_data(KEY) == {}
     assert await _rows(sessionmaker) == [("Report:description", {})]
+
+
+@pytest.fixture
+def sqlite_path(tmp_path, sqlite_template):
+    import shutil
+
+    target = tmp_path / "locks.db"
+    shutil.copyfile(sqlite_template, target)
+    return str(target)
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_while_the_loop_runs(sqlite_path) -> None:
+    store = SQLiteConversations(sqlite_path)
+    other = sqlite3.connect(sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        saving = asyncio.create_task(store.save("k", datetime.now(UTC), "S", {"a": 1}))
+        await asyncio.sleep(0.1)
+        assert not saving.done()  # waiting for the lock...
+        assert ticks >= 5  # ...without freezing the loop
+        other.execute("COMMIT")
+        await asyncio.wait_for(saving, 2)
+    finally:
+        ticker.cancel()
+        other.close()
+    assert await store.load("k") == ("S", {"a": 1})
+    await store.close()
+
+
+async def test_a_lock_held_too_long_times_out(sqlite_path) -> None:
+    store = SQLiteConversations(sqlite_path, timeout=0.1)
+    other = sqlite3.connect(sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await store.save("k", datetime.now(UTC), "S", {"a": 1})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_reconnects_after_losing_its_connection(postgres_db_url) -> None:
+    store = open_store(postgres_db_url)
+    try:
+        await store.save("k", datetime.now(UTC), "S", {"a": 1})
+        admin = sa.create_engine(
+            make_url(postgres_db_url).set(drivername="postgresql+psycopg"),
+            poolclass=sa.NullPool,
+        )
+        with admin.begin() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        admin.dispose()
+        assert killed
+        await store.save("k", datetime.now(UTC), "T", {"a": 2})
+        assert await store.load("k") == ("T", {"a": 2})
+    finally:
+        await store.close()
+
+
+def test_an_in_memory_database_is_refused() -> None:
+    with pytest.raises(ValueError):
+        open_store("sqlite://")
+    with pytest.raises(ValueError):
+        open_store("mysql://x@y/z")

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from domain.geo import GridHit, GridLocator
-from storage.enums import UnitKind
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
@@ -100,37 +99,3 @@ def test_lookups_over_ten_thousand_grids_land_in_the_right_one() -> None:
         fractions = ((lat - 34) / step % 1, (lon - 113) / step % 1)
         if all(1e-6 < f < 1 - 1e-6 for f in fractions):
             assert hit.grid_id == i * 100 + j
-
-
-async def test_the_cache_rebuilds_when_grids_change(sessionmaker, clock) -> None:
-    from datetime import timedelta
-
-    from domain.geo import LocatorCache, place_of
-    from tests.factories import add_unit, make_tree
-
-    cache = LocatorCache()
-    async with sessionmaker() as session:
-        tree = await make_tree(session)
-        tree.grid.boundary = rect(113.0, 34.0, 113.01, 34.01)
-        session.add(tree.grid)
-        await session.commit()
-        assert (await cache.get(session)).locate(34.005, 113.005) == GridHit(
-            tree.grid.id, tree.grid.code
-        )
-        assert (await cache.get(session)).locate(34.015, 113.015) is None
-
-        clock.advance(timedelta(minutes=1))
-        new = await add_unit(session, UnitKind.GRID, "ZZ-JS-01-01-G3", tree.community)
-        new.boundary = rect(113.01, 34.01, 113.02, 34.02)
-        new.updated_at = clock.now()
-        await session.commit()
-        assert (await cache.get(session)).locate(34.015, 113.015) == GridHit(new.id, new.code)
-        place = await place_of(session, cache, lat=34.015, lon=113.015)
-        assert [u.code for u in place] == [
-            tree.city.code,
-            tree.district.code,
-            tree.street.code,
-            tree.community.code,
-            new.code,
-        ]
-        assert await place_of(session, cache, lat=35.0, lon=113.0) is None

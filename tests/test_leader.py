@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import FrozenClock
 from domain.deadlines import Timing
+from domain.reference import load_snapshot
 from domain.tickets import events_of, file_ticket
 from handlers.callbacks import (
     Page,
@@ -73,6 +74,7 @@ class World:
         async with self.session() as session:
             ctx = await file_ticket(
                 session=session,
+                org=await load_snapshot(session),
                 clock=self.clock,
                 timing=CALENDAR,
                 reporter=self.people[RESIDENT],

@@ -15,6 +15,7 @@ from sqlmodel import func, select
 
 from domain.clock import FrozenClock, SystemClock
 from domain.deadlines import Timing
+from domain.reference import load_snapshot
 from domain.tickets import accept_ticket, events_of, file_ticket, resolve_ticket
 from handlers.callbacks import FollowUp
 from storage.db import make_engine, make_sessionmaker
@@ -552,6 +553,7 @@ async def _file(
         category = (await session.exec(select(Category).where(Category.code == "ROAD"))).one()
         ctx = await file_ticket(
             session=session,
+            org=await load_snapshot(session),
             clock=clock,
             timing=timing,
             reporter=reporter,

@@ -13,6 +13,7 @@ from sqlmodel import select
 from domain.calendar import WorkCalendar
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
+from domain.reference import load_snapshot
 from domain.sweep import sweep
 from domain.tickets import (
     accept_ticket,
@@ -73,6 +74,7 @@ async def _world(session, *, working_time: bool = False):
 async def _file(session, clock, tree, category, people, timing=TIMING) -> Ticket:
     ctx = await file_ticket(
         session=session,
+        org=await load_snapshot(session),
         clock=clock,
         timing=timing,
         reporter=people["resident"],

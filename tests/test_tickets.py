@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from domain.deadlines import Timing
 from domain.errors import DomainError, NotAllowed
+from domain.reference import load_snapshot
 from domain.tickets import (
     MOVES,
     Action,
@@ -83,6 +84,7 @@ async def _world(session):
 async def _file(session, clock, tree, category, resident, **extra):
     ctx = await file_ticket(
         session=session,
+        org=await load_snapshot(session),
         clock=clock,
         timing=CAL,
         reporter=resident,
@@ -383,6 +385,7 @@ async def test_bad_reports_are_refused(sessionmaker, clock) -> None:
             with pytest.raises(DomainError) as refused:
                 await file_ticket(
                     session=session,
+                    org=await load_snapshot(session),
                     clock=clock,
                     timing=CAL,
                     reporter=resident,

@@ -8,17 +8,12 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.dispatcher.event.handler import HandlerObject
-from aiogram.filters import Command, Filter, StateFilter
-from aiogram.filters.callback_data import CallbackQueryFilter
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.methods.base import Response
 from aiogram.types import (
     BotCommand,
     BotCommandScopeDefault,
-    CallbackQuery,
     ErrorEvent,
     Message,
     Update,
@@ -26,9 +21,11 @@ from aiogram.types import (
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import handlers
+from bot.api_session import JsonSession
 from bot.fsm import DatabaseStorage
 from bot.i18n import text, translator
 from bot.middlewares import ContextMiddleware, EndTransactionMiddleware, UpdateTracker
+from bot.routing import IndexedDispatcher
 from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import Clock
@@ -75,7 +72,7 @@ def build_bot(settings: Settings, throttle: Throttle) -> Bot:
     """A Bot talking to the configured Bot API base, every send paced by the throttle."""
     if settings.bot_token is None:
         raise ValueError("no bot token")
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     session.middleware(EndTransactionMiddleware())
     session.middleware(ThrottleMiddleware(throttle))
     return Bot(
@@ -100,7 +97,7 @@ def build_dispatcher(
 
     Without `conversations` dialogs are kept in memory only: for tests that never restart.
     """
-    dp = Dispatcher(
+    dp = IndexedDispatcher(
         storage=DatabaseStorage(conversations, clock) if conversations else MemoryStorage(),
         # One update at a time per chat: an album's photos, a double-tapped button.
         events_isolation=SimpleEventIsolation(),
@@ -117,91 +114,9 @@ def build_dispatcher(
     )
     dp.include_routers(*handlers.routers())
     dp.errors.register(on_error)
-    narrow_routers(dp)
+    dp.build_index()
     run_filters_inline(dp)
     return dp
-
-
-def narrow_routers(dp: Dispatcher) -> None:
-    """Let a router look only at the updates some handler of it could take.
-
-    aiogram tries every handler of every router in turn, each with its own filters; most
-    routers serve a dialog of their own or buttons of their own. A router whose callback
-    handlers all filter on callback data gets one check of the data's prefix; one whose
-    message handlers all ask for a command or a state of theirs gets one check of "a command,
-    or one of those states". A router with any other handler is left as it is, so nothing
-    that would have matched is skipped.
-    """
-    for router in dp.chain_tail:
-        if router is dp:
-            continue
-        prefixes = _callback_prefixes(router.callback_query.handlers)
-        if prefixes:
-            router.callback_query.filter(CallbackPrefix(prefixes))
-        scope = _message_scope(router.message.handlers)
-        if scope is not None:
-            router.message.filter(scope)
-
-
-class CallbackPrefix(Filter):
-    """The callback data starts with one of these prefixes."""
-
-    def __init__(self, prefixes: frozenset[str]) -> None:
-        self.prefixes = prefixes
-
-    async def __call__(self, query: CallbackQuery) -> bool:
-        data = query.data
-        return isinstance(data, str) and data.split(":", 1)[0] in self.prefixes
-
-
-class MessageScope(Filter):
-    """A command (text or caption starting with one of the prefixes), or one of the states."""
-
-    def __init__(self, command_prefixes: str, states: StateFilter | None) -> None:
-        self.command_prefixes = command_prefixes
-        self.states = states
-
-    async def __call__(self, message: Message, raw_state: str | None = None) -> bool:
-        if self.command_prefixes:
-            text = message.text or message.caption
-            if text and text[0] in self.command_prefixes:
-                return True
-        return self.states is not None and await self.states(message, raw_state=raw_state)
-
-
-def _callback_prefixes(handlers: list[HandlerObject]) -> frozenset[str] | None:
-    prefixes: set[str] = set()
-    for handler in handlers:
-        found = [
-            f.callback.callback_data
-            for f in handler.filters or []
-            if isinstance(f.callback, CallbackQueryFilter)
-        ]
-        if not found or found[0].__separator__ != ":":
-            return None
-        prefixes.add(found[0].__prefix__)
-    return frozenset(prefixes) or None
-
-
-def _message_scope(handlers: list[HandlerObject]) -> MessageScope | None:
-    if not handlers:
-        return None
-    command_prefixes: set[str] = set()
-    states: list[Any] = []
-    for handler in handlers:
-        filters = [f.callback for f in handler.filters or []]
-        state_filters = [f for f in filters if isinstance(f, StateFilter)]
-        commands = [f for f in filters if isinstance(f, Command)]
-        if state_filters:
-            allowed = state_filters[0].states
-            if "*" in allowed:
-                return None
-            states.extend(allowed)
-        elif commands:
-            command_prefixes.update(commands[0].prefix)
-        else:
-            return None
-    return MessageScope("".join(sorted(command_prefixes)), StateFilter(*states) if states else None)
 
 
 def run_filters_inline(dp: Dispatcher) -> None:

@@ -102,6 +102,8 @@ class Call:
     status: int = 200
     description: str | None = None
     token: str = ""
+    # How the parameters came: "json" (a JSON body), "form" (url-encoded or multipart), "query".
+    encoding: str = ""
 
     @property
     def chat_id(self) -> int | str | None:
@@ -163,6 +165,12 @@ def _parse_value(key: str, value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _encoding(request: web.Request) -> str:
+    if request.method == "GET":
+        return "query"
+    return "json" if request.content_type == "application/json" else "form"
 
 
 def _json_response(status: int, body: dict) -> web.Response:
@@ -600,7 +608,7 @@ class FakeTelegram:
             return web.Response(status=499)  # never written: the connection is gone
         except _ApiError as exc:
             return self._error(canonical, params, token, exc.code, exc.description, exc.parameters)
-        self._record(canonical, params, token, 200)
+        self._record(canonical, params, token, 200, encoding=_encoding(request))
         return _json_response(200, {"ok": True, "result": result})
 
     async def _read_params(self, request: web.Request) -> dict[str, Any]:
@@ -656,8 +664,11 @@ class FakeTelegram:
         token: str,
         status: int,
         description: str | None = None,
+        encoding: str = "",
     ) -> None:
-        self.calls.append(Call(method, params, time.monotonic(), status, description, token))
+        self.calls.append(
+            Call(method, params, time.monotonic(), status, description, token, encoding)
+        )
         self._methods[method] += 1
         self._notify_change()
 

@@ -1,0 +1,265 @@
+"""Routing by index: a router is skipped only when none of its handlers could take the update."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import typing
+from typing import Any
+
+import pytest
+from aiogram import Router
+from aiogram.filters import Command, StateFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+
+import handlers
+from bot.app import COMMANDS, build_dispatcher
+from bot.i18n import translator
+from bot.routing import ALWAYS, CallbackGate, IndexedDispatcher, MessageGate, gate_for
+from bot.settings import Settings
+from domain.clock import FrozenClock
+from domain.people import LANGUAGES
+from handlers.resident import Label
+
+
+def _message(text: str | None = None, **extra: Any) -> Message:
+    return Message.model_validate(
+        {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": 5, "type": "private"},
+            "from": {"id": 5, "is_bot": False, "first_name": "A"},
+            "text": text,
+            **extra,
+        }
+    )
+
+
+def _query(data: str) -> CallbackQuery:
+    return CallbackQuery.model_validate(
+        {
+            "id": "q",
+            "from": {"id": 5, "is_bot": False, "first_name": "A"},
+            "chat_instance": "c",
+            "data": data,
+            "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}},
+        }
+    )
+
+
+@pytest.fixture
+def dp(clock: FrozenClock) -> IndexedDispatcher:
+    settings = Settings(_env_file=None, bot_token="1:x")
+    dispatcher = build_dispatcher(settings=settings, sessionmaker=None, clock=clock)
+    assert isinstance(dispatcher, IndexedDispatcher)
+    return dispatcher
+
+
+def _all_states() -> list[str | None]:
+    groups: set[type[StatesGroup]] = set()
+    stack = list(StatesGroup.__subclasses__())
+    while stack:
+        group = stack.pop()
+        groups.add(group)
+        stack.extend(group.__subclasses__())
+    states = sorted({name for g in groups for name in g.__all_states_names__})
+    return [None, *states, "Nobody:knows"]
+
+
+def _labels(dp: IndexedDispatcher) -> list[str]:
+    """The reply-keyboard labels the handlers listen for, in every language."""
+    keys = {
+        key
+        for router in dp.sub_routers
+        for handler in router.message.handlers
+        for f in handler.filters or []
+        if isinstance(f.callback, Label)
+        for key in f.callback.keys
+    }
+    assert keys
+    return [translator(language)(key) for key in sorted(keys) for language in LANGUAGES]
+
+
+def _messages(dp: IndexedDispatcher) -> list[Message]:
+    texts = [f"/{c}" for c in COMMANDS] + _labels(dp)
+    texts += ["/report@gridbot_test_bot", "/report now", " /my", "/REPORT", "/invite x", "/"]
+    texts += ["hello", "/nosuchcommand", "12", "取消"]
+    found = [_message(t) for t in texts]
+    photo = [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}]
+    found.append(_message(None, photo=photo, caption="/report"))
+    found.append(_message(None, photo=photo))
+    found.append(_message(None, location={"latitude": 30.0, "longitude": 120.0}))
+    found.append(_message(None, sticker={
+        "file_id": "s", "file_unique_id": "u", "type": "regular", "width": 1, "height": 1,
+        "is_animated": False, "is_video": False,
+    }))  # fmt: skip
+    return found
+
+
+def _callback_classes() -> list[type[CallbackData]]:
+    found: list[type[CallbackData]] = []
+    stack = list(CallbackData.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def _field_values(annotation: Any, words: list[str]) -> list[Any]:
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return list(annotation)
+    if annotation is bool:
+        return [True, False]
+    if annotation is int:
+        return [1, 0]
+    if typing.get_origin(annotation) is not None:  # Optional[...] and the like
+        return [v for a in typing.get_args(annotation) for v in _field_values(a, words)]
+    if annotation is type(None):
+        return [None]
+    return words
+
+
+def _callback_data() -> list[str]:
+    """Every callback class packed with a spread of field values."""
+    classes = _callback_classes()
+    words = ["my", "queue", "x", "a", "1", "calls", "posts"]
+    for cls in classes:
+        for hint in typing.get_type_hints(cls).values():
+            if isinstance(hint, type) and issubclass(hint, enum.Enum):
+                words.extend(str(m.value) for m in hint)
+    packed: set[str] = set()
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        names = list(cls.model_fields)
+        choices = [_field_values(hints[n], words) for n in names]
+        for combo in itertools.islice(itertools.product(*choices), 400):
+            try:
+                packed.add(cls(**dict(zip(names, combo, strict=True))).pack())
+            except (ValueError, TypeError):
+                continue
+    return sorted(packed) + ["", "zz:1", "nothing"]
+
+
+class _Bot:
+    """What Command asks of the bot: its username, for "/report@gridbot_test_bot"."""
+
+    async def me(self) -> Any:
+        return type("Me", (), {"username": "gridbot_test_bot"})()
+
+
+async def _takes(router: Router, update_type: str, event: Any, raw_state: str | None) -> bool:
+    """Whether a handler of this router would take the event, by aiogram's own checks."""
+    for handler in router.observers[update_type].handlers:
+        ok, _ = await handler.check(
+            event, raw_state=raw_state, bot=_Bot(), event_router=router, translator=translator
+        )
+        if ok:
+            return True
+    return False
+
+
+async def test_no_router_that_would_take_a_message_is_skipped(dp: IndexedDispatcher) -> None:
+    checked = taken = 0
+    for message in _messages(dp):
+        for raw_state in _all_states():
+            offered = dp.routers_for("message", message, raw_state)
+            for router in dp.sub_routers:
+                if await _takes(router, "message", message, raw_state):
+                    taken += 1
+                    assert router in offered, (router.name, message.text, raw_state)
+            checked += 1
+    # The check saw real matches, not only refusals.
+    assert checked > 500 and taken > checked
+
+
+async def test_no_router_that_would_take_a_button_is_skipped(dp: IndexedDispatcher) -> None:
+    taken_by: set[str] = set()
+    data = _callback_data()
+    assert len(data) > 100
+    for value in data:
+        query = _query(value)
+        for raw_state in (None, "Report:description"):
+            offered = dp.routers_for("callback_query", query, raw_state)
+            for router in dp.sub_routers:
+                if await _takes(router, "callback_query", query, raw_state):
+                    taken_by.add(router.name)
+                    assert router in offered, (router.name, value, raw_state)
+    # Every router with buttons of its own took some of them.
+    assert taken_by >= {"leader", "member", "resident", "whistle", "department", "posts"}
+
+
+async def test_routers_are_skipped_for_what_they_cannot_take(dp: IndexedDispatcher) -> None:
+    def names(update_type: str, event: Any, raw_state: str | None) -> list[str]:
+        return [r.name for r in dp.routers_for(update_type, event, raw_state)]
+
+    # A report's description goes to the report dialog (and the fallback behind it), and not
+    # through the /duty or /call dialogs' routers.
+    assert names("message", _message("a pothole"), "Report:description") == [
+        "resident",
+        "fallback",
+    ]
+    assert "member" in names("message", _message("Li Ming"), "Register:name")
+    assert "member" not in names("message", _message("Li Ming"), "Report:description")
+    assert "member" in names("message", _message("/duty"), None)
+    assert "member" in names("message", _message("/duty@gridbot_test_bot"), "Report:photos")
+    # Routers keep their order.
+    order = [r.name for r in dp.sub_routers]
+    offered = names("message", _message("/cancel"), "Register:name")
+    assert offered == sorted(offered, key=order.index)
+    # A ticket button goes to the routers with "t" buttons only.
+    assert names("callback_query", _query("t:a:1"), None) == ["leader", "whistle", "fallback"]
+
+
+def test_gates_describe_only_what_they_can() -> None:
+    class Dialog(StatesGroup):
+        one = State()
+
+    narrow = Router(name="narrow")
+    narrow.message.register(lambda m: None, Command("go"))
+    narrow.message.register(lambda m: None, StateFilter(Dialog))
+    narrow.message.register(lambda m: None, StateFilter(None))
+    gate = gate_for(narrow, "message")
+    assert gate == MessageGate("/", frozenset({"go"}), frozenset({"Dialog:one", None}))
+    assert gate_for(narrow, "callback_query") is None  # no handler: never offered
+
+    class Data(CallbackData, prefix="dd"):
+        n: int
+
+    buttons = Router(name="buttons")
+    buttons.callback_query.register(lambda q: None, Data.filter())
+    assert gate_for(buttons, "callback_query") == CallbackGate(frozenset({"dd"}))
+
+    # What a gate cannot list: any state, a case-blind command, a plain text handler, a
+    # router-wide filter, a button without callback data.
+    wide = [
+        StateFilter("*"),
+        Command("go", ignore_case=True),
+    ]
+    for f in wide:
+        router = Router()
+        router.message.register(lambda m: None, f)
+        assert gate_for(router, "message") is ALWAYS, f
+    router = Router()
+    router.message.register(lambda m: None)
+    assert gate_for(router, "message") is ALWAYS
+    router = Router()
+    router.message.filter(StateFilter(Dialog))
+    router.message.register(lambda m: None, StateFilter(Dialog))
+    assert gate_for(router, "message") is ALWAYS
+    router = Router()
+    router.callback_query.register(lambda q: None)
+    assert gate_for(router, "callback_query") is ALWAYS
+
+
+def test_every_router_of_the_bot_is_indexed(dp: IndexedDispatcher) -> None:
+    names = [r.name for r in handlers.routers()]
+    assert [r.name for r in dp.sub_routers] == names
+    for update_type in ("message", "callback_query"):
+        indexed = [r.name for r, _ in dp._index[update_type]]
+        # Only routers with no handler for the update type are left out.
+        for router in dp.sub_routers:
+            has = bool(router.observers[update_type].handlers)
+            assert (router.name in indexed) == has, (update_type, router.name)

@@ -175,8 +175,9 @@ class BenchFake(FakeTelegram):
         token: str,
         status: int,
         description: str | None = None,
+        encoding: str = "",
     ) -> None:
-        super()._record(method, params, token, status, description)
+        super()._record(method, params, token, status, description, encoding)
         if method == "getUpdates":
             return
         chat_id = params.get("chat_id")

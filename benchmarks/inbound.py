@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import os
@@ -223,6 +224,7 @@ class Phase:
     requests: int = 0  # requests the fake received in the window
     bot_cpu: float = float("nan")  # share of one core over the window
     driver_cpu: float = float("nan")
+    driver_gc_ms: float = 0.0  # the driver's longest garbage-collector pause in the window
 
     @property
     def seconds(self) -> float:
@@ -481,6 +483,11 @@ class Driver:
         moment they are spread over every step rather than all at the same one; the window
         opens only once the last of them has started.
         """
+        # What earlier phases left here (the fake's record of every call, hundreds of thousands
+        # of objects) is taken out of the collector's reach: full collections over it paused
+        # the fake for up to 100 ms, which showed as the bot's latency.
+        gc.collect()
+        gc.freeze()
         started = time.perf_counter()
         spread = pace * DIALOG_STEPS if pace else 0.0
         phase.window_start = started + max(warmup, spread)
@@ -505,8 +512,30 @@ class Driver:
         phase.requests = requests1 - requests0
         phase.bot_cpu = (bot1 - bot0) / seconds
         phase.driver_cpu = (driver1 - driver0) / seconds
+        phase.driver_gc_ms = GC_PAUSES.longest(phase.window_start, phase.window_end)
         await asyncio.wait_for(asyncio.gather(*tasks), self.timeout + 10)
         return phase
+
+
+class GcPauses:
+    """The driver's garbage-collector pauses: the fake lives in this process, so a pause here
+    delays every answer in flight and shows as the bot's latency."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []  # (started, ms)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((self._started, (time.perf_counter() - self._started) * 1000))
+
+    def longest(self, start: float, end: float) -> float:
+        return max((ms for at, ms in self.pauses if start <= at < end), default=0.0)
+
+
+GC_PAUSES = GcPauses()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -749,7 +778,8 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
     header = (
         f"{'phase':<26} {'chats':>5} {'offered/s':>9} {'pushed/s':>8} {'handled/s':>9} "
         f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
-        f"{'fake req/s':>10} {'bot CPU':>7} {'CPU ms/upd':>10} {'fake+drv CPU':>12}"
+        f"{'fake req/s':>10} {'bot CPU':>7} {'CPU ms/upd':>10} {'fake+drv CPU':>12} "
+        f"{'drv GC ms':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -761,7 +791,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
             f"{percentile(p.latencies, 0.9):>7.1f} {percentile(p.latencies, 0.99):>7.1f} "
             f"{max(p.latencies, default=float('nan')):>7.1f} {p.errors:>6} "
             f"{p.requests / p.seconds:>10.0f} {p.bot_cpu:>7.0%} {p.cpu_ms_per_update:>10.2f} "
-            f"{p.driver_cpu:>12.0%}"
+            f"{p.driver_cpu:>12.0%} {p.driver_gc_ms:>9.1f}"
         )
     print()
     print("gridbot latency per dialog step, ms (p50 / p99, count) in the window:")
@@ -834,6 +864,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         "durable_echo_cpu_ms_per_update": round(durable.cpu_ms_per_update, 2),
         "bot_cpu_closed": round(closed.bot_cpu, 2),
         "driver_cpu_closed": round(closed.driver_cpu, 2),
+        "driver_gc_max_ms": round(max(p.driver_gc_ms for p in phases), 1),
     }
 
 
@@ -868,6 +899,7 @@ def main() -> None:
     if args.profile and shutil.which(shlex.split(args.py_spy)[0]) is None:
         parser.error(f"no py-spy at {args.py_spy}: .venv/bin/pip install py-spy")
 
+    gc.callbacks.append(GC_PAUSES)
     with tempfile.TemporaryDirectory(prefix="gridbot-inbound-") as workdir:
         # gridbot migrates the database itself when it starts.
         with database(args.database_url, migrate=False) as (url, kind):

@@ -25,9 +25,9 @@ class JsonSession(AiohttpSession):
     kept-alive connections (aiohttp's client machinery cost more than the rest of the call);
     the answer is decoded by orjson and validated with the inline keyboard that was sent
     standing in for Telegram's copy of it (validating a keyboard of eight buttons costs twice
-    as much as the rest of the message). A call that uploads a file goes aiogram's stock way
-    (multipart through aiohttp). An answer that is not a success is handed to aiogram's own
-    check, so the errors raised are aiogram's.
+    as much as the rest of the message). A call that uploads a file, and every call when a
+    proxy is set, goes aiogram's stock way (through aiohttp). An answer that is not a success
+    is handed to aiogram's own check, so the errors raised are aiogram's.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -43,8 +43,12 @@ class JsonSession(AiohttpSession):
             origin = f"{url.scheme}://{url.netloc}"
             client = self._clients.get(origin)
             if client is None:
-                limit = self._connector_init.get("limit", 100)
-                client = self._clients[origin] = HttpClient(origin, limit=limit)
+                # The same limit and certificate authorities (certifi's) as aiogram's own.
+                client = self._clients[origin] = HttpClient(
+                    origin,
+                    limit=self._connector_init.get("limit", 100),
+                    ssl_context=self._connector_init.get("ssl"),
+                )
             path = url.path + (f"?{url.query}" if url.query else "")
             route = self._routes[(token, api_method)] = (client, path)
         return route
@@ -70,7 +74,8 @@ class JsonSession(AiohttpSession):
             value = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
             if value is not None and value != "":
                 payload[key] = value
-        if files:
+        if files or self._proxy is not None:
+            # Uploads, and everything when a proxy is set, go aiogram's way through aiohttp.
             return await super().make_request(bot, method, timeout)
 
         client, path = self._route(bot.token, method.__api_method__)

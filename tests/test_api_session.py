@@ -173,3 +173,17 @@ async def test_a_slow_answer_times_out_as_a_network_error(fake: FakeTelegram, bo
     fake.set_latency(2.0, methods=["sendMessage"])
     with pytest.raises(TelegramNetworkError, match="timeout"):
         await bot.send_message(CHAT, "x", request_timeout=0.2)
+
+
+async def test_calls_to_a_https_server_use_aiograms_limit_and_certificates() -> None:
+    session = JsonSession(api=TelegramAPIServer.from_base("https://api.example.org"), limit=7)
+    try:
+        client, path = session._route("1:x", "sendMessage")
+        assert path == "/bot1:x/sendMessage"
+        assert (client.host, client.port) == ("api.example.org", 443)
+        assert client._ssl is session._connector_init["ssl"]
+        assert client._slots._value == 7
+        # One client per server, whatever the method.
+        assert session._route("1:x", "getUpdates")[0] is client
+    finally:
+        await session.close()

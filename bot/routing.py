@@ -180,7 +180,10 @@ class IndexedDispatcher(Dispatcher):
         **kwargs: Any,
     ) -> Any:
         routes = self._index.get(update_type) if self._index is not None else None
-        if routes is None or (observer is not None and observer.handlers):
+        if routes is None or (
+            observer is not None and (observer.handlers or observer._handler.filters)
+        ):
+            # The dispatcher's own handlers or filters: aiogram's walk, which checks them.
             return await super()._propagate_event(observer, update_type, event, **kwargs)
         raw_state = kwargs.get("raw_state")
         for router, gate in routes:

@@ -263,3 +263,47 @@ def test_every_router_of_the_bot_is_indexed(dp: IndexedDispatcher) -> None:
         for router in dp.sub_routers:
             has = bool(router.observers[update_type].handlers)
             assert (router.name in indexed) == has, (update_type, router.name)
+
+
+async def test_updates_reach_the_handler_aiogram_would_pick() -> None:
+    from aiogram import Bot
+    from aiogram.types import Update
+
+    ran: list[str] = []
+
+    def router(name: str, *filters: Any) -> Router:
+        r = Router(name=name)
+
+        async def handle(message: Message) -> None:
+            ran.append(name)
+
+        r.message.register(handle, *filters)
+        return r
+
+    def dispatcher() -> IndexedDispatcher:
+        dp = IndexedDispatcher()
+        dp.include_routers(
+            router("dialog", StateFilter("Dialog:one")),
+            router("go", Command("go")),
+            router("rest"),
+        )
+        dp.build_index()
+        return dp
+
+    bot = Bot("1:x")
+    dp = dispatcher()
+
+    async def feed(text: str) -> str:
+        ran.clear()
+        update = Update.model_validate({"update_id": 1, "message": _message(text).model_dump()})
+        await dp.feed_update(bot, update)
+        return ",".join(ran)
+
+    assert await feed("/go now") == "go"
+    assert await feed("hello") == "rest"
+    # The dispatcher's own filters still apply: none of its routers sees what they refuse.
+    dp = dispatcher()
+    dp.message.filter(lambda message: message.text != "blocked")
+    assert await feed("blocked") == ""
+    assert await feed("/go") == "go"
+    await bot.session.close()

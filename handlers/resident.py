@@ -106,16 +106,16 @@ class Label(Filter):
 
     def __init__(self, *keys: str) -> None:
         self.keys = keys
+        self._labels: frozenset[str] | None = None  # the labels, casefolded, once read
 
     async def __call__(self, message: Message, translator: Callable[[str], Translate]) -> bool:
         if not message.text:
             return False
-        said = message.text.strip().casefold()
-        return any(
-            said == translator(language)(key).casefold()
-            for language in LANGUAGES
-            for key in self.keys
-        )
+        if self._labels is None:
+            self._labels = frozenset(
+                translator(language)(key).casefold() for language in LANGUAGES for key in self.keys
+            )
+        return message.text.strip().casefold() in self._labels
 
 
 # -- the steps ----------------------------------------------------------------------------------

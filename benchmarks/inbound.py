@@ -483,11 +483,13 @@ class Driver:
         moment they are spread over every step rather than all at the same one; the window
         opens only once the last of them has started.
         """
-        # What earlier phases left here (the fake's record of every call, hundreds of thousands
-        # of objects) is taken out of the collector's reach: full collections over it paused
-        # the fake for up to 100 ms, which showed as the bot's latency.
+        # What this process keeps (the fake's record of every call, hundreds of thousands of
+        # objects) is taken out of the collector's reach, now and every FREEZE_EVERY seconds
+        # of the phase: full collections over it paused the fake for 100-250 ms inside the
+        # windows, which showed as the bot's latency and cost it throughput.
         gc.collect()
         gc.freeze()
+        freezer = asyncio.create_task(keep_frozen())
         started = time.perf_counter()
         spread = pace * DIALOG_STEPS if pace else 0.0
         phase.window_start = started + max(warmup, spread)
@@ -514,6 +516,7 @@ class Driver:
         phase.driver_cpu = (driver1 - driver0) / seconds
         phase.driver_gc_ms = GC_PAUSES.longest(phase.window_start, phase.window_end)
         await asyncio.wait_for(asyncio.gather(*tasks), self.timeout + 10)
+        freezer.cancel()
         return phase
 
 
@@ -536,6 +539,13 @@ class GcPauses:
 
 
 GC_PAUSES = GcPauses()
+FREEZE_EVERY = 0.5
+
+
+async def keep_frozen() -> None:
+    while True:
+        await asyncio.sleep(FREEZE_EVERY)
+        gc.freeze()
 
 
 def cpu_seconds(pid: int) -> float:

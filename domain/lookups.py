@@ -23,7 +23,6 @@ from storage.models import (
     Department,
     OrgUnit,
     Person,
-    RoleAssignment,
     Ticket,
     TicketWatcher,
 )
@@ -31,16 +30,15 @@ from storage.models import (
 _person = Person.__table__
 _PERSON_COLUMNS = tuple(_person.columns.keys())
 _TIMES = {"created_at", "updated_at"}
-# One unit's (or department's) holders of a role: what filing and moving a ticket ask for,
-# straight to the driver (storage.dialect) rather than built as a query each time.
-_HOLDERS_SQL = {
-    kind: (
-        f"SELECT {', '.join('p.' + c for c in _PERSON_COLUMNS)} FROM role_assignment AS r "
-        f"JOIN person AS p ON r.person_id = p.id WHERE r.{column} = ? AND r.role = ? "
-        f"AND r.status = '{AssignmentStatus.ACTIVE.value}' ORDER BY p.id"
-    )
-    for kind, column in (("unit", "unit_id"), ("department", "department_id"))
-}
+# Holders of roles in units (or departments): what filing, moving and sweeping tickets ask
+# for, straight to the driver (storage.dialect) rather than built as a query each time.
+_HOLDERS_SQL = (
+    "SELECT r.{column}, r.role, "
+    + ", ".join("p." + c for c in _PERSON_COLUMNS)
+    + " FROM role_assignment AS r JOIN person AS p ON r.person_id = p.id"
+    " WHERE r.{column} IN ({owners}) AND r.role IN ({roles})"
+    f" AND r.status = '{AssignmentStatus.ACTIVE.value}' ORDER BY p.id"
+)
 
 
 class PersonRow:
@@ -137,13 +135,7 @@ class Lookups:
             ("unit", unit_id, role) if unit_id is not None else ("department", department_id, role)
         )
         if key not in self._holders:
-            db = await Driver.of(self.session)
-            rows = await db.rows(_HOLDERS_SQL[key[0]], (key[1], role.value))
-            people = []
-            for values in rows:
-                person = PersonRow.from_driver(values)
-                people.append(self._people.setdefault(person.id, person))
-            self._holders[key] = people
+            await self._load_holders([key])
         return self._holders[key]
 
     async def watchers(self, ticket_id: int) -> list[Person]:
@@ -216,23 +208,21 @@ class Lookups:
             wanted = [k for k in missing if k[0] == kind]
             if not wanted:
                 continue
-            column = RoleAssignment.unit_id if kind == "unit" else RoleAssignment.department_id
+            column = "unit_id" if kind == "unit" else "department_id"
             found: dict[tuple[str, int | None, Role], list[Person]] = defaultdict(list)
             ids = sorted({k[1] for k in wanted})
-            roles = sorted({k[2] for k in wanted})
+            roles = sorted({k[2].value for k in wanted})
+            db = await Driver.of(self.session)
             for start in range(0, len(ids), 500):
-                rows = await self.session.exec(
-                    sa.select(column.label("owner"), RoleAssignment.role.label("held"), _person)
-                    .join(_person, RoleAssignment.person_id == _person.c.id)
-                    .where(
-                        column.in_(ids[start : start + 500]),
-                        RoleAssignment.role.in_(roles),
-                        RoleAssignment.status == AssignmentStatus.ACTIVE,
-                    )
-                    .order_by(_person.c.id)
+                chunk = ids[start : start + 500]
+                sql = _HOLDERS_SQL.format(
+                    column=column,
+                    owners=", ".join("?" * len(chunk)),
+                    roles=", ".join("?" * len(roles)),
                 )
-                for row in rows.mappings():
-                    person = self._people.setdefault(row["id"], PersonRow(row))
-                    found[(kind, row["owner"], Role(row["held"]))].append(person)
+                for owner, held, *values in await db.rows(sql, (*chunk, *roles)):
+                    person = PersonRow.from_driver(values)
+                    person = self._people.setdefault(person.id, person)
+                    found[(kind, owner, Role(held))].append(person)
             for key in wanted:
                 self._holders[key] = found.get(key, [])

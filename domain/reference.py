@@ -29,8 +29,8 @@ from domain.geo import GridLocator, load_locator
 from domain.lookups import ancestor_ids
 from domain.places import GridPlace
 from storage.enums import UnitKind
-from storage.models import Category, DeadlinePolicy, OrgSetting, OrgUnit
-from storage.org_loader import REVISION_KEY
+from storage.models import Category, DeadlinePolicy, OrgUnit
+from storage.org_loader import read_revision
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +94,6 @@ class OrgSnapshot:
             return None
         grid = self.units.get(hit.grid_id)
         return None if grid is None else self.chain(grid)
-
-
-async def read_revision(session: AsyncSession) -> int:
-    """The organisation's revision: 0 before any load, one more after each load that changed it."""
-    value = (
-        await session.exec(select(OrgSetting.value).where(OrgSetting.key == REVISION_KEY))
-    ).first()
-    return int((value or {}).get("n", 0))
 
 
 async def load_snapshot(session: AsyncSession) -> OrgSnapshot:

@@ -197,11 +197,17 @@ async def apply_org(*, session: AsyncSession, org: Organisation, clock: Clock) -
     return report
 
 
-async def _bump_revision(session: AsyncSession, now: datetime) -> None:
-    found = (
+async def read_revision(session: AsyncSession) -> int:
+    """The organisation's revision: 0 before any load, one more after each load that changed it."""
+    value = (
         await session.exec(select(OrgSetting.value).where(OrgSetting.key == REVISION_KEY))
     ).first()
-    if found is None:
+    return int((value or {}).get("n", 0))
+
+
+async def _bump_revision(session: AsyncSession, now: datetime) -> None:
+    revision = await read_revision(session)
+    if revision == 0:
         await session.exec(
             sa.insert(OrgSetting).values(key=REVISION_KEY, value={"n": 1}, updated_at=now)
         )
@@ -209,7 +215,7 @@ async def _bump_revision(session: AsyncSession, now: datetime) -> None:
     await session.exec(
         sa.update(OrgSetting)
         .where(OrgSetting.key == REVISION_KEY)
-        .values(value={"n": int(found.get("n", 0)) + 1}, updated_at=now)
+        .values(value={"n": revision + 1}, updated_at=now)
     )
 
 

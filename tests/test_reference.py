@@ -9,10 +9,10 @@ import yaml
 from sqlmodel import select
 
 from domain.errors import NotFound
-from domain.reference import Reference, load_snapshot, read_revision
+from domain.reference import Reference, load_snapshot
 from storage.enums import Level, UnitKind, Urgency
 from storage.models import Category, OrgUnit
-from storage.org_loader import apply_org, sample_path
+from storage.org_loader import apply_org, read_revision, sample_path
 from storage.orgfile import validate_org
 
 

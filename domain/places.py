@@ -95,14 +95,3 @@ async def grids_of(
         )
     ).all()
     return list(page), total
-
-
-async def grid_place(session: AsyncSession, grid_id: int) -> GridPlace:
-    """The grid with this id and its community; NotFound if it is not a grid."""
-    grid = await session.get(OrgUnit, grid_id)
-    if grid is None or grid.kind != UnitKind.GRID or grid.parent_id is None:
-        raise NotFound("unit.unknown", code=str(grid_id))
-    community = await session.get(OrgUnit, grid.parent_id)
-    if community is None or community.kind != UnitKind.COMMUNITY:
-        raise NotFound("unit.unknown", code=grid.code)
-    return GridPlace(grid, community)

@@ -183,16 +183,6 @@ async def context_of(session: AsyncSession, ticket: Ticket) -> TicketContext:
     return await context_from(Lookups(session), ticket)
 
 
-async def active_categories(session: AsyncSession) -> list[Category]:
-    return list(
-        (
-            await session.exec(
-                select(Category).where(Category.active).order_by(Category.position, Category.id)
-            )
-        ).all()
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Nearby:
     """An open ticket near a point: what the "me too" offer shows."""

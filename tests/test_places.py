@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import select
 
 from domain.errors import NotFound
-from domain.places import get_community, grid_place, grids_of, search_communities
+from domain.places import get_community, grids_of, search_communities
 from storage.models import OrgUnit
 from storage.org_loader import apply_org, sample_path
 from storage.orgfile import read_org_file
@@ -71,16 +71,3 @@ async def test_grids_of_a_community_paged(sessionmaker, city) -> None:
             await grids_of(session, community_id=city["EQ-JZJ"].id)  # a street
         with pytest.raises(NotFound):
             await get_community(session, 999_999)
-
-
-async def test_grid_place_names_grid_and_community(sessionmaker, city) -> None:
-    async with sessionmaker() as session:
-        place = await grid_place(session, city["EQ-JZJ-02-G3"].id)
-        assert (place.grid.name_en, place.community.name_en) == (
-            "Songfeng Grid 3",
-            "Songfeng Community",
-        )
-        with pytest.raises(NotFound):
-            await grid_place(session, city["EQ-JZJ-02"].id)  # a community, not a grid
-        with pytest.raises(NotFound):
-            await grid_place(session, 999_999)

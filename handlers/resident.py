@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.deadlines import Timing
+from domain.errors import NotFound
 from domain.people import LANGUAGES
 from domain.places import get_community, grids_of, search_communities
 from domain.reference import OrgSnapshot, Reference
@@ -221,8 +222,9 @@ async def _place_chosen(
 
 
 def _category_name(org: OrgSnapshot, language: str, category_id: int | None) -> str:
-    category = org.categories.get(category_id) if category_id is not None else None
-    if category is None or not category.active:
+    try:
+        category = org.category(category_id)
+    except NotFound:
         return "?"
     return scope_name(language, category.name_zh, category.name_en)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +26,8 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import make_url
 
-from storage.db import SQLITE_BUSY_TIMEOUT_S, json_dumps
-from storage.sqlite_driver import FIRST_BACKOFF, MAX_BACKOFF, is_busy
+from storage.db import SQLITE_BUSY_TIMEOUT_S, json_dumps, sqlite_pragmas
+from storage.sqlite_driver import busy_waits, is_busy
 
 Conversation = tuple[str | None, dict[str, Any]]
 
@@ -75,8 +74,7 @@ class SQLiteConversations(ConversationStore):
     def __init__(self, path: str, *, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         # Autocommit (isolation_level None): each statement is its own transaction.
         self._conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        sqlite_pragmas(self._conn)
         self._timeout = timeout
         self._upsert_sql = _UPSERT.format(p="?")
         self._delete_sql = _DELETE.format(p="?")
@@ -89,19 +87,16 @@ class SQLiteConversations(ConversationStore):
         except sqlite3.OperationalError as error:
             if not is_busy(error):
                 raise
-        deadline = time.monotonic() + self._timeout
-        backoff = FIRST_BACKOFF
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise sqlite3.OperationalError("database is locked")
-            await asyncio.sleep(min(backoff, remaining))
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            busy = error
+        for wait in busy_waits(self._timeout):
+            await asyncio.sleep(wait)
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as error:
                 if not is_busy(error):
                     raise
+                busy = error
+        raise busy  # "database is locked"
 
     async def load(self, key: str) -> Conversation:
         rows = await self._run(self._select_sql, (key,))

@@ -28,7 +28,7 @@ import asyncio
 import collections
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import pool
@@ -88,6 +88,16 @@ def is_busy(error: BaseException) -> bool:
     return code & 0xFF == _SQLITE_BUSY and code != _SQLITE_BUSY_SNAPSHOT
 
 
+def busy_waits(timeout: float) -> Iterator[float]:
+    """The sleeps between tries of a statement that found the database locked: FIRST_BACKOFF,
+    doubling up to MAX_BACKOFF, until `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    backoff = FIRST_BACKOFF
+    while (remaining := deadline - time.monotonic()) > 0:
+        yield min(backoff, remaining)
+        backoff = min(backoff * 2, MAX_BACKOFF)
+
+
 class Connection(AdaptedConnection):
     """A DB-API connection over `sqlite3.Connection` whose lock waits yield to the loop."""
 
@@ -116,15 +126,9 @@ class Connection(AdaptedConnection):
             if not changes_safe and self._connection.total_changes != before:
                 raise
             busy = error
-        deadline = time.monotonic() + self.timeout
-        backoff = FIRST_BACKOFF
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise busy  # "database is locked", as when SQLite's own busy handler gives up
+        for wait in busy_waits(self.timeout):
             busy_retries += 1
-            await_(asyncio.sleep(min(backoff, remaining)))
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            await_(asyncio.sleep(wait))
             try:
                 return fn(*args)
             except sqlite3.OperationalError as error:
@@ -133,6 +137,7 @@ class Connection(AdaptedConnection):
                 if not changes_safe and self._connection.total_changes != before:
                     raise
                 busy = error
+        raise busy  # "database is locked", as when SQLite's own busy handler gives up
 
     def cursor(self, server_side: bool = False) -> Cursor:
         return (ServerSideCursor if server_side else Cursor)(self)

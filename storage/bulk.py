@@ -98,21 +98,21 @@ async def insert_rows(
         # COPY: PostgreSQL's own bulk path, several times faster than INSERT executemany.
         await db.copy(table.name, names, values)
         return
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
+    sql = _insert_sql(table, columns)
     for start in range(0, len(values), chunk):
         await db.many(sql, values[start : start + chunk])
+
+
+def _insert_sql(table: sa.Table, columns: list[sa.Column]) -> str:
+    names = ", ".join(c.name for c in columns)
+    return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
 
 
 async def insert_returning(db: Driver, table: sa.Table, row: dict[str, Any]) -> int:
     """INSERT one row in the transaction; its new id."""
     columns = [table.c[name] for name in row]
     (values,) = _tuples(columns, [row], db.dialect)
-    names = ", ".join(c.name for c in columns)
-    sql = (
-        f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))}) '
-        "RETURNING id"
-    )
-    ((new_id,),) = await db.rows(sql, values)
+    ((new_id,),) = await db.rows(_insert_sql(table, columns) + " RETURNING id", values)
     return int(new_id)
 
 

@@ -1,9 +1,12 @@
-"""Test data: a tiny organisation tree and people, straight into the tables."""
+"""Test data: a tiny organisation tree and people, straight into the tables; Telegram
+messages and button presses as aiogram objects."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from aiogram.types import CallbackQuery, Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.enums import UnitKind
@@ -60,3 +63,33 @@ async def make_person(
     session.add(person)
     await session.commit()
     return person
+
+
+PHOTO = [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}]
+
+
+def tg_message(text: str | None = None, **extra: Any) -> Message:
+    """A private message from user 5 (extra fields: photo=PHOTO, location=..., caption=...)."""
+    return Message.model_validate(
+        {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": 5, "type": "private"},
+            "from": {"id": 5, "is_bot": False, "first_name": "A"},
+            "text": text,
+            **extra,
+        }
+    )
+
+
+def tg_query(data: str) -> CallbackQuery:
+    """A button press by user 5 with this callback data, on a message of the bot's."""
+    return CallbackQuery.model_validate(
+        {
+            "id": "q",
+            "from": {"id": 5, "is_bot": False, "first_name": "A"},
+            "chat_instance": "c",
+            "data": data,
+            "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}},
+        }
+    )

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 from aiogram.dispatcher.event.handler import FilterObject
-from aiogram.types import Message
 
 from bot.app import build_dispatcher
 from bot.settings import Settings
 from domain.clock import FrozenClock
-
-
-def _message(*, text: str | None = None, photo: bool = False) -> Message:
-    extra = {"photo": [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}]}
-    return Message.model_validate(
-        {
-            "message_id": 1,
-            "date": 0,
-            "chat": {"id": 5, "type": "private"},
-            "from": {"id": 5, "is_bot": False, "first_name": "A"},
-            "text": text,
-            **(extra if photo else {}),
-        }
-    )
+from tests.factories import PHOTO, tg_message
 
 
 def _filters(dp) -> list[FilterObject]:
@@ -41,7 +27,7 @@ async def test_no_filter_is_handed_to_a_thread(clock: FrozenClock) -> None:
     assert any(f.magic is not None for f in filters)
     assert all(f.awaitable for f in filters)
     # And they still filter: each magic filter answers what the filter itself says.
-    for message in (_message(text="hello"), _message(photo=True)):
+    for message in (tg_message("hello"), tg_message(photo=PHOTO)):
         for f in filters:
             if f.magic is not None:
                 assert await f.call(message) == f.magic.resolve(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,17 +98,25 @@ def silent() -> Reply:
     return reply
 
 
+@asynccontextmanager
+async def serving(state: Server, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    """Serve `state` on a loopback port (over TLS if given); the port."""
+    srv = await asyncio.start_server(state.handle, "127.0.0.1", 0, ssl=tls)
+    try:
+        yield srv.sockets[0].getsockname()[1]
+    finally:
+        for writer in state.writers:
+            writer.close()
+        srv.close()
+        await srv.wait_closed()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
     state = Server()
-    srv = await asyncio.start_server(state.handle, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    state.base = f"http://127.0.0.1:{port}"
-    yield state
-    for writer in state.writers:
-        writer.close()
-    srv.close()
-    await srv.wait_closed()
+    async with serving(state) as port:
+        state.base = f"http://127.0.0.1:{port}"
+        yield state
 
 
 @pytest.fixture
@@ -259,9 +268,7 @@ async def test_a_refused_connection_is_an_os_error() -> None:
 async def test_https_with_the_servers_certificate_verified(server: Server) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
-    srv = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with serving(server, context) as port:
         trusting = ssl.create_default_context(cafile=TLS / "cert.pem")
         http = HttpClient(f"https://127.0.0.1:{port}", ssl_context=trusting)
         assert await http.post("/m", b"secret", timeout=5) == (200, b"secret")
@@ -272,11 +279,6 @@ async def test_https_with_the_servers_certificate_verified(server: Server) -> No
         with pytest.raises(ssl.SSLError):
             await stranger.post("/m", b"{}", timeout=5)
         await stranger.close()
-    finally:
-        for writer in server.writers:
-            writer.close()
-        srv.close()
-        await srv.wait_closed()
 
 
 def test_only_http_urls() -> None:

@@ -12,7 +12,7 @@ from aiogram import Router
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import Message
 
 import handlers
 from bot.app import COMMANDS, build_dispatcher
@@ -22,31 +22,7 @@ from bot.settings import Settings
 from domain.clock import FrozenClock
 from domain.people import LANGUAGES
 from handlers.resident import Label
-
-
-def _message(text: str | None = None, **extra: Any) -> Message:
-    return Message.model_validate(
-        {
-            "message_id": 1,
-            "date": 0,
-            "chat": {"id": 5, "type": "private"},
-            "from": {"id": 5, "is_bot": False, "first_name": "A"},
-            "text": text,
-            **extra,
-        }
-    )
-
-
-def _query(data: str) -> CallbackQuery:
-    return CallbackQuery.model_validate(
-        {
-            "id": "q",
-            "from": {"id": 5, "is_bot": False, "first_name": "A"},
-            "chat_instance": "c",
-            "data": data,
-            "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}},
-        }
-    )
+from tests.factories import PHOTO, tg_message, tg_query
 
 
 @pytest.fixture
@@ -86,12 +62,11 @@ def _messages(dp: IndexedDispatcher) -> list[Message]:
     texts = [f"/{c}" for c in COMMANDS] + _labels(dp)
     texts += ["/report@gridbot_test_bot", "/report now", " /my", "/REPORT", "/invite x", "/"]
     texts += ["hello", "/nosuchcommand", "12", "取消"]
-    found = [_message(t) for t in texts]
-    photo = [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}]
-    found.append(_message(None, photo=photo, caption="/report"))
-    found.append(_message(None, photo=photo))
-    found.append(_message(None, location={"latitude": 30.0, "longitude": 120.0}))
-    found.append(_message(None, sticker={
+    found = [tg_message(t) for t in texts]
+    found.append(tg_message(None, photo=PHOTO, caption="/report"))
+    found.append(tg_message(None, photo=PHOTO))
+    found.append(tg_message(None, location={"latitude": 30.0, "longitude": 120.0}))
+    found.append(tg_message(None, sticker={
         "file_id": "s", "file_unique_id": "u", "type": "regular", "width": 1, "height": 1,
         "is_animated": False, "is_video": False,
     }))  # fmt: skip
@@ -180,7 +155,7 @@ async def test_no_router_that_would_take_a_button_is_skipped(dp: IndexedDispatch
     data = _callback_data()
     assert len(data) > 100
     for value in data:
-        query = _query(value)
+        query = tg_query(value)
         for raw_state in (None, "Report:description"):
             offered = dp.routers_for("callback_query", query, raw_state)
             for router in dp.sub_routers:
@@ -197,20 +172,20 @@ async def test_routers_are_skipped_for_what_they_cannot_take(dp: IndexedDispatch
 
     # A report's description goes to the report dialog (and the fallback behind it), and not
     # through the /duty or /call dialogs' routers.
-    assert names("message", _message("a pothole"), "Report:description") == [
+    assert names("message", tg_message("a pothole"), "Report:description") == [
         "resident",
         "fallback",
     ]
-    assert "member" in names("message", _message("Li Ming"), "Register:name")
-    assert "member" not in names("message", _message("Li Ming"), "Report:description")
-    assert "member" in names("message", _message("/duty"), None)
-    assert "member" in names("message", _message("/duty@gridbot_test_bot"), "Report:photos")
+    assert "member" in names("message", tg_message("Li Ming"), "Register:name")
+    assert "member" not in names("message", tg_message("Li Ming"), "Report:description")
+    assert "member" in names("message", tg_message("/duty"), None)
+    assert "member" in names("message", tg_message("/duty@gridbot_test_bot"), "Report:photos")
     # Routers keep their order.
     order = [r.name for r in dp.sub_routers]
-    offered = names("message", _message("/cancel"), "Register:name")
+    offered = names("message", tg_message("/cancel"), "Register:name")
     assert offered == sorted(offered, key=order.index)
     # A ticket button goes to the routers with "t" buttons only.
-    assert names("callback_query", _query("t:a:1"), None) == ["leader", "whistle", "fallback"]
+    assert names("callback_query", tg_query("t:a:1"), None) == ["leader", "whistle", "fallback"]
 
 
 def test_gates_describe_only_what_they_can() -> None:
@@ -295,7 +270,7 @@ async def test_updates_reach_the_handler_aiogram_would_pick() -> None:
 
     async def feed(text: str) -> str:
         ran.clear()
-        update = Update.model_validate({"update_id": 1, "message": _message(text).model_dump()})
+        update = Update.model_validate({"update_id": 1, "message": tg_message(text).model_dump()})
         await dp.feed_update(bot, update)
         return ",".join(ran)
 

@@ -210,10 +210,9 @@ class HttpClient:
         self._ssl = None
         if parts.scheme == "https":
             self._ssl = ssl_context or ssl.create_default_context()
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
         default_port = self.port == (443 if self._ssl else 80)
-        self._host_header = self.host if default_port else f"{self.host}:{self.port}"
-        if ":" in self.host:  # an IPv6 literal
-            self._host_header = f"[{self.host}]" if default_port else f"[{self.host}]:{self.port}"
+        self._host_header = host if default_port else f"{host}:{self.port}"
         self._idle: deque[_Connection] = deque()
         self._open: set[_Connection] = set()
         self._slots = asyncio.Semaphore(limit)

@@ -192,7 +192,7 @@ async def floor(sessionmaker, count: int) -> float:
 async def deliver(sessionmaker, args: argparse.Namespace, fake_url: str, total: int) -> dict:
     settings = Settings(_env_file=None)
     rate = settings.outbox_rate * args.scale
-    chat_interval = settings.outbox_chat_interval / args.scale
+    chat_interval = settings.chat_interval / args.scale
     limit = 30 * args.scale
 
     renderer = default_renderer()

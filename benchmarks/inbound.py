@@ -27,7 +27,7 @@ An update's latency runs from pushing it into the fake to the bot's first call f
 (sendMessage, answerCallbackQuery, editMessageText...); updates/s counts steps whose last
 answer arrived inside the measured window (after `--warmup` seconds). Telegram's flood limits
 are not what is measured here, so the bot's own send throttle is lifted
-(GRIDBOT_OUTBOX_RATE=1000000, GRIDBOT_OUTBOX_CHAT_INTERVAL=1e-6: 0 is refused by the settings),
+(GRIDBOT_OUTBOX_RATE=1000000, GRIDBOT_CHAT_INTERVAL=1e-6: 0 is refused by the settings),
 and the fake imposes none. The CPU used by each bot and by this process (the fake and the
 driver) is printed so a reader can see whether the fake was the limit. At the end the tickets
 in the database are counted and compared with the dialogs that got their "filed" answer.
@@ -694,7 +694,7 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
             "GRIDBOT_TELEGRAM_API_BASE": fake.base_url,
             "GRIDBOT_DATABASE_URL": url,
             "GRIDBOT_OUTBOX_RATE": "1000000",
-            "GRIDBOT_OUTBOX_CHAT_INTERVAL": "1e-6",
+            "GRIDBOT_CHAT_INTERVAL": "1e-6",
         }
         command = [python, "-m", "bot", "run"]
         if args.gridbot_command:
@@ -775,7 +775,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
     )
     print(
         "the bot's send throttle is lifted: GRIDBOT_OUTBOX_RATE=1000000, "
-        "GRIDBOT_OUTBOX_CHAT_INTERVAL=1e-6 (0 is refused); the fake imposes no flood limits"
+        "GRIDBOT_CHAT_INTERVAL=1e-6 (0 is refused); the fake imposes no flood limits"
     )
     print(
         f"window {args.seconds:g} s per phase, after {args.warmup:g} s warm-up (open loop: "

@@ -119,7 +119,7 @@ def percentile(values: list[float], q: float) -> float:
 async def run(url: str, args: argparse.Namespace, fake_url: str) -> dict:
     settings = Settings(_env_file=None)
     rate = settings.outbox_rate * args.scale
-    chat_interval = settings.outbox_chat_interval / args.scale
+    chat_interval = settings.chat_interval / args.scale
     limit = 30 * args.scale
     rng = random.Random(42)
 

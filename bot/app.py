@@ -65,7 +65,7 @@ COMMANDS = (
 
 
 def build_throttle(settings: Settings) -> Throttle:
-    return Throttle(settings.outbox_rate, settings.outbox_chat_interval)
+    return Throttle(settings.outbox_rate, settings.chat_interval)
 
 
 def build_bot(settings: Settings, throttle: Throttle) -> Bot:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import time
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.people import LANGUAGES
+
+
+# What a `gridbot run` process may do; every process does all three unless told otherwise.
+ROLES = frozenset({"serve", "send", "schedule"})
 
 
 class Settings(BaseSettings):
@@ -40,10 +45,54 @@ class Settings(BaseSettings):
     default_language: str = Field(default="zh-hans", description="zh-hans or en.")
     invite_ttl_days: float = Field(default=7, gt=0, description="Days an invitation stays valid.")
     outbox_rate: float = Field(
-        default=29.0, gt=0, description="Messages per second overall (Telegram allows about 30)."
+        default=29.0,
+        gt=0,
+        description="Outbox messages per second overall (Telegram allows about 30 in bulk); "
+        "replies to the person chatting are not counted here.",
     )
-    outbox_chat_interval: float = Field(
-        default=1.0, gt=0, description="Seconds between two messages to the same chat."
+    chat_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds per message to one chat, sustained (Telegram: about 1/s per chat); "
+        "replies and outbox messages alike.",
+    )
+    chat_burst: int = Field(
+        default=3, ge=1, le=20, description="Messages one chat may get at once before spacing."
+    )
+    retry_after_cap: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest 429 retry_after waited for in memory; a longer wait sends an "
+        "outbox row back to its table to be retried then.",
+    )
+    paid_broadcast_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Bulk messages per second sent with allow_paid_broadcast (paid in Stars); "
+        "0 keeps paid broadcasting off.",
+    )
+    flood_rate: float = Field(
+        default=2.0, gt=0, description="Updates per second one person may send, sustained."
+    )
+    flood_burst: int = Field(
+        default=10, ge=1, description="Updates one person may send at once before the limit."
+    )
+    max_concurrent_updates: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Updates handled at once by this process (one chat holds at most one).",
+    )
+    roles: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset({"serve", "send", "schedule"}),
+        description="What this process does: serve (updates), send (the outbox), schedule "
+        "(jobs); comma-separated.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for dialog state and per-chat ordering across processes "
+        "(redis://host:6379/0); without it, the database.",
     )
     duplicate_radius_m: float = Field(
         default=100.0,
@@ -85,6 +134,21 @@ class Settings(BaseSettings):
         if value not in LANGUAGES:
             raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
         return value
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _known_roles(cls, value: object) -> frozenset[str]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        roles = frozenset(value)  # type: ignore[arg-type]
+        unknown = roles - ROLES
+        if unknown:
+            raise ValueError(
+                f"unknown role {', '.join(sorted(unknown))}; use serve, send and/or schedule"
+            )
+        if not roles:
+            raise ValueError("name at least one of serve, send, schedule")
+        return roles
 
     @field_validator("timezone")
     @classmethod

@@ -29,7 +29,7 @@ def bot_settings(api_base: str, database_url: str, **overrides: object) -> Setti
         "telegram_api_base": api_base,
         # Test pace: fast enough not to slow the tests, still throttled.
         "outbox_rate": 500.0,
-        "outbox_chat_interval": 0.01,
+        "chat_interval": 0.01,
         # The deadline sweep runs only where a test asks for it (scheduler=True).
         "scheduler": False,
     }

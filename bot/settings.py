@@ -11,7 +11,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.people import LANGUAGES
 
-
 # What a `gridbot run` process may do; every process does all three unless told otherwise.
 ROLES = frozenset({"serve", "send", "schedule"})
 

@@ -9,6 +9,8 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.methods.base import Response
 from aiogram.types import (
@@ -22,9 +24,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import handlers
 from bot.api_session import JsonSession
-from bot.fsm import DatabaseStorage
+from bot.fsm import DatabaseEventIsolation, DatabaseStorage
 from bot.i18n import text, translator
-from bot.middlewares import ContextMiddleware, EndTransactionMiddleware, UpdateTracker
+from bot.middlewares import ContextMiddleware, EndTransactionMiddleware
 from bot.routing import IndexedDispatcher
 from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
@@ -65,11 +67,18 @@ COMMANDS = (
 
 
 def build_throttle(settings: Settings) -> Throttle:
-    return Throttle(settings.outbox_rate, settings.chat_interval)
+    """Per-chat buckets for every send; the outbox's budget (and the paid one, if set)."""
+    return Throttle(
+        settings.outbox_rate,
+        settings.chat_interval,
+        settings.chat_burst,
+        paid_rate=settings.paid_broadcast_rate,
+        retry_after_cap=settings.retry_after_cap,
+    )
 
 
 def build_bot(settings: Settings, throttle: Throttle) -> Bot:
-    """A Bot talking to the configured Bot API base, every send paced by the throttle."""
+    """A Bot talking to the configured Bot API base; replies paced per chat by the throttle."""
     if settings.bot_token is None:
         raise ValueError("no bot token")
     session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
@@ -87,28 +96,30 @@ def build_dispatcher(
     settings: Settings,
     sessionmaker: async_sessionmaker,
     clock: Clock,
-    tracker: UpdateTracker | None = None,
     on_queued: Callable[[], None] | None = None,
     timing: Timing | None = None,
     conversations: ConversationStore | None = None,
+    across_processes: bool = False,
     **workflow_data: Any,
 ) -> Dispatcher:
     """The dispatcher with durable FSM storage, the middlewares and every router.
 
-    Without `conversations` dialogs are kept in memory only: for tests that never restart.
+    Dialog state and per-chat ordering: with GRIDBOT_REDIS_URL, aiogram's Redis storage and
+    isolation; else the database's `conversation_state`, with the order of one chat's updates
+    kept in the process, or across processes (`across_processes`: webhook processes behind a
+    load balancer may get one chat's updates at once) by database locks. Without
+    `conversations` dialogs are kept in memory only: for tests that never restart.
     """
+    storage, isolation = _dialog_state(settings, clock, conversations, across_processes)
     dp = IndexedDispatcher(
-        storage=DatabaseStorage(conversations, clock) if conversations else MemoryStorage(),
-        # One update at a time per chat: an album's photos, a double-tapped button.
-        events_isolation=SimpleEventIsolation(),
+        storage=storage,
+        events_isolation=isolation,
         settings=settings,
         sessionmaker=sessionmaker,
         reference=Reference(),
         timing=timing or Timing.plain(settings.tz),
         **workflow_data,
     )
-    if tracker is not None:
-        dp.update.outer_middleware(tracker)
     dp.update.outer_middleware(
         ContextMiddleware(sessionmaker, clock, settings.default_language, on_queued)
     )
@@ -117,6 +128,30 @@ def build_dispatcher(
     dp.build_index()
     run_filters_inline(dp)
     return dp
+
+
+def _dialog_state(
+    settings: Settings,
+    clock: Clock,
+    conversations: ConversationStore | None,
+    across_processes: bool,
+) -> tuple[BaseStorage, BaseEventIsolation]:
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+
+        storage = RedisStorage.from_url(
+            settings.redis_url,
+            key_builder=DefaultKeyBuilder(with_destiny=True, with_bot_id=True),
+        )
+        return storage, RedisEventIsolation(redis=storage.redis)
+    if conversations is None:
+        return MemoryStorage(), SimpleEventIsolation()
+    # One update at a time per chat: an album's photos, a double-tapped button.
+    if across_processes and conversations.locks_across_processes:
+        isolation: BaseEventIsolation = DatabaseEventIsolation(conversations)
+    else:
+        isolation = SimpleEventIsolation()
+    return DatabaseStorage(conversations, clock), isolation
 
 
 def run_filters_inline(dp: Dispatcher) -> None:
@@ -146,6 +181,10 @@ async def on_error(event: ErrorEvent, **data: Any) -> bool:
     """Domain refusals become a reply in the person's language; anything else is logged."""
     t = data.get("t") or translator(data["settings"].default_language)
     exc = event.exception
+    if isinstance(exc, TelegramRetryAfter):
+        # Flood control blocks the chat: an apology sent into it would be refused too.
+        logger.warning("update %s: reply given up (%s)", event.update.update_id, exc.message)
+        return True
     if isinstance(exc, DomainError):
         reply = refusal_text(exc, t, data["settings"].tz)
     else:

@@ -1,8 +1,10 @@
-"""An aiogram FSM storage in the database, so a dialog survives a restart of the bot.
+"""An aiogram FSM storage in the database, so a dialog survives a restart of the bot, and the
+database locks that keep one chat's updates in order across processes.
 
-The bot is the only writer of conversations, so it keeps what it wrote in memory and reads
-the database only for a conversation it has not seen since it started. Inside an update the
-write is deferred: a step's set_state and set_data become one row written when the update's
+Several processes may serve one bot, and the steps of one dialog may land on different ones,
+so nothing is kept in memory between updates: each update reads its conversation from the
+database. Inside an update the read is kept for the update's length, and the write is
+deferred: a step's set_state and set_data become one row written when the update's
 transaction ends, which is before the bot's next call to Telegram, so the person never sees
 the next question before the step is stored. Rows go through the conversation store's own
 connection (storage.conversations), not the update's session.
@@ -10,12 +12,20 @@ connection (storage.conversations), not the update's session.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiogram.fsm.state import State
-from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, StorageKey
+from aiogram.fsm.storage.base import (
+    BaseEventIsolation,
+    BaseStorage,
+    DefaultKeyBuilder,
+    StateType,
+    StorageKey,
+)
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.middlewares import current_session, defer_write
@@ -23,6 +33,9 @@ from domain.clock import Clock
 from storage.conversations import ConversationStore
 
 Conversation = tuple[str | None, dict[str, Any]]
+
+# session.info key: the conversations an update read or wrote, by storage key.
+CONVERSATIONS = "gridbot_conversations"
 
 
 def _copy(value: Any) -> Any:
@@ -36,50 +49,45 @@ def _copy(value: Any) -> Any:
 
 
 class DatabaseStorage(BaseStorage):
-    """FSM state and data in the `conversation_state` table, written through a memory cache."""
+    """FSM state and data in the `conversation_state` table."""
 
-    def __init__(
-        self, store: ConversationStore, clock: Clock, *, cache_size: int = 100_000
-    ) -> None:
+    def __init__(self, store: ConversationStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._keys = DefaultKeyBuilder(with_destiny=True, with_bot_id=True)
-        self._cache: OrderedDict[str, Conversation] = OrderedDict()
-        self._cache_size = cache_size
 
     async def _get(self, key: str) -> Conversation:
-        found = self._cache.get(key)
+        shared = current_session.get()
+        if shared is None:
+            return await self._store.load(key)
+        # Within one update, what it read or wrote (its handlers and filters ask often).
+        known = shared.info.setdefault(CONVERSATIONS, {})
+        found = known.get(key)
         if found is None:
-            found = await self._store.load(key)
-            self._remember(key, found)
-        else:
-            self._cache.move_to_end(key)
+            found = known[key] = await self._store.load(key)
         return found
 
     async def _put(self, key: str, state: str | None, data: dict[str, Any]) -> None:
         shared = current_session.get()
         if shared is None:
             await self._store.save(key, self._clock.now(), state, data)
-            # Only once it is stored: a failed write leaves the cache as the database is.
-            self._remember(key, (state, data))
             return
-        self._remember(key, (state, data))
+        known = shared.info.setdefault(CONVERSATIONS, {})
+        before = known.get(key)
+        known[key] = (state, data)
         now = self._clock.now()
 
         async def write(_: AsyncSession) -> None:
             await self._store.save(key, now, state, data)
 
         def undo() -> None:
-            # Not stored: forget it, so the next update reads what the database holds.
-            self._cache.pop(key, None)
+            # Not stored: the update reads again what the database holds.
+            if before is None:
+                known.pop(key, None)
+            else:
+                known[key] = before
 
         defer_write(shared, f"conversation:{key}", write, undo)
-
-    def _remember(self, key: str, conversation: Conversation) -> None:
-        self._cache[key] = conversation
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
@@ -100,6 +108,34 @@ class DatabaseStorage(BaseStorage):
         _, data = await self._get(self._keys.build(key))
         # A copy: the caller may change it without changing what is stored.
         return _copy(data)
+
+    async def close(self) -> None:
+        """The store belongs to the application, which closes it; nothing to do here."""
+
+
+class DatabaseEventIsolation(BaseEventIsolation):
+    """One update at a time per chat across processes: a database lock per chat, taken after
+    the process's own lock (so updates of one chat in one process queue in memory)."""
+
+    def __init__(self, store: ConversationStore, *, most_wait: float = 0.2) -> None:
+        self._store = store
+        self._local = SimpleEventIsolation()
+        self._keys = DefaultKeyBuilder(with_destiny=True, with_bot_id=True)
+        self._most_wait = most_wait
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        name = self._keys.build(key, "lock")
+        async with self._local.lock(key):
+            wait = 0.005
+            # Another process handles this chat now: rare, and short, so ask again shortly.
+            while not await self._store.try_lock(name):
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, self._most_wait)
+            try:
+                yield
+            finally:
+                await self._store.unlock(name)
 
     async def close(self) -> None:
         """The store belongs to the application, which closes it; nothing to do here."""

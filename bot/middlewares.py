@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.i18n import translator
 from domain.clock import Clock
 from domain.outbox import QUEUED
-from domain.people import PEOPLE_CHANGED, ensure_person
-from storage.models import Person
+from domain.people import ensure_person
+from storage.faults import is_disconnect
+from storage.inbox import claim_update
 
 logger = logging.getLogger(__name__)
-
-PEOPLE_CACHE_SIZE = 50_000
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
@@ -70,42 +67,17 @@ async def end_transaction(session: AsyncSession) -> None:
         raise
 
 
-class UpdateTracker(BaseMiddleware):
-    """Counts updates being handled, so a shutdown can wait for them to finish."""
-
-    def __init__(self) -> None:
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def active(self) -> int:
-        return self._active
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        self._active += 1
-        self._idle.clear()
-        try:
-            return await handler(event, data)
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
-
-    async def drained(self, timeout: float) -> bool:
-        """Wait until no update is in flight; False if `timeout` passed first."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-
 class ContextMiddleware(BaseMiddleware):
-    """Gives each update a session, the person behind it and `t` in their language.
+    """Gives each update a session, the person behind it and `t` in their language, and
+    makes each update count once.
 
-    The session is closed (and anything uncommitted rolled back) when the update is done,
-    so a handler that fails half-way leaves nothing half-written.
+    The update is claimed (storage.inbox) in the session's transaction, so the claim commits
+    with the handler's first change: an update delivered again (a webhook retried, a poll
+    repeated after a crash) finds its claim and is skipped. A handler that fails leaves
+    nothing half-written (its transaction is rolled back and its dialog step not stored), and
+    the update is marked handled with the error, so it is not handled again. A lost database
+    connection is different: the update is handled once more on a new connection, so the
+    person need not send it again.
     """
 
     def __init__(
@@ -120,16 +92,54 @@ class ContextMiddleware(BaseMiddleware):
         self._default_language = default_language
         # Called when an update queued outbox rows: wakes the sender for them.
         self._on_queued = on_queued
-        # People seen lately, so a returning person costs no query; a use case that changes
-        # a person names them in session.info[PEOPLE_CHANGED] and they are looked up again.
-        self._people: OrderedDict[int, Person] = OrderedDict()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        update_id = event.update_id if isinstance(event, Update) else None
+        bot_id = data["bot"].id if update_id is not None else 0
+        for attempt in (1, 2):
+            try:
+                return await self._handle(handler, event, data, bot_id, update_id)
+            except Exception as exc:
+                if attempt == 1 and is_disconnect(exc):
+                    logger.warning(
+                        "update %s: the database connection was lost (%s); handling it again",
+                        update_id,
+                        exc.__class__.__name__,
+                    )
+                    continue
+                if update_id is not None:
+                    await self._mark_failed(bot_id, update_id, exc)
+                raise
+        raise AssertionError("unreachable")
+
+    async def _handle(
+        self,
+        handler: Handler,
+        event: TelegramObject,
+        data: dict[str, Any],
+        bot_id: int,
+        update_id: int | None,
+    ) -> Any:
         user: User | None = data.get("event_from_user")
         async with self._sessionmaker() as session:
             person = None
             if user is not None and not user.is_bot:
-                person = await self._person(session, user)
+                person = await ensure_person(
+                    session=session,
+                    clock=self._clock,
+                    telegram_id=user.id,
+                    full_name=user.full_name,
+                    username=user.username,
+                    language_code=user.language_code,
+                    default_language=self._default_language,
+                )
+            # After ensure_person, which commits: the claim commits with the handler's change.
+            if update_id is not None and not await claim_update(
+                session, bot_id, update_id, self._clock.now()
+            ):
+                logger.info("update %s was handled already; skipped", update_id)
+                await session.rollback()
+                return None
             language = person.language if person else self._default_language
             data.update(
                 session=session,
@@ -141,40 +151,39 @@ class ContextMiddleware(BaseMiddleware):
             )
             token = current_session.set(session)
             try:
-                return await handler(event, data)
+                result = await handler(event, data)
+                await end_transaction(session)
+            except BaseException:
+                _forget_deferred(session)
+                raise
             finally:
                 current_session.reset(token)
-                # What the update deferred (its dialog's state) is written even when the
-                # handler failed: the state was already changed in memory.
-                if session.info.get(DEFERRED_WRITES):
-                    await end_transaction(session)
-                for telegram_id in session.info.pop(PEOPLE_CHANGED, ()):
-                    self._people.pop(telegram_id, None)
-                # Only when the update queued messages: a wake-up costs the sender a query.
-                if self._on_queued is not None and session.info.pop(QUEUED, False):
-                    self._on_queued()
+            # Only when the update queued messages: a wake-up costs the sender a query.
+            if self._on_queued is not None and session.info.pop(QUEUED, False):
+                self._on_queued()
+            return result
 
-    async def _person(self, session: AsyncSession, user: User) -> Person:
-        known = self._people.get(user.id)
-        if known is not None and (known.full_name, known.username) == (
-            user.full_name[:300],
-            user.username,
-        ):
-            self._people.move_to_end(user.id)
-            return known
-        person = await ensure_person(
-            session=session,
-            clock=self._clock,
-            telegram_id=user.id,
-            full_name=user.full_name,
-            username=user.username,
-            language_code=user.language_code,
-            default_language=self._default_language,
-        )
-        self._people[user.id] = person
-        if len(self._people) > PEOPLE_CACHE_SIZE:
-            self._people.popitem(last=False)
-        return person
+    async def _mark_failed(self, bot_id: int, update_id: int, exc: BaseException) -> None:
+        """Record a failed update as handled, so that a redelivery does not run it again."""
+        try:
+            async with self._sessionmaker() as session:
+                await claim_update(
+                    session,
+                    bot_id,
+                    update_id,
+                    self._clock.now(),
+                    error=f"{exc.__class__.__name__}: {exc}",
+                )
+                await session.commit()
+        except Exception:
+            logger.exception("update %s: could not record its failure", update_id)
+
+
+def _forget_deferred(session: AsyncSession) -> None:
+    """The update failed: what it deferred is not written, and its reads are forgotten."""
+    writes = session.info.pop(DEFERRED_WRITES, None) or {}
+    for _, undo in writes.values():
+        undo()
 
 
 class EndTransactionMiddleware(BaseRequestMiddleware):

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
@@ -13,22 +14,23 @@ from urllib.parse import urlparse
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import User
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.app import build_bot, build_dispatcher, build_throttle, set_commands
-from bot.middlewares import UpdateTracker
+from bot.inbound import FloodLimit, Intake, Poller, UpdateQueue, webhook_handler, webhook_secret
+from bot.leadership import Duty, Start, process_name
 from bot.outbox import OutboxSender
 from bot.render import default_renderer
 from bot.settings import Settings
+from bot.throttle import Throttle
 from domain.clock import Clock, SystemClock
-from domain.deadlines import load_timing
+from domain.deadlines import Timing, load_timing
 from scheduler import jobs
-from storage.conversations import open_store
-from storage.db import make_engine, make_sessionmaker, upgrade
+from storage.conversations import ConversationStore, open_store
+from storage.db import check_writable, make_engine, make_sessionmaker, upgrade
 from storage.org_loader import apply_org, org_is_empty, sample_path
 from storage.orgfile import read_org_file
 
@@ -102,6 +104,7 @@ async def serve(
         # Ask Telegram first: a bad token should not leave a migrated, seeded database behind.
         me = await check_token(bot, settings.telegram_api_base)
         await asyncio.to_thread(upgrade, settings.database_url)
+        await asyncio.to_thread(check_writable, settings.database_url)
         engine = make_engine(settings.database_url)
         sessionmaker = make_sessionmaker(engine)
         conversations = open_store(settings.database_url)
@@ -113,57 +116,12 @@ async def serve(
                 )
         async with sessionmaker() as session:
             timing = await load_timing(session, settings.tz)
-        logger.info("Bot @%s (id %s) starting", me.username, me.id)
-        tracker = UpdateTracker()
-        sender = OutboxSender(
-            bot,
-            sessionmaker,
-            throttle,
-            default_renderer(tz=settings.tz),
-            clock,
-            default_language=settings.default_language,
+        logger.info(
+            "Bot @%s (id %s) starting: %s", me.username, me.id, ", ".join(active_roles(settings))
         )
-        dp = build_dispatcher(
-            settings=settings,
-            sessionmaker=sessionmaker,
-            clock=clock,
-            tracker=tracker,
-            on_queued=sender.wake,
-            timing=timing,
-            conversations=conversations,
-        )
-        await set_commands(bot)
-        sender_stop = asyncio.Event()
-        sender_task = asyncio.create_task(sender.run(sender_stop), name="outbox-sender")
-        scheduler = None
-        if settings.scheduler:
-            scheduler = start_scheduler(
-                jobs.JobContext(
-                    sessionmaker,
-                    clock,
-                    timing,
-                    settings.digest_time,
-                    sender.wake,
-                    timedelta(minutes=settings.call_reminder_minutes),
-                ),
-                settings.sweep_interval,
-            )
-        if tune_memory:
-            settle_memory()
-        try:
-            if settings.webhook_url:
-                await _run_webhook(bot, dp, settings, stop, tracker)
-            else:
-                await _run_polling(bot, dp, stop)
-        finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
-                await jobs.wait_idle()
-                jobs.configure(None)
-            if not await tracker.drained(DRAIN_TIMEOUT):
-                logger.error("stopped with %d updates still being handled", tracker.active)
-            sender_stop.set()
-            await sender_task
+        stop = stop or _stop_on_signals()
+        city = City(settings, bot, throttle, sessionmaker, clock, timing, conversations)
+        await city.run(stop, tune_memory=tune_memory)
         logger.info("Stopped cleanly")
     finally:
         await bot.session.close()
@@ -171,6 +129,234 @@ async def serve(
             await conversations.close()
         if engine is not None:
             await engine.dispose()
+
+
+def active_roles(settings: Settings) -> list[str]:
+    """The process's roles; GRIDBOT_SCHEDULER=false takes scheduling away."""
+    roles = set(settings.roles)
+    if not settings.scheduler:
+        roles.discard("schedule")
+    return sorted(roles)
+
+
+class City:
+    """What one `gridbot run` process does, by its roles: serve updates, send, schedule.
+
+    Sending, scheduling and long polling are duties one process at a time holds (bot.leadership);
+    serving webhook requests is done by every process that serves.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        bot: Bot,
+        throttle: Throttle,
+        sessionmaker: async_sessionmaker,
+        clock: Clock,
+        timing: Timing,
+        conversations: ConversationStore,
+    ) -> None:
+        self.settings = settings
+        self.bot = bot
+        self.throttle = throttle
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.timing = timing
+        self.conversations = conversations
+        self.holder = process_name()
+        self.sender: OutboxSender | None = None
+        self.queue: UpdateQueue | None = None
+        self.intake: Intake | None = None
+
+    def wake_sender(self) -> None:
+        """Rows were queued here: if this process sends, look at them now (others poll)."""
+        if self.sender is not None:
+            self.sender.wake()
+
+    def _duty(self, name: str, start: Start) -> Duty:
+        return Duty(
+            f"{name}:{self.bot.id}",
+            start,
+            sessionmaker=self.sessionmaker,
+            clock=self.clock,
+            holder=self.holder,
+        )
+
+    async def run(self, stop: asyncio.Event, *, tune_memory: bool = False) -> None:
+        roles = active_roles(self.settings)
+        intake_duties: list[Duty] = []
+        other_duties: list[Duty] = []
+        site_runner: web.AppRunner | None = None
+        if "serve" in roles:
+            dp = build_dispatcher(
+                settings=self.settings,
+                sessionmaker=self.sessionmaker,
+                clock=self.clock,
+                on_queued=self.wake_sender,
+                timing=self.timing,
+                conversations=self.conversations,
+                across_processes=bool(self.settings.webhook_url),
+            )
+            self.queue = UpdateQueue(
+                lambda update: dp.feed_update(self.bot, update),
+                self.settings.max_concurrent_updates,
+            )
+            self.intake = Intake(
+                self.bot,
+                self.queue,
+                FloodLimit(self.settings.flood_rate, self.settings.flood_burst),
+                default_language=self.settings.default_language,
+            )
+            await set_commands(self.bot)
+            if self.settings.webhook_url:
+                site_runner = await self._start_webhook(dp)
+            else:
+                allowed = dp.resolve_used_update_types()
+                intake_duties.append(self._duty("poll", lambda: self._start_polling(allowed)))
+        if "send" in roles:
+            other_duties.append(self._duty("send", self._start_sender))
+        if "schedule" in roles:
+            other_duties.append(self._duty("schedule", self._start_scheduler))
+        stops = {duty: asyncio.Event() for duty in intake_duties + other_duties}
+        tasks = {
+            duty: asyncio.create_task(duty.run(stops[duty]), name=f"duty-{duty.name}")
+            for duty in stops
+        }
+        if tune_memory:
+            settle_memory()
+        try:
+            await stop.wait()
+        finally:
+            # In order: take no more updates, finish those taken, then stop sending and
+            # scheduling (what the last updates queued is sent by whoever sends next).
+            for duty in intake_duties:
+                stops[duty].set()
+                await tasks[duty]
+            if site_runner is not None:
+                await _stop_taking_requests(site_runner)
+            if self.queue is not None:
+                if not await self.queue.drained(DRAIN_TIMEOUT):
+                    logger.error(
+                        "stopped with %d updates still queued or being handled (handled at "
+                        "the next start when polling, or sent again by Telegram)",
+                        self.queue.pending,
+                    )
+                await self.queue.cancel()
+            if self.intake is not None:
+                await self.intake.close()
+            if site_runner is not None:
+                await site_runner.cleanup()
+            for duty in other_duties:
+                stops[duty].set()
+            await asyncio.gather(*(tasks[duty] for duty in other_duties))
+
+    # -- duties ------------------------------------------------------------------------------
+
+    async def _start_polling(self, allowed: list[str]) -> Stop:
+        assert self.intake is not None
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        poller = Poller(self.intake, self.sessionmaker, self.clock, allowed_updates=allowed)
+        return _background(poller.run, "poller")
+
+    async def _start_sender(self) -> Stop:
+        sender = OutboxSender(
+            self.bot,
+            self.sessionmaker,
+            self.throttle,
+            default_renderer(tz=self.settings.tz),
+            self.clock,
+            default_language=self.settings.default_language,
+        )
+        self.sender = sender
+        stop_sending = _background(sender.run, "outbox-sender")
+
+        async def stop() -> None:
+            await stop_sending()
+            if self.sender is sender:
+                self.sender = None
+
+        return stop
+
+    async def _start_scheduler(self) -> Stop:
+        context = jobs.JobContext(
+            self.sessionmaker,
+            self.clock,
+            self.timing,
+            self.settings.digest_time,
+            self.wake_sender,
+            timedelta(minutes=self.settings.call_reminder_minutes),
+        )
+        scheduler = start_scheduler(context, self.settings.sweep_interval)
+
+        async def stop() -> None:
+            scheduler.shutdown(wait=False)
+            await jobs.wait_idle()
+            jobs.configure(None)
+
+        return stop
+
+    async def _start_webhook(self, dp: Dispatcher) -> web.AppRunner:
+        assert self.intake is not None and self.settings.webhook_url is not None
+        settings = self.settings
+        if settings.webhook_secret is not None:
+            secret = settings.webhook_secret.get_secret_value()
+        else:
+            secret = webhook_secret(self.bot.token)
+            logger.info(
+                "GRIDBOT_WEBHOOK_SECRET is not set: using a secret derived from the bot token "
+                "(the same in every process of this bot)"
+            )
+        path = urlparse(settings.webhook_url).path or "/"
+        app = web.Application()
+        app.router.add_post(path, webhook_handler(self.intake, secret))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.webhook_listen_host, settings.webhook_listen_port)
+        await site.start()
+        await self.bot.set_webhook(
+            settings.webhook_url,
+            secret_token=secret,
+            allowed_updates=dp.resolve_used_update_types(),
+            max_connections=100,
+        )
+        logger.info(
+            "Webhook mode: listening on %s:%s%s",
+            settings.webhook_listen_host,
+            settings.webhook_listen_port,
+            path,
+        )
+        return runner
+
+
+Stop = Callable[[], Awaitable[None]]
+
+
+def _background(run: Callable[[asyncio.Event], Awaitable[None]], name: str) -> Stop:
+    """Start `run(stop_event)` as a task; what sets the event and waits for the task."""
+    event = asyncio.Event()
+    task = asyncio.create_task(run(event), name=name)
+
+    async def stop() -> None:
+        event.set()
+        await task
+
+    return stop
+
+
+async def _stop_taking_requests(runner: web.AppRunner) -> None:
+    """Close the listening sockets; requests already taken go on (answered once handled)."""
+    for site in list(runner.sites):
+        await site.stop()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def start_scheduler(context: jobs.JobContext, interval: float) -> AsyncIOScheduler:
@@ -188,74 +374,3 @@ def start_scheduler(context: jobs.JobContext, interval: float) -> AsyncIOSchedul
     )
     scheduler.start()
     return scheduler
-
-
-async def _run_polling(bot: Bot, dp: Dispatcher, stop: asyncio.Event | None) -> None:
-    watcher = None
-    if stop is not None:
-
-        async def stop_when_told() -> None:
-            await stop.wait()
-            await dp.stop_polling()
-
-        watcher = asyncio.create_task(stop_when_told())
-    try:
-        await bot.delete_webhook(drop_pending_updates=False)
-        await dp.start_polling(
-            bot,
-            handle_signals=stop is None,
-            close_bot_session=False,
-            allowed_updates=dp.resolve_used_update_types(),
-            tasks_concurrency_limit=200,
-        )
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with suppress(asyncio.CancelledError):
-                await watcher
-
-
-async def _run_webhook(
-    bot: Bot,
-    dp: Dispatcher,
-    settings: Settings,
-    stop: asyncio.Event | None,
-    tracker: UpdateTracker,
-) -> None:
-    assert settings.webhook_url is not None
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    path = urlparse(settings.webhook_url).path or "/"
-    app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
-    setup_application(app, dp, bot=bot)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.webhook_listen_host, settings.webhook_listen_port)
-    await site.start()
-    await bot.set_webhook(
-        settings.webhook_url,
-        secret_token=secret,
-        allowed_updates=dp.resolve_used_update_types(),
-    )
-    logger.info(
-        "Webhook mode: listening on %s:%s%s",
-        settings.webhook_listen_host,
-        settings.webhook_listen_port,
-        path,
-    )
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
-        # Stop taking requests, let the updates already taken finish, and only then let
-        # aiohttp's shutdown close the bot session.
-        await site.stop()
-        await tracker.drained(DRAIN_TIMEOUT)
-        await runner.cleanup()

@@ -17,7 +17,6 @@ logger = logging.getLogger(__name__)
 LANGUAGES = ("zh-hans", "en")
 
 # session.info key: Telegram ids of people a use case changed, for caches to forget them.
-PEOPLE_CHANGED = "gridbot_people_changed"
 
 
 def guess_language(language_code: str | None, default: str) -> str:
@@ -81,7 +80,6 @@ async def set_language(
     person.language = language
     person.updated_at = clock.now()
     session.add(person)
-    session.info.setdefault(PEOPLE_CHANGED, set()).add(person.telegram_id)
     await session.commit()
     return person
 

@@ -18,6 +18,7 @@ repeated once (both statements are idempotent).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -44,6 +45,18 @@ _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 class ConversationStore(ABC):
     """Loads and saves conversations; `open_store` picks the database's kind."""
+
+    # Whether try_lock/unlock hold a lock that other processes see (PostgreSQL's advisory
+    # locks); SQLite serves one process, whose own locks are enough.
+    locks_across_processes = False
+
+    async def try_lock(self, name: str) -> bool:
+        """Take the lock `name` if nobody holds it; whether it was taken."""
+        raise NotImplementedError
+
+    async def unlock(self, name: str) -> None:
+        """Give up the lock `name` taken with try_lock."""
+        raise NotImplementedError
 
     async def save(self, key: str, now: datetime, state: str | None, data: dict[str, Any]) -> None:
         """Store the whole conversation; an empty one (no state, no data) is deleted instead."""
@@ -119,10 +132,16 @@ class SQLiteConversations(ConversationStore):
 
 
 class PostgresConversations(ConversationStore):
+    locks_across_processes = True
+
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        # Advisory locks live on a connection of their own: a session-level lock is held by
+        # the connection that took it, however many statements the other one runs meanwhile.
+        self._locks_conn: Any = None
+        self._locks_guard = asyncio.Lock()
         self._upsert_sql = _UPSERT.format(p="%s")
         self._delete_sql = _DELETE.format(p="%s")
         self._select_sql = _SELECT.format(p="%s")
@@ -158,6 +177,33 @@ class PostgresConversations(ConversationStore):
         state, data = rows[0]
         return state, dict(data or {})
 
+    async def _locks(self, sql: str, name: str) -> bool:
+        import psycopg
+
+        key = int.from_bytes(
+            hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+        )
+        async with self._locks_guard:
+            if self._locks_conn is None or self._locks_conn.closed:
+                self._locks_conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                )
+            try:
+                cursor = await self._locks_conn.execute(sql, (key,))
+                row = await cursor.fetchone()
+            except psycopg.OperationalError:
+                # The connection went, and every lock it held with it: the next call opens
+                # another; a lock not taken is reported so, and the caller tries again.
+                await self._locks_conn.close()
+                return False
+        return bool(row and row[0])
+
+    async def try_lock(self, name: str) -> bool:
+        return await self._locks("SELECT pg_try_advisory_lock(%s)", name)
+
+    async def unlock(self, name: str) -> None:
+        await self._locks("SELECT pg_advisory_unlock(%s)", name)
+
     async def _upsert(
         self, key: str, now: datetime, state: str | None, data: dict[str, Any]
     ) -> None:
@@ -169,8 +215,9 @@ class PostgresConversations(ConversationStore):
         await self._run(self._delete_sql, (key,))
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        for conn in (self._conn, self._locks_conn):
+            if conn is not None:
+                await conn.close()
 
 
 def open_store(url: str) -> ConversationStore:

@@ -451,3 +451,56 @@ class CallClaim(SQLModel, table=True):
     confirmed: bool | None = None  # the organiser's word after the end
     points: float = Field(default=0.0)  # earned only when confirmed
     updated_at: datetime = _created()
+
+
+class InboundUpdate(SQLModel, table=True):
+    """An update from Telegram, kept so that each is handled once and none is lost.
+
+    Long polling records each update here before confirming it to Telegram, then handles it;
+    a process that dies in between leaves the row unhandled and the next poller handles it.
+    Handling claims the row (sets handled_at) in the update's own transaction, so a
+    redelivered update_id (a webhook retried, a poll repeated) is recognised and skipped.
+    """
+
+    __tablename__ = "inbound_update"
+    __table_args__ = (
+        # What a poller must still handle, oldest first; handled rows are not in this index.
+        sa.Index(
+            "ix_inbound_update_unhandled",
+            "bot_id",
+            "update_id",
+            postgresql_where=sa.text("handled_at IS NULL"),
+            sqlite_where=sa.text("handled_at IS NULL"),
+        ),
+    )
+
+    bot_id: int = Field(
+        sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    update_id: int = Field(
+        sa_type=sa.BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    # The update's JSON as Telegram sent it (text: an update may hold what JSONB refuses, such
+    # as \u0000); None once handled (only the key is kept, for redelivery).
+    payload: str | None = Field(default=None, sa_type=sa.Text)
+    received_at: datetime = Field(
+        default_factory=utc_now, sa_type=UTCDateTime, nullable=False, index=True
+    )
+    handled_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Why handling ended without the handler's own commit (an error, a refusal), if it did.
+    error: str | None = Field(default=None, max_length=500)
+
+
+class Lease(SQLModel, table=True):
+    """Who does a one-process job (send the outbox, run the scheduler, poll) until when.
+
+    The holder renews it every few seconds; when it stops renewing (the process died), another
+    process takes it over once it expires.
+    """
+
+    __tablename__ = "lease"
+
+    name: str = Field(max_length=128, primary_key=True)
+    holder: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    acquired_at: datetime = _created()

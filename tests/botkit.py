@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ class RunningBot:
     task: asyncio.Task
 
 
+_RUNS = itertools.count(1)
+
+
 def bot_settings(api_base: str, database_url: str, **overrides: object) -> Settings:
     values = {
         "bot_token": TOKEN,
@@ -30,6 +34,9 @@ def bot_settings(api_base: str, database_url: str, **overrides: object) -> Setti
         # Test pace: fast enough not to slow the tests, still throttled.
         "outbox_rate": 500.0,
         "chat_interval": 0.01,
+        # Tests type faster than people; the per-person limit has tests of its own.
+        "flood_rate": 1000.0,
+        "flood_burst": 1000,
         # The deadline sweep runs only where a test asks for it (scheduler=True).
         "scheduler": False,
     }
@@ -50,6 +57,8 @@ async def running_bot(
     Yields once the bot made its `wait_for` call (polling started, or the webhook was set).
     """
     async with FakeTelegram(tokens=[TOKEN]) as fake:
+        # Each run's updates are numbered after the last run's, as Telegram numbers them.
+        fake.start_update_ids_at(next(_RUNS) * 1_000_000)
         settings = bot_settings(fake.base_url, database_url, **overrides)
         stop = asyncio.Event()
         task = asyncio.create_task(serve(settings, clock=clock, stop=stop))

@@ -112,16 +112,25 @@ async def test_clearing_a_conversation_deletes_its_row(store, sessionmaker, cloc
     assert await storage.get_state(KEY) is None
 
 
-async def test_the_memory_cache_is_bounded_and_hands_out_copies(store, clock) -> None:
-    storage = DatabaseStorage(store, clock, cache_size=1)
-    other = StorageKey(bot_id=42, chat_id=1002, user_id=1002)
-    await storage.set_data(KEY, {"photos": ["a"]})
-    await storage.set_data(other, {"photos": ["b"]})  # evicts KEY from memory
-    data = await storage.get_data(KEY)  # read back from the database
-    assert data == {"photos": ["a"]}
-    data["photos"].append("changed by the caller")
-    assert await storage.get_data(KEY) == {"photos": ["a"]}
-    assert await storage.get_data(other) == {"photos": ["b"]}
+async def test_two_processes_see_each_others_steps_and_get_copies(db_url, store, clock) -> None:
+    """The steps of one dialog may land on different processes: nothing is kept stale."""
+    other_store = open_store(db_url)
+    try:
+        here, there = DatabaseStorage(store, clock), DatabaseStorage(other_store, clock)
+        await here.set_data(KEY, {"photos": ["a"]})
+        assert await there.get_data(KEY) == {"photos": ["a"]}
+        await there.set_state(KEY, Report.description)
+        await there.update_data(KEY, {"photos": ["a", "b"]})
+        assert await here.get_state(KEY) == "Report:description"
+        data = await here.get_data(KEY)
+        assert data == {"photos": ["a", "b"]}
+        data["photos"].append("changed by the caller")
+        assert await here.get_data(KEY) == {"photos": ["a", "b"]}
+        await here.set_state(KEY, None)
+        await here.set_data(KEY, {})
+        assert await there.get_state(KEY) is None
+    finally:
+        await other_store.close()
 
 
 async def test_inside_an_update_a_step_is_one_write_made_before_telegram(

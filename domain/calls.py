@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.access import deny, require_role
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
-from domain.geo import distance_m
+from domain.geo import distance_m, require_point, valid_point
 from domain.members import (
     ORGANISER_ROLES,
     SECRETARY_ROLES,
@@ -29,6 +29,7 @@ from domain.members import (
     community_unit,
 )
 from domain.outbox import Outgoing, enqueue_many
+from domain.text import clean_text
 from storage.enums import (
     AssignmentStatus,
     CallStatus,
@@ -82,9 +83,10 @@ async def create_call(
     leader may call the members of their own grids, and so turn a ticket of theirs into a call.
     """
     community = await community_unit(session, community_id)
-    title = title.strip()
+    title, description = clean_text(title).strip(), clean_text(description).strip()
     if not title or len(title) > 200:
         raise DomainError("duty.title_invalid")
+    require_point(latitude, longitude)
     now = clock.now()
     if not now < starts_at < ends_at:
         raise DomainError("duty.times_invalid")
@@ -125,7 +127,7 @@ async def create_call(
         community_id=community.id,
         organiser_id=actor.id,
         title=title,
-        description=description.strip(),
+        description=description,
         latitude=latitude,
         longitude=longitude,
         starts_at=starts_at,
@@ -315,6 +317,8 @@ async def check_in(
 ) -> CallClaim:
     """On site: within `radius_m` of the call's place, from `early` before its start to its
     end."""
+    if not valid_point(latitude, longitude):
+        raise DomainError("duty.bad_location")
     call, claim = await _claim_of(session, person, call_id)
     now = clock.now()
     refusal = _check_in_refusal(call, claim, now, early)

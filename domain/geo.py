@@ -1,4 +1,8 @@
-"""Location -> grid: which grid a shared Telegram location falls in."""
+"""Location -> grid: which grid a shared Telegram location falls in; and what a place is.
+
+Telegram's Location accepts any float, and a forged webhook update can carry NaN or
+infinity: every place the bot takes from a person is checked by `valid_point` first.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,31 @@ from shapely.geometry import shape
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from domain.errors import DomainError
 from storage.enums import UnitKind
 from storage.models import OrgUnit
 
 logger = logging.getLogger(__name__)
+
+
+class NotAPlace(DomainError, ValueError):
+    """Coordinates that are no place on Earth (out of range, NaN or infinite)."""
+
+
+def valid_point(lat: float, lon: float) -> bool:
+    """Whether (lat, lon) is a place on Earth: finite, latitude -90..90, longitude -180..180."""
+    return (
+        math.isfinite(lat)
+        and math.isfinite(lon)
+        and -90.0 <= lat <= 90.0
+        and -180.0 <= lon <= 180.0
+    )
+
+
+def require_point(lat: float, lon: float) -> None:
+    """NotAPlace ("place.invalid") unless (lat, lon) is a valid point."""
+    if not valid_point(lat, lon):
+        raise NotAPlace("place.invalid")
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -54,11 +79,9 @@ class GridLocator:
         return len(self._hits)
 
     def locate(self, lat: float, lon: float) -> GridHit | None:
-        """The grid containing (lat, lon), or None outside the service area."""
-        if not (math.isfinite(lat) and math.isfinite(lon)):
-            raise ValueError(f"not a location: lat={lat!r}, lon={lon!r}")
-        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-            raise ValueError(f"location out of range: lat={lat!r}, lon={lon!r}")
+        """The grid containing (lat, lon), or None outside the service area; NotAPlace for
+        coordinates that are no place at all."""
+        require_point(lat, lon)
         if not self._hits:
             return None
         candidates = self._tree.query(shapely.Point(lon, lat))

@@ -15,6 +15,7 @@ from domain.access import require_role
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.outbox import enqueue
+from domain.text import clean_text
 from storage.enums import (
     Lane,
     MemberStatus,
@@ -65,7 +66,10 @@ async def register_member(
 
     A rejected member may register again (the same row, pending once more).
     """
-    full_name, branch = full_name.strip(), branch.strip()
+    full_name, branch = clean_text(full_name).strip(), clean_text(branch).strip()
+    skills = [s for s in (clean_text(skill).strip() for skill in skills) if s]
+    if phone is not None:
+        phone = clean_text(phone).strip() or None
     if not full_name or len(full_name) > NAME_LIMIT:
         raise DomainError("duty.name_invalid", limit=NAME_LIMIT)
     if not branch or len(branch) > BRANCH_LIMIT:
@@ -162,7 +166,7 @@ async def decide_member(
 ) -> Member:
     """The community secretary approves or rejects (with a reason); the member is told."""
     member = await _pending_member(session, clock, actor, member_id)
-    reason = (reason or "").strip()
+    reason = clean_text(reason or "").strip()
     if not approve and not reason:
         raise DomainError("duty.reason_needed")
     now = clock.now()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,14 +18,16 @@ import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from domain import audit
 from domain.access import covering_assignment, deny
 from domain.changes import Changes
 from domain.clock import Clock
 from domain.deadlines import Policies, Timing, first_at, followup_alerts, phase_alerts
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, NotAllowed, NotFound
 from domain.geo import distance_m
 from domain.lookups import Lookups
 from domain.reference import OrgSnapshot
+from domain.text import clean_text
 from storage.bulk import insert_returning, insert_rows
 from storage.dialect import Driver, next_in_sequence
 from storage.enums import (
@@ -550,8 +552,9 @@ def move(
 
 
 def clean_note(note: str, empty_key: str) -> str:
-    """A note, reason or description trimmed; refused when empty or over the limit."""
-    note = note.strip()
+    """A note, reason or description cleaned (domain.text) and trimmed; refused when empty or
+    over the limit."""
+    note = clean_text(note).strip()
     if not note:
         raise DomainError(empty_key)
     if len(note) > DESCRIPTION_LIMIT:
@@ -648,7 +651,11 @@ async def file_ticket(
 async def join_ticket(
     *, session: AsyncSession, clock: Clock, person: Person, ticket_id: int
 ) -> TicketContext:
-    """ "Me too": the person follows an open ticket and counts among those affected."""
+    """ "Me too": the person follows an open ticket and counts among those affected.
+
+    The move itself; a press in chat goes through join_offered_ticket, which checks the
+    ticket was offered to the person first.
+    """
     ticket = await get_ticket(session, ticket_id, for_update=True)
     if ticket.status not in OPEN_STATUSES:
         raise StaleAction("ticket.stale", status=ticket.status.value, number=ticket.number)
@@ -676,6 +683,38 @@ async def join_ticket(
     ctx = await context_of(session, ticket)
     await out.commit(session)
     return ctx
+
+
+async def join_offered_ticket(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    ticket_id: int,
+    offered: Collection[int],
+) -> TicketContext:
+    """ "Me too" pressed in a report dialog: join the ticket, if it is one the dialog offered.
+
+    `offered` are the ids of the tickets the person was shown (find_duplicates, for their
+    report). Any other id comes from a forged button (another community's ticket, an
+    anonymous one): refused with NotAllowed, audited, nothing joined.
+    """
+    if ticket_id not in offered:
+        ticket = await session.get(Ticket, ticket_id)
+        grid = await session.get(OrgUnit, ticket.grid_id) if ticket is not None else None
+        audit.record(
+            session,
+            clock=clock,
+            actor_id=person.id,
+            action="access.denied",
+            attempted=f"ticket.join:{ticket.number if ticket is not None else ticket_id}",
+            unit=grid.code if grid is not None else None,
+            roles=[],
+        )
+        await session.commit()
+        logger.warning("person %s refused joining ticket %s: not offered", person.id, ticket_id)
+        raise NotAllowed("ticket.join_not_offered")
+    return await join_ticket(session=session, clock=clock, person=person, ticket_id=ticket_id)
 
 
 async def load_for_action(

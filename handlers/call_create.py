@@ -38,6 +38,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.calls import CallScope, call_scope, call_scopes, create_call, ticket_for_call
 from domain.clock import Clock
 from domain.errors import DomainError
+from domain.geo import valid_point
+from domain.text import clean_text
 from handlers.callbacks import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
 from handlers.cards import local_time
 from handlers.common import amount, refusal_text, scope_name
@@ -325,8 +327,9 @@ async def _begin(
 
 
 def _text_of(message: Message, limit: int) -> str | None:
-    """The message's text, stripped, if it is a plain answer within `limit` characters."""
-    text = (message.text or "").strip()
+    """The message's text, cleaned and stripped, if it is a plain answer within `limit`
+    characters."""
+    text = clean_text(message.text or "").strip()
     if not text or text.startswith("/") or len(text) > limit:
         return None
     return text
@@ -377,9 +380,12 @@ async def location_given(
 ) -> None:
     """A shared location, or a venue (which carries one)."""
     assert message.location is not None
-    await state.update_data(
-        latitude=message.location.latitude, longitude=message.location.longitude, place="shared"
-    )
+    lat, lon = message.location.latitude, message.location.longitude
+    if not valid_point(lat, lon):
+        data = await state.get_data()
+        await message.answer(t("place.invalid"), reply_markup=_place_keyboard(data, t))
+        return
+    await state.update_data(latitude=lat, longitude=lon, place="shared")
     await _ask_start(message, clock, state, t, settings.tz)
 
 

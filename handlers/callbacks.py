@@ -1,6 +1,7 @@
 """Callback data shared by more than one router: ids and enums only, well under 64 bytes.
 
-Anything in here can be forged by a modified client; the domain checks every action.
+Anything in here can be forged by a modified client; the domain checks every action. Every
+class derives from `Button`, which refuses numbers no database column holds.
 """
 
 from __future__ import annotations
@@ -8,6 +9,28 @@ from __future__ import annotations
 from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
+from pydantic import field_validator
+
+# Every number a button carries is a row id, an offset, an index or a small count: a 4-byte
+# integer, as the id columns are. A longer one cannot come from a button of ours.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+class Button(CallbackData, prefix="btn"):
+    """The base of every button's data (never sent itself; each subclass has its own prefix).
+
+    A number outside a 4-byte integer (a forged "t:a:123456789012345678901234567890") fails
+    to unpack, so no handler's filter matches it: the press gets the catch-all's "this button
+    no longer works" and never reaches the database, where PostgreSQL would refuse it
+    ("integer out of range") and SQLite could not bind it.
+    """
+
+    @field_validator("*")
+    @classmethod
+    def fits_a_column(cls, value: object) -> object:
+        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise ValueError(f"{value} is out of range for a button")
+        return value
 
 
 class TicketOp(StrEnum):
@@ -21,48 +44,48 @@ class TicketOp(StrEnum):
     WHISTLE = "w"  # street or district: summon departments (opens the picker, WhistlePick)
 
 
-class TicketAction(CallbackData, prefix="t"):
+class TicketAction(Button, prefix="t"):
     """A button on a ticket card."""
 
     op: TicketOp
     id: int
 
 
-class ReturnWhy(CallbackData, prefix="tr"):
+class ReturnWhy(Button, prefix="tr"):
     """The reason for a return (退單): a storage.enums.ReturnReason value."""
 
     id: int
     reason: str
 
 
-class Redispatch(CallbackData, prefix="td"):
+class Redispatch(Button, prefix="td"):
     """The grid a community secretary sends a returned ticket to."""
 
     id: int
     grid: int
 
 
-class FollowUp(CallbackData, prefix="f"):
+class FollowUp(Button, prefix="f"):
     """The resident's answer to "is it solved?"."""
 
     id: int
     solved: bool
 
 
-class Rating(CallbackData, prefix="r"):
+class Rating(Button, prefix="r"):
     """1-5 stars for a closed ticket."""
 
     id: int
     stars: int
 
 
-class MeToo(CallbackData, prefix="m"):
+class MeToo(Button, prefix="m"):
     """Join an open ticket nearby instead of filing a new one."""
 
     id: int
 
 
-class Page(CallbackData, prefix="p"):
+class Page(Button, prefix="p"):
     """Paging through a list: which list ("my" or "queue") and where it starts."""
 
     list: str
@@ -79,7 +102,7 @@ class WhistleOp(StrEnum):
     START = "o"  # open the picker (from a returned department's card: "summon others")
 
 
-class WhistlePick(CallbackData, prefix="w"):
+class WhistlePick(Button, prefix="w"):
     """The department picker on a ticket.
 
     `sel` is a hexadecimal bitmask over the departments offered, in the order the picker
@@ -104,14 +127,14 @@ class SummonsOp(StrEnum):
     RELEASE = "rl"  # the street: accept the department's return
 
 
-class SummonsAction(CallbackData, prefix="s"):
+class SummonsAction(Button, prefix="s"):
     """A button on a department's summons card (`id` is the summons)."""
 
     op: SummonsOp
     id: int
 
 
-class SummonsReturnWhy(CallbackData, prefix="sr"):
+class SummonsReturnWhy(Button, prefix="sr"):
     """The department's reason for a return: a storage.enums.SummonsReturnReason value."""
 
     id: int
@@ -121,7 +144,7 @@ class SummonsReturnWhy(CallbackData, prefix="sr"):
 # -- Party members reporting for duty (党员报到) --------------------------------------------
 
 
-class MemberDecision(CallbackData, prefix="md"):
+class MemberDecision(Button, prefix="md"):
     """The community secretary's Approve (ok) / Reject on a member's registration."""
 
     id: int
@@ -139,7 +162,7 @@ class CallOp(StrEnum):
     CHECK_OUT = "o"
 
 
-class CallAction(CallbackData, prefix="dc"):
+class CallAction(Button, prefix="dc"):
     """A button on a call to a member, its reminder, or the "you're in" message (`id`: call)."""
 
     op: CallOp
@@ -149,7 +172,7 @@ class CallAction(CallbackData, prefix="dc"):
 # -- creating a call (/call, or Turn into call on a ticket card) ------------------------------
 
 
-class CallCommunity(CallbackData, prefix="ncc"):
+class CallCommunity(Button, prefix="ncc"):
     """The community a /call is for, when the person organises in several (`id`: unit)."""
 
     id: int
@@ -161,20 +184,20 @@ class CallGridOp(StrEnum):
     DONE = "d"  # on to the summary
 
 
-class CallGrid(CallbackData, prefix="ncg"):
+class CallGrid(Button, prefix="ncg"):
     """The grid picker of the /call dialog (the selection is kept in the dialog's data)."""
 
     op: CallGridOp
     id: int = 0
 
 
-class CallStep(CallbackData, prefix="ncs"):
+class CallStep(Button, prefix="ncs"):
     """Confirm ("ok") or Cancel ("x") in the /call dialog."""
 
     step: str
 
 
-class TicketToCall(CallbackData, prefix="ntc"):
+class TicketToCall(Button, prefix="ntc"):
     """Turn into call, on a grid's ticket card (`id`: ticket)."""
 
     id: int
@@ -192,7 +215,7 @@ class SheetOp(StrEnum):
     KEEP = "k"  # ... no: the card as it was
 
 
-class Sheet(CallbackData, prefix="as"):
+class Sheet(Button, prefix="as"):
     """A button on the organiser's card of a call (`id`: the call).
 
     `sel` is a hexadecimal bitmask over the sheet's lines in claim order (set: came): the
@@ -215,7 +238,7 @@ class PostOp(StrEnum):
     LEAVE = "l"
 
 
-class PostAction(CallbackData, prefix="pp"):
+class PostAction(Button, prefix="pp"):
     """Claim / Leave on the /posts list (`id`: the service post)."""
 
     op: PostOp
@@ -228,14 +251,14 @@ class DutyPlaceOp(StrEnum):
     COMMUNITY = "c"  # this community (`id`: community)
 
 
-class DutyPlace(CallbackData, prefix="mp"):
+class DutyPlace(Button, prefix="mp"):
     """Choosing the community by hand in the /duty dialog."""
 
     op: DutyPlaceOp
     id: int = 0
 
 
-class DutyService(CallbackData, prefix="ms"):
+class DutyService(Button, prefix="ms"):
     """The kinds of service in the /duty dialog: toggle one (`i`: its index), or done (-1)."""
 
     i: int

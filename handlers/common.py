@@ -8,16 +8,18 @@ from datetime import datetime, tzinfo
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.errors import DomainError
+from domain.geo import valid_point
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
 from domain.reference import Reference
+from domain.text import clean_text
+from handlers.callbacks import Button
 from storage.enums import Role
 from storage.models import Person
 
@@ -28,7 +30,7 @@ Translate = Callable[..., str]
 LANGUAGE_LABELS = {"zh-hans": "简体中文", "en": "English"}
 
 
-class LanguageChoice(CallbackData, prefix="lang"):
+class LanguageChoice(Button, prefix="lang"):
     code: str
 
 
@@ -63,7 +65,7 @@ async def start_with_code(
 ) -> None:
     """/start <code>: redeem an invitation and bind this account to its role."""
     redeemed = await redeem_invitation(
-        session=session, clock=clock, person=person, code=(command.args or "").strip()
+        session=session, clock=clock, person=person, code=clean_text(command.args or "").strip()
     )
     key = "invite.already" if redeemed.already_had else "invite.accepted"
     await message.answer(
@@ -132,8 +134,12 @@ async def location_shared(
 ) -> None:
     """A location outside any dialog: say which grid it belongs to, or that it is outside."""
     assert message.location is not None
+    lat, lon = message.location.latitude, message.location.longitude
+    if not valid_point(lat, lon):
+        await message.answer(t("place.invalid"))
+        return
     org = await reference.get(session)
-    place = org.place_of(message.location.latitude, message.location.longitude)
+    place = org.place_of(lat, lon)
     if place is None:
         await message.answer(t("place.outside"))
         return

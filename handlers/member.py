@@ -20,7 +20,6 @@ from typing import Any
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
@@ -37,6 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.attendance import service_between
 from domain.calls import calls_ahead
 from domain.clock import Clock
+from domain.geo import valid_point
 from domain.members import (
     BRANCH_LIMIT,
     NAME_LIMIT,
@@ -50,7 +50,8 @@ from domain.members import (
 from domain.places import get_community, search_communities
 from domain.posts import posts_held
 from domain.reference import Reference
-from handlers.callbacks import DutyPlace, DutyPlaceOp, DutyService, MemberDecision
+from domain.text import clean_text
+from handlers.callbacks import Button, DutyPlace, DutyPlaceOp, DutyService, MemberDecision
 from handlers.cards import local_time
 from handlers.common import amount, hours, scope_name
 from handlers.resident import Label
@@ -98,7 +99,7 @@ class RejectReason(StatesGroup):
     reason = State()
 
 
-class RegisterStep(CallbackData, prefix="mr"):
+class RegisterStep(Button, prefix="mr"):
     """Confirm ("ok") or Cancel ("x") on the /duty summary."""
 
     step: str
@@ -177,28 +178,31 @@ async def duty_command(
     await message.answer(t("member.ask_name", limit=NAME_LIMIT), reply_markup=ReplyKeyboardRemove())
 
 
-def _text_problem(text: str | None, limit: int, key: str, t: Translate) -> str | None:
-    if text is None or text.startswith("/") or not text.strip() or len(text.strip()) > limit:
+def _text_problem(text: str, limit: int, key: str, t: Translate) -> str | None:
+    """What is wrong with a cleaned, trimmed answer (a command, nothing, too long), if anything."""
+    if text.startswith("/") or not text or len(text) > limit:
         return t(key, limit=limit)
     return None
 
 
 async def name_given(message: Message, state: FSMContext, t: Translate) -> None:
-    problem = _text_problem(message.text, NAME_LIMIT, "member.expect.name", t)
+    name = clean_text(message.text or "").strip()
+    problem = _text_problem(name, NAME_LIMIT, "member.expect.name", t)
     if problem:
         await message.answer(problem)
         return
-    await state.update_data(full_name=(message.text or "").strip())
+    await state.update_data(full_name=name)
     await state.set_state(Register.branch)
     await message.answer(t("member.ask_branch", limit=BRANCH_LIMIT))
 
 
 async def branch_given(message: Message, state: FSMContext, t: Translate) -> None:
-    problem = _text_problem(message.text, BRANCH_LIMIT, "member.expect.branch", t)
+    branch = clean_text(message.text or "").strip()
+    problem = _text_problem(branch, BRANCH_LIMIT, "member.expect.branch", t)
     if problem:
         await message.answer(problem)
         return
-    await state.update_data(branch=(message.text or "").strip())
+    await state.update_data(branch=branch)
     await _ask_location(message, state, t)
 
 
@@ -223,8 +227,12 @@ async def location_given(
     t: Translate,
 ) -> None:
     assert message.location is not None
+    lat, lon = message.location.latitude, message.location.longitude
+    if not valid_point(lat, lon):
+        await message.answer(t("place.invalid"), reply_markup=_location_keyboard(t))
+        return
     org = await reference.get(session)
-    place = org.place_of(message.location.latitude, message.location.longitude)
+    place = org.place_of(lat, lon)
     community = next((u for u in place or [] if u.kind == UnitKind.COMMUNITY), None)
     if community is None:
         await state.set_state(Register.location)
@@ -321,7 +329,7 @@ async def community_typed(
     raw_state: str | None,
 ) -> None:
     """Part of a community's name: one match is taken, several are offered as buttons."""
-    query = (message.text or "").strip()
+    query = clean_text(message.text or "").strip()
     choices, total = await search_communities(session, query=query, limit=COMMUNITY_MATCHES)
     await session.commit()
     if raw_state == Register.location.state:
@@ -467,7 +475,7 @@ async def skills_skipped(message: Message, state: FSMContext, t: Translate) -> N
 
 
 async def skills_given(message: Message, state: FSMContext, t: Translate) -> None:
-    raw = (message.text or "").replace("，", ",").replace("、", ",")
+    raw = clean_text(message.text or "").replace("，", ",").replace("、", ",")
     skills = [s.strip()[:SKILL_LIMIT] for s in raw.split(",") if s.strip()][:SKILLS_LIMIT]
     await state.update_data(skills=skills)
     await _ask_phone(message, state, t)

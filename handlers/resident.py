@@ -24,9 +24,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.errors import NotFound
+from domain.geo import valid_point
 from domain.people import LANGUAGES
 from domain.places import get_community, grids_of, search_communities
 from domain.reference import OrgSnapshot, Reference
+from domain.text import clean_text
 from domain.tickets import (
     DESCRIPTION_LIMIT,
     PHOTO_LIMIT,
@@ -37,7 +39,7 @@ from domain.tickets import (
     context_of,
     file_ticket,
     find_duplicates,
-    join_ticket,
+    join_offered_ticket,
     rate_ticket,
     reopen_ticket,
     tickets_of,
@@ -274,6 +276,8 @@ async def _to_summary(
             exclude_person_id=data.get("person_id"),
         )
         await session.commit()
+        # What "me too" may join in this dialog: exactly the tickets shown now.
+        data["offered"] = [ticket.id for ticket in found]
         if found:
             await state.set_data(data)
             await state.set_state(Report.duplicates)
@@ -376,7 +380,7 @@ async def description_given(
     t: Translate,
     state: FSMContext,
 ) -> None:
-    text = (message.text or "").strip()
+    text = clean_text(message.text or "").strip()
     if not text:
         await message.answer(t("report.description_empty"))
         return
@@ -459,6 +463,9 @@ async def location_given(
     """A shared location: its grid, or "outside the service area" and the choice by hand."""
     assert message.location is not None
     lat, lon = message.location.latitude, message.location.longitude
+    if not valid_point(lat, lon):
+        await message.answer(t("place.invalid"), reply_markup=kb.location(t))
+        return
     org = await reference.get(session)
     place = org.place_of(lat, lon)
     grid = next((u for u in place or () if u.kind == UnitKind.GRID), None)
@@ -495,7 +502,7 @@ async def community_typed(
     raw_state: str | None,
 ) -> None:
     """Part of a community's name: the matches (one match goes straight to its grids)."""
-    query = (message.text or "").strip()
+    query = clean_text(message.text or "").strip()
     if raw_state == Report.location.state:
         await message.answer(t("report.by_hand"), reply_markup=ReplyKeyboardRemove())
     await state.update_data(search=query)
@@ -593,8 +600,19 @@ async def me_too(
     t: Translate,
     state: FSMContext,
 ) -> None:
-    """ "Me too": follow the open ticket nearby instead of filing a new one; the dialog ends."""
-    ctx = await join_ticket(session=session, clock=clock, person=person, ticket_id=callback_data.id)
+    """ "Me too": follow the open ticket nearby instead of filing a new one; the dialog ends.
+
+    Only a ticket this dialog offered (kept in its data by _to_summary) is joined; the domain
+    refuses and audits any other id.
+    """
+    offered = (await state.get_data()).get("offered") or []
+    ctx = await join_offered_ticket(
+        session=session,
+        clock=clock,
+        person=person,
+        ticket_id=callback_data.id,
+        offered=offered,
+    )
     await state.clear()
     await query.answer()
     await query.message.answer(
@@ -905,7 +923,7 @@ async def reason_given(
     t: Translate,
     state: FSMContext,
 ) -> None:
-    text = (message.text or "").strip()
+    text = clean_text(message.text or "").strip()
     if len(text) > DESCRIPTION_LIMIT:
         await message.answer(
             t("report.description_over", length=len(text), limit=DESCRIPTION_LIMIT),

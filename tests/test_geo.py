@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain.geo import GridHit, GridLocator
+from domain.geo import GridHit, GridLocator, NotAPlace, require_point, valid_point
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
@@ -74,10 +74,36 @@ def test_an_empty_locator_finds_nothing() -> None:
     assert GridLocator([]).locate(34.0, 113.0) is None
 
 
-@pytest.mark.parametrize(("lat", "lon"), [(91.0, 113.0), (34.0, 181.0), (float("nan"), 113.0)])
+NAN, INF = float("nan"), float("inf")
+IMPOSSIBLE = [
+    (91.0, 113.0),
+    (-90.000001, 113.0),
+    (34.0, 181.0),
+    (34.0, -180.5),
+    (NAN, 113.0),
+    (34.0, NAN),
+    (INF, 113.0),
+    (34.0, -INF),
+]
+
+
+@pytest.mark.parametrize(("lat", "lon"), IMPOSSIBLE)
 def test_impossible_locations_are_refused(locator: GridLocator, lat: float, lon: float) -> None:
-    with pytest.raises(ValueError):
+    assert valid_point(lat, lon) is False
+    # A domain refusal (the person is told "place.invalid"), still a ValueError.
+    with pytest.raises(NotAPlace) as refused:
         locator.locate(lat, lon)
+    assert refused.value.key == "place.invalid"
+    assert isinstance(refused.value, ValueError)
+    with pytest.raises(NotAPlace):
+        require_point(lat, lon)
+
+
+def test_the_edges_of_the_earth_are_places(locator: GridLocator) -> None:
+    for lat, lon in [(90.0, 180.0), (-90.0, -180.0), (0.0, 0.0), (34.005, 113.005)]:
+        assert valid_point(lat, lon) is True
+        require_point(lat, lon)
+    assert locator.locate(90.0, 180.0) is None
 
 
 def test_lookups_over_ten_thousand_grids_land_in_the_right_one() -> None:

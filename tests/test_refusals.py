@@ -24,3 +24,15 @@ def test_times_are_shown_in_the_city_and_states_in_words() -> None:
     assert refusal_text(stale, t, ZoneInfo("Asia/Shanghai")).startswith(
         "Ticket ZZ-1 has moved on: it is now in progress."
     )
+
+
+def test_bad_input_refusals_read_in_both_languages() -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    cases = {
+        "place.invalid": ("That location is not a real place", "这个位置无效"),
+        "duty.bad_location": ("That location is not a real place, so", "这个位置无效，未能签到"),
+        "ticket.join_not_offered": ("“Me too” works only", "“我也遇到了”只适用于"),
+    }
+    for key, (en, zh) in cases.items():
+        assert refusal_text(DomainError(key), translator("en"), tz).startswith(en)
+        assert refusal_text(DomainError(key), translator("zh-hans"), tz).startswith(zh)

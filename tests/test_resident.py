@@ -17,7 +17,7 @@ from domain.clock import FrozenClock, SystemClock
 from domain.deadlines import Timing
 from domain.reference import load_snapshot
 from domain.tickets import accept_ticket, events_of, file_ticket, resolve_ticket
-from handlers.callbacks import FollowUp
+from handlers.callbacks import FollowUp, MeToo
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import Role, TicketStatus, WatcherKind
 from storage.models import (
@@ -684,3 +684,93 @@ async def test_a_forged_follow_up_for_someone_elses_ticket(db_url: str) -> None:
     assert ticket.rating is None and ticket.reopen_count == 0
     denied = select(func.count()).where(AuditEntry.action == "access.denied")
     assert await _count(db_url, denied) == 2
+
+
+async def _file_elsewhere(db_url: str, grid_code: str, *, anonymous: bool) -> tuple[int, str]:
+    """A garbage ticket filed (through the domain) in another grid: its id and number."""
+
+    async def fn(session):
+        reporter = Person(telegram_id=2990, full_name="Elsewhere", language="en")
+        session.add(reporter)
+        await session.commit()
+        grid = (await session.exec(select(OrgUnit).where(OrgUnit.code == grid_code))).one()
+        category = (await session.exec(select(Category).where(Category.code == "GARBAGE"))).one()
+        ctx = await file_ticket(
+            session=session,
+            org=await load_snapshot(session),
+            clock=SystemClock(),
+            timing=Timing.plain(TZ),
+            reporter=reporter,
+            category_id=category.id,
+            description="Garbage somewhere else",
+            grid_id=grid.id,
+            anonymous=anonymous,
+        )
+        return ctx.ticket.id, ctx.ticket.number
+
+    return await _query(db_url, fn)
+
+
+async def test_me_too_only_for_a_ticket_offered_in_the_dialog(db_url: str) -> None:
+    async with running_bot(db_url) as running:
+        fake = running.fake
+        first = Resident(fake, 2020)
+        await start_report(first)
+        await to_location_step(first, "Garbage at the corner")
+        first.say(None, location=INSIDE)
+        await first.reply()
+        await confirm(first, await first.reply())
+        [(offered, _, _)] = await _tickets(db_url)
+        # Another community's anonymous ticket: never offered to anyone here.
+        other_id, other_number = await _file_elsewhere(db_url, "JS-JBL-02-G2", anonymous=True)
+
+        second = Resident(fake, 2021)
+        await start_report(second)
+        await to_location_step(second, "So much garbage here")
+        second.say(None, location=NEARBY)
+        await second.reply()
+        offer = await second.reply()
+        assert [b["text"] for b in buttons(offer)][0] == f"Me too: {offered.number}"
+
+        # Forged: the same button with another ticket's id, or one that does not exist.
+        for forged in (MeToo(id=other_id), MeToo(id=999_999)):
+            after = len(fake.calls)
+            second.press_data(forged.pack(), offer["message_id"])
+            assert await second.alert(after) == (
+                "“Me too” works only for a ticket offered to you in this report; "
+                "nothing was changed."
+            )
+        # The dialog is still at the offer: the genuine button works.
+        second.press(offer, "Me too")
+        joined = await second.text()
+        assert joined.startswith(f"You now follow ticket {offered.number} (2 residents affected).")
+
+    tickets = {ticket.id: ticket for ticket, _, _ in await _tickets(db_url)}
+    assert (tickets[offered.id].affected, tickets[other_id].affected) == (2, 1)
+
+    async def watchers(session):
+        rows = await session.exec(
+            select(TicketWatcher.ticket_id, TicketWatcher.kind)
+            .join(Person, Person.id == TicketWatcher.person_id)
+            .where(Person.telegram_id == 2021)
+        )
+        return list(rows.all())
+
+    assert await _query(db_url, watchers) == [(offered.id, WatcherKind.ME_TOO)]
+
+    async def refusals(session):
+        rows = await session.exec(
+            select(AuditEntry)
+            .join(Person, Person.id == AuditEntry.actor_id)
+            .where(Person.telegram_id == 2021)
+            .order_by(AuditEntry.id)
+        )
+        return [(entry.action, entry.data) for entry in rows.all()]
+
+    assert await _query(db_url, refusals) == [
+        (
+            "access.denied",
+            {"attempted": f"ticket.join:{other_number}", "unit": "JS-JBL-02-G2", "roles": []},
+        ),
+        ("access.denied", {"attempted": "ticket.join:999999", "unit": None, "roles": []}),
+    ]

@@ -497,7 +497,7 @@ async def contact_given(
     if message.from_user is None or message.contact.user_id != message.from_user.id:
         await message.answer(t("member.not_own_contact"))
         return
-    await state.update_data(phone=message.contact.phone_number)
+    await state.update_data(phone=clean_text(message.contact.phone_number).strip() or None)
     await _summary(message, state, language, t)
 
 

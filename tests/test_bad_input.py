@@ -400,9 +400,11 @@ async def test_nul_in_a_duty_registration_and_a_rejection_is_cleaned(db_url: str
         await press(fake, member, services_done, asked["message_id"])
         await reply(fake, member)  # skills?
         await say(fake, member, "first aid\x00, elec\x08trician, \x00")
-        summary = await say(fake, member, "Skip")
+        own = {"phone_number": "+86\x00139\x0000000000", "first_name": "Z", "user_id": member}
+        summary = await say(fake, member, None, contact=own)
         assert "Zhang Wei" in summary["text"]
         assert "first aid, electrician" in summary["text"]
+        assert "+8613900000000" in summary["text"]
         await press(fake, member, RegisterStep(step="ok").pack(), summary["message_id"])
 
         registration = await fake.wait_for_message(
@@ -417,9 +419,10 @@ async def test_nul_in_a_duty_registration_and_a_rejection_is_cleaned(db_url: str
 
     async with session_of(db_url) as session:
         row = (await session.exec(select(Member))).one()
-    assert (row.full_name, row.branch, row.skills) == (
+    assert (row.full_name, row.branch, row.skills, row.phone) == (
         "Zhang Wei",
         "Qingtong Party branch",
         ["first aid", "electrician"],
+        "+8613900000000",
     )
     assert (row.status, row.reject_reason) == (MemberStatus.REJECTED, "Lives in another community")

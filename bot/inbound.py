@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from aiogram import Bot
 from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
-from aiogram.exceptions import TelegramAPIError, TelegramConflictError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError
 from aiogram.methods.base import TelegramMethod
 from aiogram.types import Update
 from aiohttp import web
@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bot.i18n import text
 from domain.clock import Clock
 from domain.people import guess_language
+from storage.faults import is_disconnect
 from storage.inbox import prune_handled, record_received, unhandled
 
 logger = logging.getLogger(__name__)
@@ -337,16 +338,15 @@ class Poller:
             stopped.cancel()
             try:
                 poll.result()
-            except (TelegramNetworkError, TelegramConflictError, TelegramAPIError, OSError) as exc:
+            except Exception as exc:
+                # Telegram, the network or the database: try again soon, then less often.
                 failures += 1
-                wait = min(self._backoff_max, 0.5 * 2 ** min(failures, 8))
-                logger.warning("getUpdates failed (%s); again in %.1f s", exc, wait)
+                wait = min(self._backoff_max, 0.25 * 2 ** min(failures - 1, 8))
+                if isinstance(exc, TelegramAPIError | OSError) or is_disconnect(exc):
+                    logger.warning("polling failed (%s); again in %.2f s", exc, wait)
+                else:
+                    logger.exception("polling failed; again in %.2f s", wait)
                 await _sleep_or_stop(stop, wait)
-                continue
-            except Exception:
-                failures += 1
-                logger.exception("polling failed; again in 5 s")
-                await _sleep_or_stop(stop, 5.0)
                 continue
             failures = 0
             if time.monotonic() - last_recovery > ABANDONED_AFTER.total_seconds():

@@ -111,6 +111,8 @@ class Duty:
             return
         if held is False:
             await self._step_down("another process holds the lease")
+        elif self.active and self._monotonic() >= self._valid_until:
+            await self._step_down("the lease could not be renewed in time")
 
     async def _watch(self) -> None:
         """Stop the work when the lease runs out unrenewed, even while a renewal hangs."""

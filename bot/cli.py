@@ -10,8 +10,9 @@ from datetime import timedelta
 import typer
 
 from bot.cli_org import org_app
-from bot.cli_support import fail, load_settings
-from bot.settings import Settings
+from bot.cli_support import database_setup, fail, load_settings
+from bot.settings import MAX_INVITE_DAYS, Settings, invite_days_problem
+from storage.db import DatabaseSetupError, require_driver, upgrade
 
 app = typer.Typer(
     help="gridbot: a Telegram bot for grid governance (reports, escalation, Party member duty).",
@@ -42,12 +43,16 @@ def run() -> None:
     Long polling by default; webhook mode when GRIDBOT_WEBHOOK_URL is set. Stops cleanly on
     SIGINT/SIGTERM, letting updates being handled finish.
     """
+    settings = load_settings()  # a bad setting is refused before the bot's code is loaded
+    setup_logging(settings)
+
     from bot.runtime import StartupError, serve
 
-    settings = load_settings()
-    setup_logging(settings)
     try:
-        asyncio.run(serve(settings, tune_memory=True))
+        with database_setup():
+            # Before asking Telegram: a missing driver is found without the network.
+            require_driver(settings.database_url)
+            asyncio.run(serve(settings, tune_memory=True))
     except StartupError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -56,17 +61,25 @@ def run() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(
-    revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
+    revision: str = typer.Argument(
+        "head", help="Target revision, e.g. 0005 (default: head, the newest)."
+    ),
 ) -> None:
-    """Apply the migrations to GRIDBOT_DATABASE_URL (creates the schema on a new database)."""
-    from storage.db import upgrade
+    """Apply the migrations to GRIDBOT_DATABASE_URL (creates the schema on a new database).
 
+    Never downgrades: a REVISION older than the database's is refused.
+    """
     settings = load_settings()
-    try:
-        upgrade(settings.database_url, revision)
-    except Exception as exc:
-        fail(f"migration failed: {exc.__class__.__name__}: {exc}")
-    typer.echo(f"database at revision {revision}")
+    with database_setup():
+        try:
+            reached = upgrade(settings.database_url, revision)
+        except DatabaseSetupError:
+            raise
+        except Exception as exc:
+            # SQLAlchemy's message goes on with the statement and a link: its first line says it.
+            first = next(iter(str(exc).splitlines()), "")
+            fail(f"migration failed: {exc.__class__.__name__}: {first}")
+    typer.echo(f"database at revision {reached}")
 
 
 @app.command()
@@ -80,7 +93,9 @@ def invite(
     ),
     department: str | None = typer.Option(None, help="Department code, for department_liaison."),
     days: float | None = typer.Option(
-        None, help="Days the invitation stays valid (default GRIDBOT_INVITE_TTL_DAYS, 7)."
+        None,
+        help=f"Days the invitation stays valid, above 0 and at most {MAX_INVITE_DAYS} "
+        "(default GRIDBOT_INVITE_TTL_DAYS, 7).",
     ),
 ) -> None:
     """Print a one-time invitation link that binds whoever opens it to ROLE in UNIT."""
@@ -93,9 +108,13 @@ def invite(
         role_value = Role(role)
     except ValueError:
         fail(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}", 2)
+    if days is not None and (problem := invite_days_problem(days)):
+        fail(f"--days {problem}", 2)
     ttl = timedelta(days=days if days is not None else settings.invite_ttl_days)
     try:
-        link, expires = asyncio.run(_invite(settings, role_value, unit, department, ttl))
+        with database_setup():
+            require_driver(settings.database_url)
+            link, expires = asyncio.run(_invite(settings, role_value, unit, department, ttl))
     except DomainError as exc:
         fail(text("en", exc.key, **exc.params))
     typer.echo(link)
@@ -107,12 +126,13 @@ async def _invite(settings, role, unit, department, ttl):
 
     from domain.clock import SystemClock
     from domain.invitations import create_invitation
-    from storage.db import make_engine, make_sessionmaker, upgrade
+    from storage.db import check_writable, make_engine, make_sessionmaker
 
     username = settings.bot_username
     if not username:
         username = await _ask_username(settings)
     await asyncio.to_thread(upgrade, settings.database_url)
+    await asyncio.to_thread(check_writable, settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         async with make_sessionmaker(engine)() as session:

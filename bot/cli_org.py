@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.cli_support import load_settings
+from bot.cli_support import database_setup, load_settings
 from domain.clock import SystemClock
-from storage.db import make_engine, make_sessionmaker, upgrade
+from storage.db import check_writable, make_engine, make_sessionmaker, upgrade
 from storage.org_loader import LoadReport, apply_org, sample_path
 from storage.orgfile import Organisation, OrgFileError, read_org_file
 
@@ -69,8 +69,10 @@ def load(
 
     settings = load_settings()
     try:
-        upgrade(settings.database_url)
-        report = asyncio.run(_load(settings.database_url, org))
+        with database_setup():
+            upgrade(settings.database_url)
+            check_writable(settings.database_url)
+            report = asyncio.run(_load(settings.database_url, org))
     except OrgFileError as exc:
         # Problems only the database can reveal (a unit whose kind would change).
         _refuse(file, exc)

@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import time
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.people import LANGUAGES
 
 # What a `gridbot run` process may do; every process does all three unless told otherwise.
 ROLES = frozenset({"serve", "send", "schedule"})
+
+# A token as @BotFather gives it (aiogram checks the same shape, less strictly).
+TOKEN_SHAPE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+# What Telegram accepts as a webhook's secret_token.
+WEBHOOK_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# Telegram's own Bot API posts webhooks over HTTPS to these ports only; a local Bot API server
+# (any other GRIDBOT_TELEGRAM_API_BASE) also posts over plain HTTP, to any port.
+TELEGRAM_API_HOST = "api.telegram.org"
+TELEGRAM_WEBHOOK_PORTS = (443, 80, 88, 8443)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Longest validity of an invitation, in days (GRIDBOT_INVITE_TTL_DAYS, `gridbot invite --days`).
+MAX_INVITE_DAYS = 365
+
+
+def invite_days_problem(days: float) -> str | None:
+    """Why `days` is no invitation's validity (nan, infinite, not above 0, over the maximum)."""
+    if not (0 < days <= MAX_INVITE_DAYS):  # also false for nan
+        return f"must be a number of days above 0 and at most {MAX_INVITE_DAYS}"
+    return None
+
+
+def _http_url_problem(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number 0-65535)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    return None
 
 
 class Settings(BaseSettings):
@@ -157,6 +190,98 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("bot_token", "bot_username", "webhook_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `.env.example` lists these empty: an empty value means "not set", as if absent.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # The token itself never goes into the message: it is a password.
+        if value is not None and not TOKEN_SHAPE.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "is not a bot token: @BotFather gives one like 123456789:AAH... "
+                "(digits, a colon, then letters, digits, - and _)"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from storage.db import parse_database_url
+
+        parse_database_url(value)  # ValueError says what is wrong, without the URL
+        return value
+
+    @field_validator("telegram_api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        problem = _http_url_problem(value)
+        if problem:
+            raise ValueError(f"{problem}, e.g. https://{TELEGRAM_API_HOST}")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        problem = _http_url_problem(value)
+        if problem:
+            raise ValueError(f"{problem}, e.g. https://bot.example.org/telegram")
+        api_base = info.data.get("telegram_api_base")
+        if api_base is None or urlsplit(api_base).hostname != TELEGRAM_API_HOST:
+            return value  # a local Bot API server posts over HTTP too, to any port
+        parts = urlsplit(value)
+        if parts.scheme != "https":
+            raise ValueError(
+                "must be an https:// URL: Telegram posts updates over HTTPS only "
+                "(plain http:// works with a local Bot API server, GRIDBOT_TELEGRAM_API_BASE)"
+            )
+        if (parts.port or 443) not in TELEGRAM_WEBHOOK_PORTS:
+            ports = ", ".join(str(port) for port in TELEGRAM_WEBHOOK_PORTS)
+            raise ValueError(f"port {parts.port}: Telegram posts updates only to ports {ports}")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not WEBHOOK_SECRET_SHAPE.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1 to 256 characters, each a letter, a digit, - or _")
+        return value
+
+    @field_validator("webhook_listen_port")
+    @classmethod
+    def _listen_port(cls, value: int) -> int:
+        if not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port, 1 to 65535")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown level {value!r}: use {', '.join(LOG_LEVELS)} (any case)")
+        return level
+
+    @field_validator("invite_ttl_days", mode="before")
+    @classmethod
+    def _invite_days(cls, value: object) -> float:
+        try:
+            days = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            days = math.nan
+        problem = invite_days_problem(days)
+        if problem:
+            raise ValueError(problem)
+        return days
 
     @property
     def tz(self) -> ZoneInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,11 @@ import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import make_url
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,15 +31,81 @@ POOL_SIZE = 20  # PostgreSQL connections a process keeps open
 POOL_OVERFLOW = 20  # and how many more it may open for a burst
 
 
-def _with_driver(url: str, sqlite_driver: str) -> str:
-    parsed = make_url(url)
+URL_FORMS = "sqlite:///path.db or postgresql://user:password@host/db"
+POSTGRES_FIX = "pip install -e '.[postgres]'"
+
+
+class DatabaseSetupError(Exception):
+    """The database the URL names cannot be used as it is; the message is one line for the
+    operator (never the password)."""
+
+
+class DriverMissing(DatabaseSetupError):
+    """The URL's database needs a driver that is not installed."""
+
+
+class DatabaseUnavailable(DatabaseSetupError):
+    """The database cannot be opened or reached."""
+
+
+class DatabaseNotWritable(DatabaseSetupError):
+    """The database opens but refuses writes (a read-only file, a read-only server or role)."""
+
+
+class RevisionRefused(DatabaseSetupError):
+    """An unknown migration target, a downgrade, or a database newer than this code."""
+
+
+def parse_database_url(url: str) -> URL:
+    """The URL parsed, or ValueError naming what is wrong (never echoing the URL: it may hold a
+    password)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"not a database URL: use {URL_FORMS}") from None
     backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError(f"unsupported database {backend!r}: use {URL_FORMS}")
+    return parsed
+
+
+def require_driver(url: str) -> None:
+    """DriverMissing when the URL's database needs a driver this installation lacks.
+
+    psycopg comes with the `postgres` extra only, so a plain install meets it here first.
+    """
+    if parse_database_url(url).get_backend_name() == "sqlite":
+        return  # sqlite3 ships with Python
+    try:
+        importlib.import_module("psycopg")
+    except ImportError:
+        raise DriverMissing(
+            f"PostgreSQL needs the psycopg driver, which is not installed: {POSTGRES_FIX}"
+        ) from None
+
+
+def describe(url: str) -> str:
+    """The database as the operator knows it, without the password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"the SQLite file {parsed.database}" if parsed.database else "in-memory SQLite"
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    return f"the PostgreSQL database {parsed.database or parsed.username or ''} at {where}"
+
+
+def _reason(exc: DBAPIError) -> str:
+    lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+    return lines[0] if lines else exc.orig.__class__.__name__
+
+
+def _with_driver(url: str, sqlite_driver: str) -> str:
+    require_driver(url)
+    parsed = make_url(url)
     # psycopg 3 speaks both sync and async, so PostgreSQL needs one driver only.
     drivers = {"sqlite": sqlite_driver, "postgresql": "postgresql+psycopg"}
     drivers["postgres"] = drivers["postgresql"]
-    if backend not in drivers:
-        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
-    return parsed.set(drivername=drivers[backend]).render_as_string(hide_password=False)
+    driver = drivers[parsed.get_backend_name()]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
 def async_url(url: str) -> str:
@@ -102,6 +173,73 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database schema to the given revision (synchronous, run before serving)."""
-    command.upgrade(alembic_config(url), revision)
+def _sync_engine(url: str) -> sa.Engine:
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {}
+    return sa.create_engine(sync_url(url), poolclass=sa.NullPool, connect_args=connect_args)
+
+
+def current_revision(url: str) -> str | None:
+    """The migration the database is at (None for a database never migrated)."""
+    engine = _sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"cannot open {describe(url)}: {_reason(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Bring the schema up to `revision` (synchronous, run before serving); the revision the
+    database is at afterwards, read back from it.
+
+    Never downgrades: a target older than the database's revision is RevisionRefused, as are
+    an unknown target and a database migrated by a newer gridbot.
+    """
+    config = alembic_config(url)
+    script = ScriptDirectory.from_config(config)
+    known = [each.revision for each in script.walk_revisions()]  # newest first
+    span = f"head or a revision from {known[-1]} to {known[0]}"
+    if revision != "head" and revision not in known:
+        raise RevisionRefused(f"unknown revision {revision!r}: use {span}")
+    target = script.get_revision(revision)
+    assert target is not None  # "head" or a known revision
+    current = current_revision(url)
+    if current is not None and current not in known:
+        raise RevisionRefused(
+            f"{describe(url)} is at revision {current}, which this gridbot does not know "
+            "(a newer version migrated it): run that version"
+        )
+    if current is not None and target.revision != current:
+        older = {each.revision for each in script.iterate_revisions(current, "base")}
+        if target.revision in older:
+            raise RevisionRefused(
+                f"{describe(url)} is at revision {current}, newer than {target.revision}: "
+                "gridbot never downgrades"
+            )
+    try:
+        command.upgrade(config, target.revision)
+    except CommandError as exc:
+        raise RevisionRefused(str(exc)) from exc
+    return current_revision(url)
+
+
+def check_writable(url: str) -> None:
+    """Open a write transaction, rewrite a row and roll it back: DatabaseNotWritable, naming
+    the database and the reason, when the database refuses (a read-only SQLite file, a
+    read-only PostgreSQL server, role or transaction default). Run after `upgrade`."""
+    engine = _sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                # A real write to a table every migrated database has; undone below.
+                conn.execute(sa.text("UPDATE alembic_version SET version_num = version_num"))
+            finally:
+                transaction.rollback()
+    except DBAPIError as exc:
+        raise DatabaseNotWritable(f"cannot write to {describe(url)}: {_reason(exc)}") from exc
+    finally:
+        engine.dispose()

@@ -10,8 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from bot.cli_org import org_app
+from storage.db import describe
 from storage.org_loader import sample_path
 from storage.orgfile import parse_org
+from tests.test_migrations import read_only
 
 
 @pytest.fixture
@@ -116,6 +118,34 @@ def test_a_bad_setting_is_named_in_one_line(tmp_path: Path) -> None:
     result = runner.invoke(org_app, ["load", str(sample_path())])
 
     assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["gridbot: GRIDBOT_TIMEZONE: unknown time zone 'Mars'"]
+
+
+def test_a_database_url_gridbot_cannot_use_is_one_line(tmp_path: Path) -> None:
+    runner = CliRunner(env={"GRIDBOT_DATABASE_URL": "mysql://gridbot:s3cret@db/gridbot"})
+    result = runner.invoke(org_app, ["load", str(sample_path())])
+
+    assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        "gridbot: GRIDBOT_TIMEZONE: Value error, unknown time zone 'Mars'"
+        "gridbot: GRIDBOT_DATABASE_URL: unsupported database 'mysql': "
+        "use sqlite:///path.db or postgresql://user:password@host/db"
     ]
+    assert "s3cret" not in result.output
+
+
+def test_a_read_only_database_is_refused_in_one_line_before_loading(db_url: str) -> None:
+    """Made read-only as `tests.test_migrations.read_only` says (it holds even for root)."""
+    url = read_only(db_url)
+    result = CliRunner(env={"GRIDBOT_DATABASE_URL": url}).invoke(
+        org_app, ["load", str(sample_path())]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    reason = (
+        "attempt to write a readonly database"
+        if url.startswith("sqlite")
+        else "cannot execute UPDATE in a read-only transaction"
+    )
+    assert result.stderr.splitlines() == [f"gridbot: cannot write to {describe(url)}: {reason}"]
+    assert isinstance(result.exception, SystemExit)

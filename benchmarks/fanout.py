@@ -12,16 +12,20 @@ approved members (people and members inserted in bulk with Core executemany), on
    "duty_call" outbox row per approved member, committed. Target < 2 s. Baseline in the same
    run: a plain Core executemany insert of the same number of outbox rows, committed (the
    floor; those rows are written as already sent so the sender ignores them); "x" is the ratio.
-2. Delivery: the fake Bot API runs as its own process with Telegram-like limits (30 sends/s
-   overall, 1 s between sends to a chat, both multiplied by --scale); the real OutboxSender and
-   aiogram Bot, through the ThrottleMiddleware set to the settings' defaults (29/s, 1 s) times
-   the same scale, send the call's rows while a person chats: a direct reply every 0.5 s
-   through the same throttle, its latency recorded. To keep the run short the sender is
-   stopped after --deliver seconds (or when every row is sent, if sooner): only the rows sent
-   in that window are delivered and the rate is measured over it (every send the fake
-   accepted, replies included, from the first to the last). The baseline is the allowed rate:
-   delivery_ratio = measured rate / (30 x scale), target >= 0.95 (the throttle's own 29/30
-   caps it at about 0.967). Replies' p99 target < 1 s.
+2. Delivery: the fake Bot API runs as its own process with Telegram's limits (30 bulk
+   sends/s overall, per chat a burst of 3 then one a second, the rates multiplied by --scale;
+   sends to people who wrote within a minute are replies, not counted overall; paid
+   broadcasts up to 1,000/s apart); the real OutboxSender and aiogram Bot, with the throttle
+   set to the settings' defaults (29/s outbox, 1 s and a burst of 3 per chat) times the same
+   scale, send the call's rows while people chat: they wrote to the bot, and one gets a
+   direct reply every 0.5 s, its latency recorded. With --paid-rate R the call goes out as a
+   paid broadcast (allow_paid_broadcast, 0.1 Stars a message) at R/s, not scaled. To keep the
+   run short the sender is stopped after --deliver seconds (or when every row is sent, if
+   sooner): only the rows sent in that window are delivered and the rate is measured over it
+   (every send the fake accepted, replies included, from the first to the last). The
+   baseline is the allowed rate: delivery_ratio = measured rate / (30 x scale, or R when
+   paid), target >= 0.95 (the throttle's own 29/30 caps the free rate at about 0.967).
+   Replies' p99 target < 1 s.
 3. Claims: a call with --places places for a grid holding the first --claims members; --claims
    claims are fired at 200/s (each scheduled with asyncio, one session each, calling the real
    `domain.calls.answer_call`). Counted: accepted and refused ("duty.call_full"); checked in the
@@ -54,11 +58,17 @@ from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
-from benchmarks.outbox import chat_meanwhile, fake_stats, percentile, start_fake  # noqa: E402
+from benchmarks.outbox import (  # noqa: E402
+    build_throttle,
+    chat_meanwhile,
+    fake_stats,
+    percentile,
+    start_fake,
+)
 from bot.outbox import OutboxSender  # noqa: E402
 from bot.render import default_renderer  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.throttle import Throttle, ThrottleMiddleware  # noqa: E402
+from bot.throttle import ThrottleMiddleware  # noqa: E402
 from domain.calls import answer_call, create_call  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
 from domain.errors import DomainError  # noqa: E402
@@ -190,13 +200,11 @@ async def floor(sessionmaker, count: int) -> float:
 
 
 async def deliver(sessionmaker, args: argparse.Namespace, fake_url: str, total: int) -> dict:
-    settings = Settings(_env_file=None)
-    rate = settings.outbox_rate * args.scale
-    chat_interval = settings.chat_interval / args.scale
-    limit = 30 * args.scale
+    settings = Settings(_env_file=None, paid_broadcast_rate=args.paid_rate)
+    limit = args.paid_rate or 30 * args.scale
 
     renderer = default_renderer()
-    throttle = Throttle(rate, chat_interval)
+    throttle = build_throttle(settings, args.scale)
     session = AiohttpSession(api=TelegramAPIServer.from_base(fake_url))
     session.middleware(ThrottleMiddleware(throttle))
     bot = Bot(TOKEN, session=session)
@@ -208,7 +216,7 @@ async def deliver(sessionmaker, args: argparse.Namespace, fake_url: str, total: 
     async with aiohttp.ClientSession() as http:
         started = time.perf_counter()
         sender_task = asyncio.create_task(sender.run(stop))
-        chatter = asyncio.create_task(chat_meanwhile(bot, done, latencies))
+        chatter = asyncio.create_task(chat_meanwhile(bot, done, latencies, http, fake_url))
         while time.perf_counter() < started + args.deliver:
             await asyncio.sleep(0.2)
             if sender.counts["sent"] >= total or sender_task.done():
@@ -244,6 +252,8 @@ async def deliver(sessionmaker, args: argparse.Namespace, fake_url: str, total: 
         "failed": by_status.get(OutboxStatus.FAILED, 0),
         "pending": by_status.get(OutboxStatus.PENDING, 0),
         "received_429": stats["rejected_429"],
+        "received_429_by_kind": stats["rejected_429_by_kind"],
+        "paid": stats["paid"],
         "duplicates": stats["duplicates"],
         "replies": len(latencies),
         "reply_p50_ms": statistics.median(latencies) if latencies else float("nan"),
@@ -341,12 +351,22 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=200)
     parser.add_argument("--places", type=int, default=50)
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument(
+        "--paid-rate",
+        type=float,
+        default=0.0,
+        help="send the call as a paid broadcast at this many messages/s (0: free, up to 1000)",
+    )
     args = parser.parse_args()
     if args.members < args.claims:
         parser.error("--members must be at least --claims")
+    if not 0 <= args.paid_rate <= 1000:
+        parser.error("--paid-rate must be between 0 and 1000")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    process, fake_url = start_fake(round(30 * args.scale), 1.0 / args.scale)
+    process, fake_url = start_fake(
+        round(30 * args.scale), 1.0 / args.scale, Settings(_env_file=None).chat_burst
+    )
     try:
         with database(args.database_url) as (url, kind):
             result = asyncio.run(run(url, args, fake_url))
@@ -367,13 +387,18 @@ def main() -> None:
         f" {result['enqueued'] / enqueue_s:,.0f} members/s"
         f" [target < {TARGET_ENQUEUE_S:g} s: {verdict(enqueue_s < TARGET_ENQUEUE_S)}]",
         f"enqueue floor    {floor_s:.3f} s plain executemany, x{enqueue_s / floor_s:.2f}",
-        f"scale            {args.scale:g} (limit {d['limit']:g}/s)",
+        f"scale            {args.scale:g} (limit {d['limit']:g}/s"
+        + (
+            f", paid broadcast: {d['paid']} messages, {d['paid'] / 10:g} Stars)"
+            if args.paid_rate
+            else ")"
+        ),
         f"delivery window  {d['window']:.1f} s (sends span {d['span']:.2f} s)",
         f"delivered        {d['sent']}/{result['enqueued']} call rows + {d['replies']} replies"
         f" (in db: sent {d['sent_in_db']}, pending {d['pending']}, failed {d['failed']})",
         f"delivered rate   {d['rate']:.2f}/s, ratio {d['ratio']:.3f}"
         f" [target >= {TARGET_RATIO:g}: {verdict(d['ratio'] >= TARGET_RATIO)}]",
-        f"429s/duplicates  {d['received_429']} / {d['duplicates']}",
+        f"429s/duplicates  {d['received_429']} {d['received_429_by_kind']} / {d['duplicates']}",
         f"reply p50/p99    {d['reply_p50_ms']:.1f} / {d['reply_p99_ms']:.1f} ms"
         f" [target < {TARGET_P99_MS:g} ms: {verdict(d['reply_p99_ms'] < TARGET_P99_MS)}]",
         f"claims           {c['fired']} at {CLAIMS_PER_S:g}/s in {c['elapsed']:.2f} s:"
@@ -393,6 +418,8 @@ def main() -> None:
                 "enqueue_floor_s": round(floor_s, 4),
                 "enqueue_x_floor": round(enqueue_s / floor_s, 2),
                 "scale": args.scale,
+                "paid_rate": args.paid_rate,
+                "paid": d["paid"],
                 "delivered": d["sent"],
                 "delivery_ratio": round(d["ratio"], 4),
                 "received_429": d["received_429"],

@@ -1,5 +1,11 @@
 """The one outbox sender: pending rows -> Telegram, by lane priority, within the rate limits.
 
+Each row takes a slot of the outbox's global budget (bulk rows the paid budget's, with
+allow_paid_broadcast, when paid broadcasting is on), then a token of its chat's bucket,
+which it shares with the replies to that chat (bot/throttle.py). A 429 blocks the row's
+chat; a row whose wait is within the throttle's retry_after_cap stays in memory, a longer
+one goes back to its table (pending, not_before = now + retry_after, attempts unchanged).
+
 Delivery is at least once: a row becomes `sent` only after Telegram accepted it, so a row
 whose send was cut short by a crash is sent again on restart. Within one process a row is
 never sent twice: rows on their way or with an unsaved outcome are skipped by id. One sender
@@ -32,7 +38,7 @@ from aiogram.types import InputMediaPhoto
 from bot.render import Rendered, Renderer
 from bot.throttle import Throttle, lane_priority, slot_held
 from domain.outbox import PendingRow, Result, fetch_pending, record_results
-from storage.enums import OutboxStatus
+from storage.enums import Lane, OutboxStatus
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -62,7 +68,12 @@ def _describe(exc: BaseException) -> str:
 
 
 class OutboxSender:
-    """Sends pending outbox rows through the bot, sharing the throttle with direct replies."""
+    """Sends pending outbox rows through the bot, within the throttle's outbox budget and
+    its per-chat buckets (shared with the replies to each chat).
+
+    `retry_after_cap` (default: the throttle's) is the longest 429 wait a row spends in
+    memory; paid broadcasting is on when the throttle has a paid budget.
+    """
 
     def __init__(
         self,
@@ -84,6 +95,7 @@ class OutboxSender:
         flush_rows: int = 100,
         send_timeout: int = 30,
         stop_timeout: float = 10.0,
+        retry_after_cap: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bot = bot
@@ -92,8 +104,13 @@ class OutboxSender:
         self._renderer = renderer
         self._clock = clock
         self._batch = batch
-        # Enough sends queued at the throttle to use every slot while others are on the wire.
-        self._max_in_flight = max_in_flight or max(8, math.ceil(throttle.rate_per_s * 0.2))
+        # Enough sends queued at the budgets to use every slot while others are on the wire.
+        rate = throttle.rate_per_s + throttle.paid_rate
+        self._max_in_flight = max_in_flight or max(8, math.ceil(rate * 0.2))
+        self._paid = throttle.paid is not None
+        self._retry_after_cap = (
+            throttle.retry_after_cap if retry_after_cap is None else retry_after_cap
+        )
         self._default_language = default_language
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
@@ -109,7 +126,7 @@ class OutboxSender:
         self._buffer: list[PendingRow] = []  # fetched, not started; by lane, id
         self._tasks: dict[asyncio.Task[None], PendingRow] = {}
         self._chats_in_flight: set[int] = set()
-        self._granted: set[int] = set()  # row ids holding a throttle slot (on the wire)
+        self._granted: set[int] = set()  # row ids holding a slot and a token (on the wire)
         self._results: list[Result] = []  # outcomes not yet written
         self._unsaved: set[int] = set()  # ids in _results or being written
         self._fetch_at = 0.0
@@ -123,6 +140,8 @@ class OutboxSender:
             "failed": 0,
             "retried": 0,
             "rate_limited": 0,
+            "deferred": 0,
+            "paid": 0,
             "fetches": 0,
             "flushes": 0,
         }
@@ -192,7 +211,7 @@ class OutboxSender:
         if self._free() > 0:
             deadlines.append(max(self._fetch_at, self._hold_until))
             if self._buffer:
-                # A buffered row waits for its chat's spacing (or for a reply to that chat).
+                # A buffered row waits for its chat's token or the end of its chat's block.
                 ready = min(
                     (
                         self._throttle.chat_ready_at(row.chat_id)
@@ -242,7 +261,7 @@ class OutboxSender:
         else:
             ready = self._throttle.next_chat_ready()
             wait = self._poll_interval if ready is None else min(self._poll_interval, ready - now)
-            # Rows may wait only for busy chats; don't look again more often than 20 times/s.
+            # Rows may wait only for busy or blocked chats; look again at most 20 times/s.
             self._fetch_at = now + max(wait, 0.05)
 
     def _dispatch(self, now: float) -> None:
@@ -291,17 +310,14 @@ class OutboxSender:
             logger.warning("outbox: row %s (%s) cannot be rendered: %s", row.id, row.kind, exc)
             self._fail(row, f"render: {_describe(exc)}", attempted=False)
             return
+        paid = self._paid and row.lane == Lane.BULK
         try:
-            async with self._throttle.slot(lane_priority(row.lane), row.chat_id):
+            async with self._throttle.outbox_slot(lane_priority(row.lane), row.chat_id, paid=paid):
                 self._granted.add(row.id)
                 with slot_held():
-                    message_id = await self._deliver(row.chat_id, rendered)
+                    message_id = await self._deliver(row.chat_id, rendered, paid=paid)
         except TelegramRetryAfter as exc:
-            # Not the row's fault: pause everybody, send it again after the pause.
-            self._throttle.pause_for(exc.retry_after)
-            self.counts["rate_limited"] += 1
-            logger.warning("outbox: flood control, pausing %s s (row %s)", exc.retry_after, row.id)
-            self._requeue(row)
+            self._rate_limited(row, exc, paid=paid)
         except _PERMANENT as exc:
             logger.info("outbox: row %s to %s refused: %s", row.id, row.chat_id, exc.message)
             self._fail(row, _describe(exc))
@@ -317,6 +333,7 @@ class OutboxSender:
             self._retry_later(row, exc)
         else:
             self._consecutive_errors = 0
+            self.counts["paid"] += paid
             self._save(
                 row,
                 OutboxStatus.SENT,
@@ -326,9 +343,40 @@ class OutboxSender:
             )
             self.counts["sent"] += 1
 
-    async def _deliver(self, chat_id: int, rendered: Rendered) -> int:
+    def _rate_limited(self, row: PendingRow, exc: TelegramRetryAfter, *, paid: bool) -> None:
+        """A 429 is not the row's fault: it goes again once its chat (or the budget) may."""
+        self.counts["rate_limited"] += 1
+        is_global = self._throttle.outbox_retry_after(row.chat_id, exc.retry_after, paid=paid)
+        scope = "the outbox" if is_global else f"chat {row.chat_id}"
+        if exc.retry_after <= self._retry_after_cap:
+            logger.info(
+                "outbox: flood control holds %s for %s s; row %s waits in memory",
+                scope,
+                exc.retry_after,
+                row.id,
+            )
+            self._requeue(row)
+            return
+        logger.warning(
+            "outbox: flood control holds %s for %s s; row %s goes back to its table until then",
+            scope,
+            exc.retry_after,
+            row.id,
+        )
+        self._save(
+            row,
+            OutboxStatus.PENDING,
+            attempts=row.attempts,
+            not_before=self._clock.now() + timedelta(seconds=exc.retry_after),
+            error=_describe(exc),
+        )
+        self.counts["deferred"] += 1
+
+    async def _deliver(self, chat_id: int, rendered: Rendered, *, paid: bool = False) -> int:
         """The one Bot API call for a rendered row; the id of the (first) message it made."""
         common: dict[str, Any] = {"chat_id": chat_id, "request_timeout": self._send_timeout}
+        if paid:
+            common["allow_paid_broadcast"] = True
         if rendered.reply_markup is not None:
             common["reply_markup"] = rendered.reply_markup
         formatting: dict[str, Any] = {}
@@ -457,7 +505,8 @@ class OutboxSender:
 
     async def _shutdown(self, graceful: bool) -> None:
         self._buffer = []
-        # Sends still waiting for a slot haven't reached Telegram: drop them (they stay pending).
+        # Sends still waiting for a slot or a token haven't reached Telegram: drop them (they
+        # stay pending).
         for task, row in list(self._tasks.items()):
             if not graceful or row.id not in self._granted:
                 task.cancel()

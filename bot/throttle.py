@@ -1,9 +1,31 @@
-"""Shared rate limiting for every outgoing send: one global slot scheduler with priorities,
-spacing per chat, and a pause when Telegram answers 429.
+"""Send pacing: replies are limited per chat only; the outbox also by a global budget.
 
-Priority 0 is a reply to the person chatting; outbox lanes map to 1, 2, 3 (`lane_priority`).
-Direct sends go through `ThrottleMiddleware`; the outbox sender takes its slot itself with
-`Throttle.slot()` and marks the call with `slot_held()` so the middleware lets it pass.
+Telegram limits a bot to about one message a second per chat (short bursts tolerated) and
+about 30 a second for bulk notifications; a reply to a person who just wrote is not bulk.
+
+- **Per chat**, every send (a reply or an outbox row) takes a token from the chat's bucket:
+  `chat_burst` tokens, one back every `chat_interval` seconds. A token counts as taken when
+  the send starts, and its refill starts when the send completed, one token at a time:
+  Telegram sees the request before we see its answer, so counting from the answer keeps
+  us at or under what it counts.
+- **Replies** are any send made outside `slot_held()`, that is not by the outbox sender.
+  `ThrottleMiddleware` gives them the chat's token and nothing else: no global budget.
+- **The outbox** sender takes a slot of the global budget (`Pacer`, `outbox_rate`/s, lanes
+  by priority: interactive > escalation > bulk), then the chat's token, with
+  `Throttle.outbox_slot()`. With paid broadcasting on, bulk rows take their slots from a
+  budget of their own (`paid_rate`/s) and go out with allow_paid_broadcast.
+
+429s: Telegram does not say which limit a 429 is for. The rule used here:
+
+- A 429 for a send to a chat blocks that chat, replies and outbox alike, until retry_after.
+  Other chats are untouched.
+- A 429 on a call without a chat_id, or 429s for two or more different chats within
+  `GLOBAL_429_WINDOW` seconds on outbox sends of one budget, is taken as a global limit:
+  that outbox budget pauses for retry_after. Replies never pause for it (the chats named
+  keep their own blocks, since Telegram asked for the wait on those requests).
+- `retry_after_cap`: a reply whose chat is blocked for at most the cap waits and is retried
+  once; longer, it is given up and TelegramRetryAfter reaches the caller. The outbox sender
+  keeps a row in memory for a wait up to the cap and otherwise puts it back in its table.
 """
 
 from __future__ import annotations
@@ -32,18 +54,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PRIORITY_REPLY = 0
+# 429s for different chats this close together on outbox sends are taken as a global limit.
+GLOBAL_429_WINDOW = 1.0
 
 _NOT_COUNTED = frozenset({"sendchataction", "sendmessagedraft", "sendrichmessagedraft"})
 _SEND_EXTRA = frozenset({"copymessage", "copymessages", "forwardmessage", "forwardmessages"})
 
-_priority: ContextVar[int] = ContextVar("gridbot_send_priority", default=PRIORITY_REPLY)
 _slot_held: ContextVar[bool] = ContextVar("gridbot_send_slot_held", default=False)
 
 
 def lane_priority(lane: int) -> int:
-    """The throttle priority of an outbox lane: replies (0) always come first."""
-    return int(lane) + 1
+    """The outbox budget's priority of a lane: a lower number is served first."""
+    return int(lane)
 
 
 def is_send_method(api_method: str) -> bool:
@@ -55,18 +77,8 @@ def is_send_method(api_method: str) -> bool:
 
 
 @contextmanager
-def send_priority(priority: int) -> Iterator[None]:
-    """Sends made inside this block go through the middleware at `priority` instead of 0."""
-    token = _priority.set(priority)
-    try:
-        yield
-    finally:
-        _priority.reset(token)
-
-
-@contextmanager
 def slot_held() -> Iterator[None]:
-    """The caller already holds a throttle slot for the sends made inside this block."""
+    """Sends inside this block are the outbox sender's: it holds their slot and token."""
     token = _slot_held.set(True)
     try:
         yield
@@ -74,15 +86,8 @@ def slot_held() -> Iterator[None]:
         _slot_held.reset(token)
 
 
-@dataclass(slots=True)
-class _Chat:
-    busy: bool = False
-    ready_at: float = -math.inf
-    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
-
-
-class Throttle:
-    """Releases at most `rate_per_s` sends per second, best priority first, spaced per chat.
+class Pacer:
+    """Releases at most `rate_per_s` acquisitions per second, best priority first.
 
     Releases follow a fixed grid of 1/rate seconds. A release that comes late because the
     event loop woke late keeps the grid, but only up to `catch_up` of an interval: later
@@ -93,18 +98,16 @@ class Throttle:
     def __init__(
         self,
         rate_per_s: float,
-        chat_interval_s: float,
         monotonic: Callable[[], float] = time.monotonic,
         *,
         catch_up: float = 0.5,
     ) -> None:
-        if rate_per_s <= 0 or chat_interval_s < 0:
-            raise ValueError("rate_per_s must be > 0 and chat_interval_s >= 0")
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be > 0")
         if not 0 <= catch_up < 1:
             raise ValueError("catch_up must be in [0, 1)")
         self.rate_per_s = rate_per_s
         self.interval = 1.0 / rate_per_s
-        self.chat_interval_s = chat_interval_s
         self._monotonic = monotonic
         self._catch_up = catch_up * self.interval
         self._next_slot = -math.inf
@@ -112,11 +115,7 @@ class Throttle:
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
-        self._chats: dict[Hashable, _Chat] = {}
-        self._prune_above = 1024
         self.released = 0
-
-    # -- global slots --------------------------------------------------------------------
 
     @property
     def paused_until(self) -> float:
@@ -141,8 +140,8 @@ class Throttle:
     def pause_for(self, seconds: float) -> None:
         self.pause_until(self._monotonic() + seconds)
 
-    async def acquire(self, priority: int = PRIORITY_REPLY) -> None:
-        """Wait for a global send slot; a lower priority number is served first."""
+    async def acquire(self, priority: int = 0) -> None:
+        """Wait for a slot; a lower priority number is served first."""
         now = self._monotonic()
         if not self._heap and now >= self._next_slot:
             # Idle and due: release at once; the grid restarts here.
@@ -175,107 +174,285 @@ class Throttle:
             self._next_slot = max(self._next_slot, now - self._catch_up) + self.interval
         self._arm(now)
 
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    future: asyncio.Future[None] | None = None
+
+
+@dataclass(slots=True)
+class _Chat:
+    in_use: int = 0  # tokens taken by sends not yet completed
+    returns: deque[float] = field(default_factory=deque)  # when taken tokens come back
+    last_return: float = -math.inf
+    blocked_until: float = -math.inf  # a 429's retry_after
+    waiters: deque[_Waiter] = field(default_factory=deque)  # first come, first served
+
+
+class Throttle:
+    """Per-chat token buckets for every send, and the outbox's global budget(s)."""
+
+    def __init__(
+        self,
+        outbox_rate: float,
+        chat_interval: float,
+        chat_burst: int = 3,
+        *,
+        paid_rate: float = 0.0,
+        retry_after_cap: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        catch_up: float = 0.5,
+    ) -> None:
+        if chat_interval < 0 or chat_burst < 1 or paid_rate < 0 or retry_after_cap < 0:
+            raise ValueError(
+                "chat_interval, paid_rate and retry_after_cap must be >= 0, chat_burst >= 1"
+            )
+        self.outbox = Pacer(outbox_rate, monotonic, catch_up=catch_up)
+        self.paid = Pacer(paid_rate, monotonic, catch_up=catch_up) if paid_rate > 0 else None
+        self.chat_interval = chat_interval
+        self.chat_burst = chat_burst
+        self.retry_after_cap = retry_after_cap
+        self._monotonic = monotonic
+        self._chats: dict[Hashable, _Chat] = {}
+        self._prune_above = 1024
+        self._recent_429s: dict[bool, deque[tuple[float, Hashable]]] = {
+            False: deque(),
+            True: deque(),
+        }
+        self.rate_limited: dict[str, int] = {"chat": 0, "global": 0}
+
+    @property
+    def rate_per_s(self) -> float:
+        """The outbox's free budget, messages per second."""
+        return self.outbox.rate_per_s
+
+    @property
+    def paid_rate(self) -> float:
+        """The budget of paid broadcasts, messages per second (0: off)."""
+        return self.paid.rate_per_s if self.paid is not None else 0.0
+
+    def budget(self, *, paid: bool = False) -> Pacer:
+        if not paid:
+            return self.outbox
+        if self.paid is None:
+            raise ValueError("paid broadcasting is off (paid_rate is 0)")
+        return self.paid
+
     # -- chats ---------------------------------------------------------------------------
 
+    def _state(self, chat_id: Hashable) -> _Chat:
+        state = self._chats.get(chat_id)
+        if state is None:
+            state = self._chats[chat_id] = _Chat()
+        return state
+
+    def _available(self, state: _Chat, now: float) -> int:
+        returns = state.returns
+        while returns and returns[0] <= now:
+            returns.popleft()
+        return self.chat_burst - state.in_use - len(returns)
+
+    def _ready_at(self, state: _Chat, now: float) -> float:
+        if self._available(state, now) > 0:
+            token_at = -math.inf
+        else:  # the next token to come back; none while every token is on the wire
+            token_at = state.returns[0] if state.returns else math.inf
+        return max(token_at, state.blocked_until)
+
     def chat_ready_at(self, chat_id: Hashable) -> float:
-        """Monotonic time from which a send to the chat may start (inf while one is on its way)."""
+        """Monotonic time from which a send to the chat may start (inf: not known yet)."""
         state = self._chats.get(chat_id)
         if state is None:
             return -math.inf
-        return math.inf if state.busy else state.ready_at
+        if state.waiters:
+            return math.inf  # sends already queued for it go first
+        return self._ready_at(state, self._monotonic())
+
+    def chat_tokens(self, chat_id: Hashable) -> int:
+        """Tokens the chat has now (a 429 block aside)."""
+        state = self._chats.get(chat_id)
+        return self.chat_burst if state is None else self._available(state, self._monotonic())
+
+    def chat_blocked_for(self, chat_id: Hashable) -> float:
+        """Seconds left of a 429 block on the chat (0 if none)."""
+        state = self._chats.get(chat_id)
+        if state is None:
+            return 0.0
+        return max(0.0, state.blocked_until - self._monotonic())
 
     def busy_chats(self) -> set[Hashable]:
-        """Chats with a send on its way or sent less than chat_interval_s ago."""
+        """Chats a send may not start to now: no token, blocked, or sends queued for them."""
         now = self._monotonic()
         return {
             chat_id
             for chat_id, state in self._chats.items()
-            if state.busy or state.ready_at > now or state.waiters
+            if state.waiters or self._ready_at(state, now) > now
         }
 
     def next_chat_ready(self) -> float | None:
-        """The earliest time a currently spaced-out (not busy) chat becomes ready, if any."""
+        """The earliest time a chat that is not ready now becomes ready, if one will by time."""
         now = self._monotonic()
-        times = [s.ready_at for s in self._chats.values() if not s.busy and s.ready_at > now]
+        times = [
+            ready
+            for state in self._chats.values()
+            if now < (ready := self._ready_at(state, now)) < math.inf
+        ]
         return min(times) if times else None
 
-    async def reserve_chat(self, chat_id: Hashable) -> None:
-        """Wait until the chat is free and spaced out, then hold it until release_chat()."""
-        while True:
-            # Looked up each time: an idle entry may have been pruned while we slept.
-            state = self._chats.get(chat_id)
-            if state is None:
-                state = self._chats[chat_id] = _Chat()
-            if not state.busy:
-                wait = state.ready_at - self._monotonic()
-                if wait <= 0:
-                    state.busy = True
-                    return
-                await asyncio.sleep(wait)
-                continue
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            state.waiters.append(future)
-            try:
-                await future
-            finally:
-                if future in state.waiters:
-                    state.waiters.remove(future)
+    def try_take_chat(self, chat_id: Hashable) -> bool:
+        """Take one of the chat's tokens if it has one now and nobody is queued for it."""
+        state = self._state(chat_id)
+        now = self._monotonic()
+        if state.waiters or self._ready_at(state, now) > now:
+            return False
+        state.in_use += 1
+        return True
 
-    def release_chat(self, chat_id: Hashable, *, sent: bool = True) -> None:
-        """The send is over; the next one may start chat_interval_s from now (if it was sent)."""
-        state = self._chats.get(chat_id)
-        if state is None:
+    async def take_chat(self, chat_id: Hashable) -> None:
+        """Wait for one of the chat's tokens (first come, first served) and take it."""
+        if self.try_take_chat(chat_id):
             return
-        state.busy = False
+        state = self._state(chat_id)
+        me = _Waiter()
+        state.waiters.append(me)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                now = self._monotonic()
+                first = state.waiters[0] is me
+                ready = self._ready_at(state, now) if first else math.inf
+                if ready <= now:
+                    state.waiters.popleft()
+                    state.in_use += 1
+                    self._notify(state)  # the next one may have a token too
+                    return
+                me.future = loop.create_future()
+                handle = (
+                    loop.call_later(ready - now, _resolve, me.future) if ready < math.inf else None
+                )
+                try:
+                    await me.future
+                finally:
+                    if handle is not None:
+                        handle.cancel()
+        finally:
+            if me in state.waiters:  # cancelled while queued
+                state.waiters.remove(me)
+                self._notify(state)
+
+    def done_chat(self, chat_id: Hashable, *, sent: bool = True) -> None:
+        """A send that took a token is over; if it may have reached Telegram, the token's
+        refill starts now (one token at a time, `chat_interval` apart)."""
+        state = self._chats.get(chat_id)
+        if state is None or state.in_use <= 0:
+            return
+        state.in_use -= 1
         if sent:
-            state.ready_at = max(state.ready_at, self._monotonic() + self.chat_interval_s)
-        self._wake_chat(state)
+            now = self._monotonic()
+            back = max(state.last_return, now) + self.chat_interval
+            state.last_return = back
+            state.returns.append(back)
+        self._notify(state)
         if len(self._chats) > self._prune_above:
             self._prune()
 
+    def block_chat(self, chat_id: Hashable, seconds: float) -> None:
+        """Start no send to the chat for `seconds` (Telegram's retry_after for it)."""
+        state = self._state(chat_id)
+        state.blocked_until = max(state.blocked_until, self._monotonic() + seconds)
+
     @staticmethod
-    def _wake_chat(state: _Chat) -> None:
-        # Wake them all: each re-checks, the first to find the chat ready takes it.
-        waiters, state.waiters = state.waiters, deque()
-        for future in waiters:
-            if not future.done():
-                future.set_result(None)
+    def _notify(state: _Chat) -> None:
+        for waiter in state.waiters:
+            if waiter.future is not None and not waiter.future.done():
+                waiter.future.set_result(None)
 
     def _prune(self) -> None:
         now = self._monotonic()
         self._chats = {
             chat_id: state
             for chat_id, state in self._chats.items()
-            if state.busy or state.waiters or state.ready_at > now
+            if state.in_use
+            or state.waiters
+            or state.blocked_until > now
+            or self._available(state, now) < self.chat_burst
         }
         self._prune_above = max(1024, 2 * len(self._chats))
 
-    # -- both ----------------------------------------------------------------------------
+    # -- 429s ----------------------------------------------------------------------------
+
+    def chat_retry_after(self, chat_id: Hashable, retry_after: float) -> None:
+        """A reply's (or any non-outbox call's) 429 for a chat: that chat alone waits."""
+        self.block_chat(chat_id, retry_after)
+        self.rate_limited["chat"] += 1
+
+    def global_retry_after(self, retry_after: float, *, paid: bool = False) -> None:
+        """A 429 not about one chat: the outbox budget pauses; replies go on."""
+        self.budget(paid=paid).pause_for(retry_after)
+        self.rate_limited["global"] += 1
+
+    def outbox_retry_after(
+        self, chat_id: Hashable, retry_after: float, *, paid: bool = False
+    ) -> bool:
+        """An outbox send's 429: blocks its chat; True when it is taken as a global limit
+        (another chat's 429 on this budget within GLOBAL_429_WINDOW), which pauses the budget.
+        """
+        self.block_chat(chat_id, retry_after)
+        now = self._monotonic()
+        recent = self._recent_429s[paid]
+        while recent and recent[0][0] < now - GLOBAL_429_WINDOW:
+            recent.popleft()
+        is_global = any(other != chat_id for _, other in recent)
+        recent.append((now, chat_id))
+        if is_global:
+            logger.warning(
+                "429s for %s chats within %s s: taken as a global limit; the %s outbox "
+                "pauses for %s s",
+                len({other for _, other in recent}),
+                GLOBAL_429_WINDOW,
+                "paid" if paid else "free",
+                retry_after,
+            )
+            self.global_retry_after(retry_after, paid=paid)
+        else:
+            self.rate_limited["chat"] += 1
+        return is_global
+
+    # -- one send ------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def slot(self, priority: int, chat_id: Hashable | None = None) -> AsyncIterator[None]:
-        """Hold the chat and one global slot for one send; the chat is spaced from its end."""
-        if chat_id is not None:
-            await self.reserve_chat(chat_id)
-        try:
-            await self.acquire(priority)
-        except BaseException:
-            if chat_id is not None:
-                self.release_chat(chat_id, sent=False)
-            raise
+    async def reply(self, chat_id: Hashable) -> AsyncIterator[None]:
+        """Hold one of the chat's tokens for one reply."""
+        await self.take_chat(chat_id)
         try:
             yield
         finally:
-            if chat_id is not None:
-                self.release_chat(chat_id)
+            self.done_chat(chat_id)
+
+    @asynccontextmanager
+    async def outbox_slot(
+        self, priority: int, chat_id: Hashable, *, paid: bool = False
+    ) -> AsyncIterator[None]:
+        """A slot of the outbox budget (the paid one if `paid`), then one of the chat's tokens.
+
+        The slot comes first so that a row waiting for the budget holds no token a reply
+        to its chat could use.
+        """
+        await self.budget(paid=paid).acquire(priority)
+        await self.take_chat(chat_id)
+        try:
+            yield
+        finally:
+            self.done_chat(chat_id)
 
 
 class ThrottleMiddleware(BaseRequestMiddleware):
-    """Puts every outgoing send through the throttle; pauses everything on a 429.
+    """Paces replies per chat and records 429s; the outbox sender's calls pass untouched.
 
-    A direct send (priority 0 unless `send_priority()` says otherwise) that gets a 429 is
-    retried once after the pause. A send made under `slot_held()` is not throttled again;
-    its 429 pauses the throttle and is left to the caller.
+    A reply waits for a token of its chat (and for a 429 block on it of at most the cap);
+    a 429 blocks its chat, and the reply is retried once if the wait is within the cap,
+    else given up: TelegramRetryAfter reaches the caller. Any other call's 429 blocks its
+    chat, or without a chat_id pauses the outbox, and is left to the caller.
     """
 
     def __init__(self, throttle: Throttle) -> None:
@@ -287,26 +464,72 @@ class ThrottleMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        if not is_send_method(method.__api_method__):
+        if _slot_held.get():  # the outbox sender's own send: it handles its 429
             return await make_request(bot, method)
-        if _slot_held.get():
+        chat_id: Any = getattr(method, "chat_id", None)
+        if chat_id is None or not is_send_method(method.__api_method__):
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
-                self.throttle.pause_for(exc.retry_after)
+                if chat_id is None:
+                    logger.warning(
+                        "%s hit flood control without a chat; the outbox pauses %s s",
+                        method.__api_method__,
+                        exc.retry_after,
+                    )
+                    self.throttle.global_retry_after(exc.retry_after)
+                else:
+                    self.throttle.chat_retry_after(chat_id, exc.retry_after)
                 raise
-        priority = _priority.get()
-        chat_id: Any = getattr(method, "chat_id", None)
-        try:
-            async with self.throttle.slot(priority, chat_id):
-                return await make_request(bot, method)
-        except TelegramRetryAfter as exc:
-            logger.warning(
-                "%s to %s hit flood control; pausing sends for %s s and retrying once",
-                method.__api_method__,
-                chat_id,
-                exc.retry_after,
-            )
-            self.throttle.pause_for(exc.retry_after)
-        async with self.throttle.slot(priority, chat_id):
-            return await make_request(bot, method)
+        return await self._reply(make_request, bot, method, chat_id)
+
+    async def _reply(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        chat_id: Hashable,
+    ) -> Response[TelegramType]:
+        throttle = self.throttle
+        cap = throttle.retry_after_cap
+        name = method.__api_method__
+        retried = False
+        while True:
+            blocked = throttle.chat_blocked_for(chat_id)
+            if blocked > cap:
+                logger.warning(
+                    "%s to %s given up: flood control blocks the chat for %.0f s more",
+                    name,
+                    chat_id,
+                    blocked,
+                )
+                raise TelegramRetryAfter(
+                    method=method,
+                    message=f"Too Many Requests: the chat is blocked for {blocked:.0f} s more",
+                    retry_after=math.ceil(blocked),
+                )
+            try:
+                async with throttle.reply(chat_id):
+                    return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                throttle.chat_retry_after(chat_id, exc.retry_after)
+                if retried or exc.retry_after > cap:
+                    logger.warning(
+                        "%s to %s given up: flood control, retry after %s s",
+                        name,
+                        chat_id,
+                        exc.retry_after,
+                    )
+                    raise
+                logger.warning(
+                    "%s to %s hit flood control; retrying once in %s s",
+                    name,
+                    chat_id,
+                    exc.retry_after,
+                )
+                retried = True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -3,10 +3,27 @@
 In process: ``async with FakeTelegram() as fake: bot = Bot(fake.token, session=...)``.
 As a separate process (so it doesn't share the bot's CPU)::
 
-    python -m tests.fake_telegram --port 0 --global-per-s 30 --chat-interval-s 1.0
+    python -m tests.fake_telegram --port 0 --global-per-s 30 --chat-interval-s 1.0 \
+        --chat-burst 3 --recent-s 60 --paid-per-s 1000
 
-prints one JSON line ``{"url": ...}`` on stdout once it listens, serves ``GET /_stats`` and
-``POST /_reset``, and stops on SIGTERM or SIGINT.
+prints one JSON line ``{"url": ...}`` on stdout once it listens, serves ``GET /_stats``,
+``POST /_reset``, ``POST /_limits``, ``POST /_push`` and ``POST /_force_429``, and stops on
+SIGTERM or SIGINT.
+
+Flood limits (off until `limits()` is called; `limits()` with no arguments sets Telegram's):
+
+- per chat, a token bucket: `chat_burst` messages at once, one more every `chat_interval_s`
+  (refilled continuously, from the moment a send was accepted);
+- overall, `global_per_s` sends in any sliding second, counting only sends to chats that
+  did not write to the bot within `recent_s` (an update pushed into the fake from the chat:
+  replies to a person who just wrote are not bulk);
+- sends with allow_paid_broadcast=true are counted instead in a window of their own,
+  `paid_per_s` per sliding second, and recorded as paid;
+- `force_429(chat_id, retry_after)` refuses every send to one chat for a while.
+
+A send over a limit is refused with 429 and parameters.retry_after (whole seconds, >= 1)
+and delivers nothing. Each send request counts once, an album too. `stats()` counts the
+429s by kind: chat, global, paid, forced (injected with force_429 or fail_next).
 """
 
 from __future__ import annotations
@@ -22,7 +39,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
@@ -66,6 +83,7 @@ _BOOL_FIELDS = frozenset(
         "allow_sending_without_reply",
         "has_spoiler",
         "is_big",
+        "allow_paid_broadcast",
     }
 )
 _JSON_FIELDS = frozenset(
@@ -131,6 +149,7 @@ class _Injection:
     remaining: int
     methods: frozenset[str] | None  # lower-case names; None: every method but getUpdates
     status: int = 0  # 0: drop the connection
+    retry_after: int = 1  # for status 429
 
     def applies(self, lower: str) -> bool:
         if self.remaining <= 0:
@@ -144,7 +163,20 @@ class _Injection:
 class _Limits:
     global_per_s: int | None = None
     chat_interval_s: float | None = None
-    window: deque[float] = field(default_factory=deque)
+    chat_burst: int = 3
+    recent_s: float = 60.0
+    paid_per_s: int | None = None
+    window: deque[float] = field(default_factory=deque)  # counted sends, last second
+    paid_window: deque[float] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float  # when `tokens` was last worked out
+
+
+REJECTION_KINDS = ("chat", "global", "paid", "forced")
 
 
 def _parse_value(key: str, value: Any) -> Any:
@@ -192,8 +224,11 @@ class FakeTelegram:
         tokens: Iterable[str] = (DEFAULT_TOKEN,),
         username: str = "gridbot_test_bot",
         first_name: str = "Gridbot Test",
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`monotonic` is the clock of the flood limits (tests may move it)."""
         self.host = host
+        self._monotonic = monotonic
         self.port = port
         self.tokens = set(tokens)
         self.username = username
@@ -252,6 +287,7 @@ class FakeTelegram:
         app.router.add_post("/_reset", self._handle_reset)
         app.router.add_post("/_limits", self._handle_limits)
         app.router.add_post("/_push", self._handle_push)
+        app.router.add_post("/_force_429", self._handle_force_429)
         self._stopping = False
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=0.5
@@ -293,6 +329,8 @@ class FakeTelegram:
         """Forget every call, message, update and injected failure (limits stay as set)."""
         self.calls: list[Call] = []
         self.rejected_429 = 0
+        self.rejected_by_kind: Counter[str] = Counter(dict.fromkeys(REJECTION_KINDS, 0))
+        self.paid_sent = 0  # messages delivered with allow_paid_broadcast
         self.duplicates = 0
         self.commands: dict[str, list[dict]] = {}
         self.webhook_url = ""
@@ -309,7 +347,9 @@ class FakeTelegram:
         self._injections: list[_Injection] = []
         self._latency = 0.0
         self._latency_methods: frozenset[str] | None = None
-        self._last_send: dict[int | str, float] = {}
+        self._buckets: dict[int | str, _Bucket] = {}
+        self._wrote: dict[int | str, float] = {}  # chat -> monotonic time of its last update
+        self._forced: dict[int | str, tuple[float, int]] = {}  # chat -> (until, retry_after)
         self._texts: Counter[tuple[int | str, str]] = Counter()
         self._per_chat: Counter[int | str] = Counter()
         self._methods: Counter[str] = Counter()
@@ -318,6 +358,7 @@ class FakeTelegram:
         if not hasattr(self, "_limits"):
             self._limits = _Limits()
         self._limits.window.clear()
+        self._limits.paid_window.clear()
         for event in (getattr(self, "_update_event", None), getattr(self, "_change_event", None)):
             if event is not None:
                 event.set()  # whoever waits looks again at the emptied state
@@ -326,14 +367,45 @@ class FakeTelegram:
 
     # -- configuration helpers -----------------------------------------------------------
 
-    def limits(self, global_per_s: int | None = 30, chat_interval_s: float | None = 1.0) -> None:
-        """Enforce Telegram-like flood limits on sends (None switches a limit off)."""
-        self._limits.global_per_s = global_per_s
-        self._limits.chat_interval_s = chat_interval_s
-        self._limits.window.clear()
+    def limits(
+        self,
+        global_per_s: int | None = 30,
+        chat_interval_s: float | None = 1.0,
+        *,
+        chat_burst: int = 3,
+        recent_s: float = 60.0,
+        paid_per_s: int | None = 1000,
+    ) -> None:
+        """Enforce Telegram's flood limits on sends (None switches a limit off).
+
+        Per chat `chat_burst` messages at once, then one per `chat_interval_s`; overall
+        `global_per_s` a second to chats that did not write within `recent_s`; paid
+        broadcasts `paid_per_s` a second, counted apart.
+        """
+        if chat_burst < 1:
+            raise ValueError("chat_burst must be >= 1")
+        self._limits = _Limits(global_per_s, chat_interval_s, chat_burst, recent_s, paid_per_s)
+        self._buckets.clear()
 
     def no_limits(self) -> None:
-        self.limits(None, None)
+        self.limits(None, None, paid_per_s=None)
+
+    def force_429(
+        self, chat_id: int | str, retry_after: int, *, seconds: float | None = None
+    ) -> None:
+        """Refuse every send to the chat for `seconds` (default: retry_after) with 429.
+
+        Each answer's retry_after is the time left, rounded up, at most `retry_after`: with
+        `seconds` longer than `retry_after` the chat keeps answering `retry_after`.
+        """
+        if retry_after < 1:
+            raise ValueError("retry_after must be >= 1")
+        length = retry_after if seconds is None else seconds
+        self._forced[chat_id] = (self._monotonic() + length, retry_after)
+
+    def wrote(self, chat_id: int | str) -> None:
+        """Count the chat as having just written to the bot (as pushing its update does)."""
+        self._wrote[chat_id] = self._monotonic()
 
     def forbid(self, chat_id: int | str) -> None:
         """Calls to this chat get 403 "Forbidden: bot was blocked by the user"."""
@@ -349,10 +421,16 @@ class FakeTelegram:
         self._missing.add(chat_id)
 
     def fail_next(
-        self, n: int = 1, status: int = 500, *, methods: Iterable[str] | None = None
+        self,
+        n: int = 1,
+        status: int = 500,
+        *,
+        methods: Iterable[str] | None = None,
+        retry_after: int = 1,
     ) -> None:
-        """The next n requests (all methods but getUpdates, unless `methods`) get `status`."""
-        self._injections.append(_Injection(n, _lower_set(methods), status))
+        """The next n requests (all methods but getUpdates, unless `methods`) get `status`
+        (500, 502, or 429 with `retry_after`, counted as forced)."""
+        self._injections.append(_Injection(n, _lower_set(methods), status, retry_after))
 
     def drop_next(self, n: int = 1, *, methods: Iterable[str] | None = None) -> None:
         """The next n requests (all but getUpdates, unless `methods`) lose their connection."""
@@ -370,14 +448,25 @@ class FakeTelegram:
     # -- updates -------------------------------------------------------------------------
 
     def push_update(self, update: dict) -> dict:
-        """Queue an update for getUpdates; assigns update_id when missing."""
+        """Queue an update for getUpdates; assigns update_id when missing.
+
+        The update's chat counts as having just written (replies to it are not bulk).
+        """
         update = dict(update)
+        chat_id = _update_chat(update)
+        if chat_id is not None:
+            self.wrote(chat_id)
         if "update_id" not in update:
             update["update_id"] = self._next_update_id
         self._next_update_id = max(self._next_update_id, update["update_id"]) + 1
         self._updates.append(update)
         self._notify_updates()
         return update
+
+    def start_update_ids_at(self, first: int) -> None:
+        """Number the next updates from `first` (Telegram numbers a bot's updates on and on:
+        a bot restarted against a new fake must not see update ids it handled before)."""
+        self._next_update_id = max(self._next_update_id, first)
 
     def user(
         self,
@@ -544,6 +633,8 @@ class FakeTelegram:
             "delivered": len(self._send_times),
             "per_chat": {str(k): v for k, v in self._per_chat.items()},
             "rejected_429": self.rejected_429,
+            "rejected_429_by_kind": dict(self.rejected_by_kind),
+            "paid": self.paid_sent,
             "duplicates": self.duplicates,
             "calls": len(self.calls),
             "requests_received": self.requests_received,
@@ -553,6 +644,9 @@ class FakeTelegram:
             "limits": {
                 "global_per_s": self._limits.global_per_s,
                 "chat_interval_s": self._limits.chat_interval_s,
+                "chat_burst": self._limits.chat_burst,
+                "recent_s": self._limits.recent_s,
+                "paid_per_s": self._limits.paid_per_s,
             },
         }
         if times:
@@ -582,6 +676,8 @@ class FakeTelegram:
                     injection.remaining -= 1
                     if injection.status == 0:
                         raise _Drop
+                    if injection.status == 429:
+                        self._reject("forced", injection.retry_after)
                     description = (
                         "Internal Server Error" if injection.status == 500 else "Bad Gateway"
                     )
@@ -596,7 +692,7 @@ class FakeTelegram:
                 raise _ApiError(400, "Bad Request: chat not found")
             send = is_send_method(lower)
             if send:
-                self._check_limits(chat_id)
+                self._check_limits(chat_id, bool(params.get("allow_paid_broadcast")))
             result = handler(params, token)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -672,32 +768,56 @@ class FakeTelegram:
         self._methods[method] += 1
         self._notify_change()
 
-    def _check_limits(self, chat_id: int | str | None) -> None:
+    def _check_limits(self, chat_id: int | str | None, paid: bool) -> None:
+        """Refuse a send over a limit with 429; else count it against the limits."""
         limits = self._limits
-        now = time.monotonic()
-        wait = 0.0
+        now = self._monotonic()
+        forced = self._forced.get(chat_id) if chat_id is not None else None
+        if forced is not None:
+            until, retry_after = forced
+            if now < until:
+                self._reject("forced", min(retry_after, until - now))
+            del self._forced[chat_id]
+        bucket = None
         if limits.chat_interval_s and chat_id is not None:
-            last = self._last_send.get(chat_id)
-            if last is not None and now - last < limits.chat_interval_s:
-                wait = last + limits.chat_interval_s - now
-        if not wait and limits.global_per_s:
+            bucket = self._buckets.get(chat_id)
+            if bucket is None:
+                bucket = self._buckets[chat_id] = _Bucket(limits.chat_burst, now)
+            refill = (now - bucket.at) / limits.chat_interval_s
+            bucket.tokens = min(limits.chat_burst, bucket.tokens + refill)
+            bucket.at = now
+            if bucket.tokens < 1:
+                self._reject("chat", (1 - bucket.tokens) * limits.chat_interval_s)
+        window = None
+        if paid:
+            if limits.paid_per_s:
+                window = limits.paid_window
+                self._check_window(window, limits.paid_per_s, now, "paid")
+        elif limits.global_per_s and not self._just_wrote(chat_id, now):
             window = limits.window
-            while window and window[0] <= now - 1.0:
-                window.popleft()
-            if len(window) >= limits.global_per_s:
-                wait = window[0] + 1.0 - now
-        if wait:
-            self.rejected_429 += 1
-            retry_after = max(1, math.ceil(wait))
-            raise _ApiError(
-                429,
-                f"Too Many Requests: retry after {retry_after}",
-                {"retry_after": retry_after},
-            )
-        if limits.global_per_s:
-            limits.window.append(now)
-        if chat_id is not None:
-            self._last_send[chat_id] = now
+            self._check_window(window, limits.global_per_s, now, "global")
+        if window is not None:
+            window.append(now)
+        if bucket is not None:
+            bucket.tokens -= 1
+
+    def _just_wrote(self, chat_id: int | str | None, now: float) -> bool:
+        wrote = self._wrote.get(chat_id) if chat_id is not None else None
+        return wrote is not None and now - wrote < self._limits.recent_s
+
+    def _check_window(self, window: deque[float], limit: int, now: float, kind: str) -> None:
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= limit:
+            self._reject(kind, window[0] + 1.0 - now)
+
+    def _reject(self, kind: str, wait: float) -> NoReturn:
+        self.rejected_429 += 1
+        self.rejected_by_kind[kind] += 1
+        retry_after = max(1, math.ceil(wait))
+        raise _ApiError(
+            429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+        )
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         if request.match_info["token"] not in self.tokens:
@@ -715,7 +835,18 @@ class FakeTelegram:
 
     async def _handle_limits(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.limits(body.get("global_per_s"), body.get("chat_interval_s"))
+        self.limits(
+            body.get("global_per_s"),
+            body.get("chat_interval_s"),
+            chat_burst=body.get("chat_burst", 3),
+            recent_s=body.get("recent_s", 60.0),
+            paid_per_s=body.get("paid_per_s"),
+        )
+        return _json_response(200, {"ok": True})
+
+    async def _handle_force_429(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.force_429(body["chat_id"], body["retry_after"], seconds=body.get("seconds"))
         return _json_response(200, {"ok": True})
 
     async def _handle_push(self, request: web.Request) -> web.Response:
@@ -777,7 +908,9 @@ class FakeTelegram:
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             message["reply_markup"] = markup  # Telegram echoes only inline keyboards
         self._messages[(chat_id, message["message_id"])] = message
-        record = dict(message, method=method, at=time.monotonic())
+        paid = bool(params.get("allow_paid_broadcast"))
+        record = dict(message, method=method, at=time.monotonic(), paid=paid)
+        self.paid_sent += paid
         if markup is not None:
             record["reply_markup"] = markup
         self._sent.append(record)
@@ -1035,7 +1168,7 @@ class FakeTelegram:
 
 
 def _public_message(message: dict) -> dict:
-    return {k: v for k, v in message.items() if k not in ("method", "at")}
+    return {k: v for k, v in message.items() if k not in ("method", "at", "paid")}
 
 
 def _require(params: dict[str, Any], key: str) -> Any:
@@ -1045,13 +1178,36 @@ def _require(params: dict[str, Any], key: str) -> Any:
     return value
 
 
+def _update_chat(update: dict) -> int | str | None:
+    """The chat an update came from, if it names one."""
+    for key in ("message", "edited_message", "channel_post", "business_message"):
+        if isinstance(update.get(key), dict):
+            return (update[key].get("chat") or {}).get("id")
+    callback = update.get("callback_query")
+    if isinstance(callback, dict):
+        message = callback.get("message")
+        if isinstance(message, dict) and message.get("chat"):
+            return message["chat"].get("id")
+        return (callback.get("from") or {}).get("id")
+    for key in ("my_chat_member", "chat_member", "chat_join_request"):
+        if isinstance(update.get(key), dict):
+            return (update[key].get("chat") or {}).get("id")
+    return None
+
+
 def _lower_set(methods: Iterable[str] | None) -> frozenset[str] | None:
     return None if methods is None else frozenset(m.lower() for m in methods)
 
 
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeTelegram(host=args.host, port=args.port, tokens=args.token or [DEFAULT_TOKEN])
-    fake.limits(args.global_per_s, args.chat_interval_s)
+    fake.limits(
+        args.global_per_s,
+        args.chat_interval_s,
+        chat_burst=args.chat_burst,
+        recent_s=args.recent_s,
+        paid_per_s=args.paid_per_s,
+    )
     url = await fake.start()
     print(json.dumps({"url": url, "token": fake.token}), flush=True)  # noqa: T201 - CLI
     stop = asyncio.Event()
@@ -1069,7 +1225,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", action="append", help="accepted token (repeatable)")
     parser.add_argument("--global-per-s", type=int, default=None, help="sends per 1 s window")
     parser.add_argument(
-        "--chat-interval-s", type=float, default=None, help="seconds between sends to a chat"
+        "--chat-interval-s", type=float, default=None, help="seconds per send to a chat, sustained"
+    )
+    parser.add_argument(
+        "--chat-burst", type=int, default=3, help="sends a chat may get at once (token bucket)"
+    )
+    parser.add_argument(
+        "--recent-s",
+        type=float,
+        default=60.0,
+        help="a chat that wrote within this many seconds gets replies outside the global limit",
+    )
+    parser.add_argument(
+        "--paid-per-s", type=int, default=1000, help="paid broadcasts per 1 s window"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

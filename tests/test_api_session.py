@@ -159,7 +159,7 @@ async def test_refusals_raise_aiogram_errors(fake: FakeTelegram, bot: Bot) -> No
     fake.drop_next(1)
     with pytest.raises(TelegramNetworkError):
         await bot.send_message(CHAT, "x")
-    fake.limits(global_per_s=None, chat_interval_s=60.0)
+    fake.limits(global_per_s=None, chat_interval_s=60.0, chat_burst=1)
     await bot.send_message(CHAT + 2, "first")
     with pytest.raises(TelegramRetryAfter) as flood:
         await bot.send_message(CHAT + 2, "second")

@@ -121,6 +121,7 @@ async def test_global_limit_gives_429_and_does_not_deliver(fake: FakeTelegram, b
         await bot.send_message(6, "too many")
     assert caught.value.retry_after == 1
     assert fake.rejected_429 == 1
+    assert fake.stats()["rejected_429_by_kind"] == {"chat": 0, "global": 1, "paid": 0, "forced": 0}
     assert len(fake.sent()) == 5 and fake.sent(6) == []
     last = fake.calls[-1]
     assert (last.status, last.description) == (429, "Too Many Requests: retry after 1")
@@ -133,14 +134,14 @@ async def test_global_limit_gives_429_and_does_not_deliver(fake: FakeTelegram, b
 async def test_chat_interval_gives_429_with_rounded_up_retry_after(
     fake: FakeTelegram, bot: Bot
 ) -> None:
-    fake.limits(global_per_s=None, chat_interval_s=2.5)
+    fake.limits(global_per_s=None, chat_interval_s=2.5, chat_burst=1)
     await bot.send_message(1, "first")
     with pytest.raises(TelegramRetryAfter) as caught:
         await bot.send_message(1, "second")
     assert caught.value.retry_after == 3  # ceil(2.5 - a few ms)
     await bot.send_message(2, "another chat is fine")
 
-    fake.limits(global_per_s=None, chat_interval_s=0.1)
+    fake.limits(global_per_s=None, chat_interval_s=0.1, chat_burst=1)
     await bot.send_message(3, "a")
     with pytest.raises(TelegramRetryAfter) as caught:
         await bot.send_message(3, "b")
@@ -149,6 +150,7 @@ async def test_chat_interval_gives_429_with_rounded_up_retry_after(
     await bot.send_message(3, "c")
     assert [m["text"] for m in fake.sent(3)] == ["a", "c"]
     assert fake.rejected_429 == 2
+    assert fake.rejected_by_kind["chat"] == 2
 
     async with (
         aiohttp.ClientSession() as http,
@@ -320,9 +322,173 @@ async def test_counts_duplicates(fake: FakeTelegram, bot: Bot) -> None:
     assert stats["per_chat"] == {"1": 2, "2": 1}
 
 
+class MovableClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def timed() -> AsyncIterator[tuple[FakeTelegram, MovableClock, Bot]]:
+    """A fake whose flood limits run on a clock the test moves, and a bot talking to it."""
+    clock = MovableClock()
+    async with FakeTelegram(monotonic=clock) as server:
+        bot = server.make_bot()
+        try:
+            yield server, clock, bot
+        finally:
+            await bot.session.close()
+
+
+async def _refused(bot: Bot, chat_id: int, **kwargs: object) -> int:
+    """Send to the chat expecting a 429; its retry_after."""
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(chat_id, "refused", **kwargs)
+    return caught.value.retry_after
+
+
+async def test_a_chat_gets_a_burst_then_one_message_per_interval(timed) -> None:
+    fake, clock, bot = timed
+    fake.limits(global_per_s=None)  # Telegram's per chat: 3 at once, then 1 a second
+    for n in range(3):
+        await bot.send_message(1, f"burst {n}")
+    assert await _refused(bot, 1) == 1
+    await bot.send_message(2, "another chat has its own bucket")
+    clock.now += 0.5
+    assert await _refused(bot, 1) == 1  # half a token: still none
+    clock.now += 0.5
+    await bot.send_message(1, "one more after a second")
+    assert await _refused(bot, 1) == 1
+    clock.now += 10  # a quiet chat refills up to the burst, no more
+    for n in range(3):
+        await bot.send_message(1, f"again {n}")
+    assert await _refused(bot, 1) == 1
+    assert len(fake.sent(1)) == 7
+    assert fake.stats()["rejected_429_by_kind"] == {"chat": 4, "global": 0, "paid": 0, "forced": 0}
+
+    fake.limits(global_per_s=None, chat_interval_s=2.0, chat_burst=2)
+    await bot.send_message(9, "a")
+    await bot.send_message(9, "b")
+    assert await _refused(bot, 9) == 2  # a whole token is 2 s away
+
+
+async def test_replies_to_people_who_just_wrote_are_not_counted_globally(timed) -> None:
+    fake, clock, bot = timed
+    fake.limits(global_per_s=2, chat_interval_s=None)
+    fake.push_message(50, "hello")
+    fake.push_callback(51, "t:1:accept", message_id=1)
+    fake.push_update(
+        {"message": {"message_id": 1, "date": 0, "chat": {"id": 52, "type": "private"}}}
+    )
+    for chat in (50, 51, 52, 50, 51, 52):
+        await bot.send_message(chat, "a reply")  # not bulk: none of these count
+    await bot.send_message(60, "bulk 1")
+    await bot.send_message(61, "bulk 2")
+    assert await _refused(bot, 62) == 1
+    await bot.send_message(50, "replies still go")
+    assert fake.rejected_by_kind["global"] == 1
+
+    clock.now += 61  # a minute later, 50 has not written again: a send to it is bulk
+    await bot.send_message(60, "bulk 3")
+    await bot.send_message(61, "bulk 4")
+    assert await _refused(bot, 50) == 1
+    fake.wrote(50)  # ... until it writes again
+    await bot.send_message(50, "a reply again")
+    assert fake.rejected_by_kind["global"] == 2
+
+
+async def test_paid_broadcasts_have_a_window_of_their_own(timed) -> None:
+    fake, clock, bot = timed
+    fake.limits(global_per_s=1, chat_interval_s=None, paid_per_s=3)
+    for chat in (1, 2, 3):
+        await bot.send_message(chat, "paid", allow_paid_broadcast=True)
+    assert await _refused(bot, 4, allow_paid_broadcast=True) == 1
+    await bot.send_message(10, "free")  # the free window is untouched by paid sends
+    assert await _refused(bot, 11) == 1
+    clock.now += 1.0
+    await bot.send_message(4, "paid again", allow_paid_broadcast=True)
+    stats = fake.stats()
+    assert stats["paid"] == 4
+    assert stats["rejected_429_by_kind"] == {"chat": 0, "global": 1, "paid": 1, "forced": 0}
+    assert [m["paid"] for m in fake.sent()] == [True, True, True, False, True]
+    assert fake.calls_to("sendMessage", 4)[-1].params["allow_paid_broadcast"] is True
+    assert stats["limits"]["paid_per_s"] == 3
+
+
+async def test_a_forced_429_blocks_one_chat_for_a_while(timed) -> None:
+    fake, clock, bot = timed
+    fake.no_limits()
+    fake.force_429(7, 120)
+    assert await _refused(bot, 7) == 120
+    await bot.send_message(8, "other chats are fine")
+    clock.now += 119.5
+    assert await _refused(bot, 7) == 1  # the time left, rounded up
+    clock.now += 0.5
+    await bot.send_message(7, "over")
+
+    fake.force_429(7, 5, seconds=300)  # keeps answering 5 for five minutes
+    assert await _refused(bot, 7) == 5
+    clock.now += 200
+    assert await _refused(bot, 7) == 5
+    clock.now += 100
+    await bot.send_message(7, "over again")
+
+    fake.fail_next(1, status=429, methods=["answerCallbackQuery"], retry_after=30)
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.answer_callback_query("cb1")
+    assert caught.value.retry_after == 30
+    assert fake.stats()["rejected_429_by_kind"] == {"chat": 0, "global": 0, "paid": 0, "forced": 5}
+    assert [m["text"] for m in fake.sent(7)] == ["over", "over again"]
+
+
+async def test_limits_and_forced_429s_over_http(fake: FakeTelegram, bot: Bot) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = {"global_per_s": 10, "chat_interval_s": 5, "chat_burst": 2, "paid_per_s": 50}
+        async with http.post(f"{fake.base_url}/_limits", json=body) as response:
+            assert response.status == 200
+        async with http.post(
+            f"{fake.base_url}/_force_429", json={"chat_id": 3, "retry_after": 60}
+        ) as response:
+            assert response.status == 200
+        async with http.post(
+            f"{fake.base_url}/_push",
+            json={"message": {"message_id": 1, "date": 0, "chat": {"id": 4, "type": "private"}}},
+        ) as response:
+            assert response.status == 200
+    assert fake.stats()["limits"] == {
+        "global_per_s": 10,
+        "chat_interval_s": 5,
+        "chat_burst": 2,
+        "recent_s": 60.0,
+        "paid_per_s": 50,
+    }
+    assert await _refused(bot, 3) == 60
+    await bot.send_message(4, "a")
+    await bot.send_message(4, "b")
+    assert await _refused(bot, 4) == 5
+
+
 def test_separate_process_takes_over_1000_requests_per_second() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_telegram", "--port", "0", "--global-per-s", "100000"],
+        [
+            sys.executable,
+            "-m",
+            "tests.fake_telegram",
+            "--port",
+            "0",
+            "--global-per-s",
+            "100000",
+            "--chat-burst",
+            "5",
+            "--recent-s",
+            "30",
+            "--paid-per-s",
+            "2000",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -337,6 +503,8 @@ def test_separate_process_takes_over_1000_requests_per_second() -> None:
     assert stats["delivered"] == 3000
     assert stats["rejected_429"] == 0
     assert stats["limits"]["global_per_s"] == 100000
+    assert (stats["limits"]["chat_burst"], stats["limits"]["recent_s"]) == (5, 30)
+    assert stats["limits"]["paid_per_s"] == 2000
 
 
 async def _hammer(url: str, *, requests: int, concurrency: int) -> dict:

@@ -1,7 +1,7 @@
 """The outbox end to end: enqueue in a transaction, send through the fake Bot API over loopback.
 
 Every test that touches storage runs on SQLite and on PostgreSQL (the db_url fixtures).
-Rates are scaled up (200/s, 50 ms per chat) so the file runs in seconds.
+Rates are scaled up (200/s, 50 ms per chat, bursts of 3) so the file runs in seconds.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import yaml
 from aiogram import Bot
+from aiogram.exceptions import TelegramRetryAfter
 from sqlmodel import select
 
 from bot.outbox import OutboxSender
@@ -36,6 +38,7 @@ from tests.fake_telegram import FakeTelegram
 
 RATE = 200.0
 CHAT_INTERVAL = 0.05
+BURST = 3
 clock = SystemClock()
 
 
@@ -47,7 +50,7 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 def throttle() -> Throttle:
-    return Throttle(RATE, CHAT_INTERVAL)
+    return Throttle(RATE, CHAT_INTERVAL, BURST)
 
 
 @pytest.fixture
@@ -381,22 +384,175 @@ async def test_stop_records_exactly_what_telegram_accepted(
     assert all(r.status == OutboxStatus.PENDING for r in rows if r.chat_id not in sent)
 
 
-async def test_per_chat_spacing(
+async def test_per_chat_bucket(
     sessionmaker, fake: FakeTelegram, bot: Bot, throttle: Throttle
 ) -> None:
-    fake.limits(global_per_s=None, chat_interval_s=CHAT_INTERVAL)
-    items = [Outgoing(chat, "notice", notice(n), Lane.BULK) for n in range(6) for chat in (1, 2)]
+    # The fake's bucket is the judge: a send faster than a burst, then one per interval,
+    # would be refused with 429.
+    fake.limits(global_per_s=None, chat_interval_s=CHAT_INTERVAL, chat_burst=BURST)
+    items = [Outgoing(chat, "notice", notice(n), Lane.BULK) for n in range(8) for chat in (1, 2)]
     await add(sessionmaker, *items)
     sender = make_sender(bot, sessionmaker, throttle)
-    await run_until(sender, lambda: len(fake.sent()) >= 12)
+    await run_until(sender, lambda: len(fake.sent()) >= 16)
 
     assert fake.rejected_429 == 0
     for chat in (1, 2):
         messages = fake.sent(chat)
-        assert [m["text"] for m in messages] == [f"通知 {n}" for n in range(6)]  # in order
-        times = [m["at"] for m in messages]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert min(gaps) >= CHAT_INTERVAL
+        assert [m["text"] for m in messages] == [f"通知 {n}" for n in range(8)]  # in order
+    # Replies to the same chats shared the buckets and were not refused either.
+    fake.push_message(1, "hello")
+    for n in range(4):
+        await bot.send_message(1, f"reply {n}")
+    assert fake.rejected_429 == 0
+
+
+async def test_a_reply_goes_at_once_while_the_outbox_is_saturated(
+    sessionmaker, fake: FakeTelegram
+) -> None:
+    fake.limits()  # Telegram's limits, unscaled
+    throttle = Throttle(20, 1.0, 3)  # under the fake's 30/s
+    bot = fake.make_bot()
+    bot.session.middleware(ThrottleMiddleware(throttle))
+    await add(sessionmaker, *(Outgoing(1000 + n, "notice", notice(n)) for n in range(400)))
+    sender = make_sender(bot, sessionmaker, throttle)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        while len(fake.sent()) < 10:
+            await asyncio.sleep(0.005)
+        assert throttle.outbox.waiting() > 0  # rows queue for the budget
+        fake.push_message(7, "hello")
+        before = len(fake.sent())
+        await asyncio.wait_for(bot.send_message(7, "reply"), 2)
+        outbox_meanwhile = len(fake.sent()) - before - 1
+        assert outbox_meanwhile <= 1  # it waited for no outbox slot (50 ms each)
+        assert throttle.outbox.waiting() > 0
+        assert fake.rejected_429 == 0
+    finally:
+        stop.set()
+        await task
+        await bot.session.close()
+
+
+async def test_one_chats_long_429_holds_that_chat_only(
+    sessionmaker, fake: FakeTelegram, bot: Bot, throttle: Throttle
+) -> None:
+    fake.force_429(5, 120)
+    first, second, *others = await add(
+        sessionmaker,
+        Outgoing(5, "notice", notice(0)),
+        Outgoing(5, "notice", notice(1)),
+        *(Outgoing(10 + n, "notice", notice(10 + n)) for n in range(6)),
+    )
+    sender = make_sender(bot, sessionmaker, throttle)
+    asked = clock.now()
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        await asyncio.wait_for(_until(lambda: sender.counts["sent"] == 6), 5)
+        # Replies elsewhere go at once; one to the blocked chat is given up without a call.
+        await asyncio.wait_for(bot.send_message(20, "a reply"), 2)
+        with pytest.raises(TelegramRetryAfter):
+            await asyncio.wait_for(bot.send_message(5, "a reply"), 2)
+        # More rows for other chats still go.
+        await add(sessionmaker, Outgoing(30, "notice", notice(30)))
+        sender.wake()
+        await asyncio.wait_for(_until(lambda: sender.counts["sent"] == 7), 5)
+    finally:
+        stop.set()
+        await task
+
+    assert sender.counts["deferred"] == 1 and sender.counts["rate_limited"] == 1
+    assert len(fake.calls_to("sendMessage", 5)) == 1  # nothing more asked of the blocked chat
+    assert throttle.outbox.paused_until < time.monotonic()  # the outbox never paused
+    rows = {r.id: r for r in await all_rows(sessionmaker)}
+    held = rows[first]
+    assert (held.status, held.attempts) == (OutboxStatus.PENDING, 0)  # not the row's fault
+    assert asked + timedelta(seconds=119) <= held.not_before <= clock.now() + timedelta(seconds=121)
+    assert "retry after 120" in held.error
+    assert (rows[second].status, rows[second].attempts) == (OutboxStatus.PENDING, 0)
+    assert all(rows[i].status == OutboxStatus.SENT for i in others)
+
+
+async def test_a_short_429_is_retried_in_memory(
+    sessionmaker, fake: FakeTelegram, bot: Bot, throttle: Throttle
+) -> None:
+    fake.force_429(5, 1)
+    (row_id,) = await add(sessionmaker, Outgoing(5, "notice", notice(0)))
+    sender = make_sender(bot, sessionmaker, throttle)
+    await run_until(sender, lambda: sender.counts["sent"] == 1)
+
+    assert [c.status for c in fake.calls_to("sendMessage", 5)] == [429, 200]
+    assert (sender.counts["rate_limited"], sender.counts["deferred"]) == (1, 0)
+    assert throttle.outbox.paused_until < time.monotonic()  # one chat: no pause
+    (row,) = await all_rows(sessionmaker)
+    assert (row.id, row.status, row.attempts) == (row_id, OutboxStatus.SENT, 1)
+
+
+async def test_two_chats_429s_pause_the_outbox_but_not_replies(
+    sessionmaker, fake: FakeTelegram, bot: Bot, throttle: Throttle
+) -> None:
+    # The first two sends are refused for 120 s: two chats within a second, so a global limit.
+    fake.fail_next(2, status=429, methods=["sendMessage"], retry_after=120)
+    await add(sessionmaker, *(Outgoing(40 + n, "notice", notice(n)) for n in range(20)))
+    sender = make_sender(bot, sessionmaker, throttle)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        await asyncio.wait_for(_until(lambda: sender.counts["deferred"] == 2), 5)
+        assert throttle.rate_limited == {"chat": 1, "global": 1}
+        assert throttle.outbox.paused_until > time.monotonic() + 100
+        await asyncio.sleep(0.1)  # sends already on the wire land
+        sent_then = len(fake.sent())
+        await asyncio.wait_for(bot.send_message(99, "a reply goes on"), 2)
+        await asyncio.sleep(0.1)
+        assert len(fake.sent()) == sent_then + 1  # the reply, and no outbox row meanwhile
+    finally:
+        stop.set()
+        await task
+
+    rows = await all_rows(sessionmaker)
+    refused = [r for r in rows if r.error]
+    assert len(refused) == 2
+    assert all((r.status, r.attempts) == (OutboxStatus.PENDING, 0) for r in refused)
+    assert all(r.not_before > clock.now() + timedelta(seconds=100) for r in refused)
+    # Rows that did not get through before the pause wait, unattempted, in the table.
+    assert all(r.attempts == 0 for r in rows if r.status == OutboxStatus.PENDING)
+
+
+async def test_paid_broadcast_sends_bulk_rows_on_their_own_budget(
+    sessionmaker, fake: FakeTelegram
+) -> None:
+    # Free sends beyond 5/s would be refused; paid ones have 1,000/s of their own.
+    fake.limits(global_per_s=5, chat_interval_s=None, paid_per_s=1000)
+    throttle = Throttle(4, CHAT_INTERVAL, BURST, paid_rate=500)
+    bot = fake.make_bot()
+    bot.session.middleware(ThrottleMiddleware(throttle))
+    lanes = [Lane.INTERACTIVE, Lane.ESCALATION] + [Lane.BULK] * 40
+    await add(
+        sessionmaker,
+        *(Outgoing(100 + n, "notice", notice(n), lane) for n, lane in enumerate(lanes)),
+    )
+    sender = make_sender(bot, sessionmaker, throttle)
+    try:
+        await run_until(sender, lambda: sender.counts["sent"] == len(lanes))
+        await bot.send_message(7, "a reply never pays")
+    finally:
+        await bot.session.close()
+
+    assert fake.rejected_429 == 0
+    calls = {c.chat_id: c for c in fake.calls_to("sendMessage")}
+    for n, lane in enumerate(lanes):
+        assert calls[100 + n].params.get("allow_paid_broadcast") is (
+            True if lane == Lane.BULK else None
+        )
+    assert fake.stats()["paid"] == sender.counts["paid"] == 40
+    assert "allow_paid_broadcast" not in fake.calls_to("sendMessage", 7)[0].params
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    while not done():
+        await asyncio.sleep(0.01)
 
 
 async def test_photos_albums_venues_and_locations_each_go_in_one_call(

@@ -125,8 +125,10 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
     """On the first day of a month, last month's service: to every approved member (hours,
     points, calls) and to every community secretary (who served, unfilled calls, no-shows).
 
-    Once per month, also after downtime (the month is claimed with a JobRun row). Returns how
-    many messages were queued, or None when there was nothing to do.
+    Once per month, also after downtime: the month is claimed with a JobRun row inserted in
+    the transaction that queues the messages, so of several schedulers one sends them (the
+    others wait for its commit, then find the month taken). Returns how many messages were
+    queued, or None when there was nothing to do.
     """
     now = clock.now()
     today = now.astimezone(tz).date()
@@ -198,12 +200,16 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
         entry["no_shows"] = count
     secretaries = (
         await session.exec(
+            # Serving secretaries, each once (one reappointed keeps a revoked row too).
             select(RoleAssignment.unit_id, Person.telegram_id)
             .join(Person, Person.id == RoleAssignment.person_id)
             .where(
                 RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+                RoleAssignment.status == AssignmentStatus.ACTIVE,
                 RoleAssignment.unit_id.in_(list(by_community)),
             )
+            .distinct()
+            .order_by(RoleAssignment.unit_id, Person.telegram_id)
         )
     ).all()
     for community_id, chat_id in secretaries:
@@ -382,9 +388,17 @@ async def ask_attendance(*, session: AsyncSession, clock: Clock) -> int:
     """Once per call, at its end: its organiser is told that attendance waits for them.
 
     Calls nobody said they would come to are marked without a message. Run after
-    close_forgotten, so the sheet the message opens is complete. Returns the messages queued.
+    close_forgotten, so the sheet the message opens is complete; a call with a check-out
+    still open (another scheduler closing it right now) waits for the next sweep. Returns the
+    messages queued.
     """
     now = clock.now()
+    open_check_out = select(CallClaim.id).where(
+        CallClaim.call_id == DutyCall.id,
+        CallClaim.status == ClaimStatus.CLAIMED,
+        CallClaim.checked_in_at.is_not(None),
+        CallClaim.checked_out_at.is_(None),
+    )
     statement = (
         select(DutyCall)
         .where(
@@ -392,12 +406,15 @@ async def ask_attendance(*, session: AsyncSession, clock: Clock) -> int:
             DutyCall.ends_at > now - ATTENDANCE_ASK_WINDOW,
             DutyCall.attendance_asked_at.is_(None),
             DutyCall.status != CallStatus.CANCELLED,
+            ~sa.exists(open_check_out),
         )
         .order_by(DutyCall.ends_at, DutyCall.id)
+        # PostgreSQL: another scheduler's calls are skipped, not waited for (and never
+        # announced twice); a call it announced meanwhile is not read. SQLite: no clause.
+        .with_for_update(of=DutyCall, skip_locked=True)
+        # The locked rows as they are now, not as this session last saw them.
+        .execution_options(populate_existing=True)
     )
-    if session.bind.dialect.name == "postgresql":
-        # Another scheduler's calls are skipped, not waited for (and never announced twice).
-        statement = statement.with_for_update(skip_locked=True)
     calls = (await session.exec(statement)).all()
     if not calls:
         await session.commit()

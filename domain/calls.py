@@ -352,47 +352,77 @@ async def check_out(
 
 
 async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta) -> int:
-    """Remind those who said "I'll come", once, `before` the start (or at once if later)."""
+    """Remind those who said "I'll come", once, `before` the start (or at once if later).
+
+    Each call is claimed by one conditional UPDATE (its reminder not sent yet), in the
+    transaction that queues its reminders: of several schedulers, one reminds it.
+    """
     now = clock.now()
-    calls = (
+    c = DutyCall
+    due = (
+        select(c.id)
+        .where(
+            c.starts_at > now,
+            c.starts_at <= now + before,
+            c.reminded_at.is_(None),
+            c.status != CallStatus.CANCELLED,
+        )
+        # PostgreSQL: a call another scheduler is reminding (or a member is taking a place in)
+        # is skipped, not waited for; the next sweep has it. SQLite has one writer: no clause.
+        .with_for_update(skip_locked=True)
+    )
+    claimed = (
         await session.exec(
-            select(DutyCall).where(
-                DutyCall.starts_at > now,
-                DutyCall.starts_at <= now + before,
-                DutyCall.reminded_at.is_(None),
-                DutyCall.status != CallStatus.CANCELLED,
-            )
+            sa.update(c)
+            .where(c.id.in_(due), c.reminded_at.is_(None))
+            .values(reminded_at=now)
+            .returning(c.id, c.title, c.starts_at, c.latitude, c.longitude)
+            .execution_options(synchronize_session="fetch")
         )
     ).all()
-    messages = []
-    for call in calls:
-        chats = (
-            await session.exec(
-                select(Person.telegram_id)
-                .join(Member, Member.person_id == Person.id)
-                .join(CallClaim, CallClaim.member_id == Member.id)
-                .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
+    if not claimed:
+        await session.commit()
+        return 0
+    chats = (
+        await session.exec(
+            select(CallClaim.call_id, Person.telegram_id)
+            .join(Member, Member.id == CallClaim.member_id)
+            .join(Person, Person.id == Member.person_id)
+            .where(
+                CallClaim.call_id.in_([call.id for call in claimed]),
+                CallClaim.status == ClaimStatus.CLAIMED,
             )
-        ).all()
-        data = {
+            .order_by(CallClaim.call_id, CallClaim.id)
+        )
+    ).all()
+    data = {
+        call.id: {
             "call_id": call.id,
             "title": call.title,
             "starts_at": call.starts_at.isoformat(),
             "latitude": call.latitude,
             "longitude": call.longitude,
         }
-        messages += [
-            Outgoing(chat_id, "duty_call_reminder", data, Lane.INTERACTIVE) for chat_id in chats
-        ]
-        call.reminded_at = now
-        session.add(call)
-    sent = await enqueue_many(session, messages, clock=clock)
+        for call in claimed
+    }
+    sent = await enqueue_many(
+        session,
+        (
+            Outgoing(chat_id, "duty_call_reminder", data[call_id], Lane.INTERACTIVE)
+            for call_id, chat_id in chats
+        ),
+        clock=clock,
+    )
     await session.commit()
     return sent
 
 
 async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
-    """Members who never checked out are closed at the call's end and marked for the organiser."""
+    """Members who never checked out are closed at the call's end and marked for the organiser.
+
+    The claims are locked as they are read (PostgreSQL: FOR UPDATE SKIP LOCKED), so another
+    scheduler neither closes them again nor waits for them; one already closed is not read.
+    """
     now = clock.now()
     rows = (
         await session.exec(
@@ -404,6 +434,9 @@ async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
                 CallClaim.checked_in_at.is_not(None),
                 CallClaim.checked_out_at.is_(None),
             )
+            .with_for_update(of=CallClaim, skip_locked=True)
+            # The locked rows as they are now, not as this session last saw them.
+            .execution_options(populate_existing=True)
         )
     ).all()
     for claim, call in rows:

@@ -2,8 +2,9 @@
 unit holds (open, overdue, due today) with the most urgent tickets to open.
 
 Sent once per working day, at a set local time or at the first sweep after it (so a bot that
-was down at that hour still sends it); the day is claimed by inserting a JobRun row, so two
-schedulers never send it twice.
+was down at that hour still sends it); the day is claimed by inserting a JobRun row in the
+transaction that queues the digests, so two schedulers never send it twice (the second waits
+for the first's commit, then finds the day taken; if the first rolls back, the second sends).
 """
 
 from __future__ import annotations
@@ -154,7 +155,11 @@ async def send_digests(
     wanted = [k for k, v in figures.items() if v["open"]]
     listed = await _most_urgent(session, wanted, now)
     messages = []
+    seen = set()
     for role, chat_id, unit in holders:
+        if (role, chat_id, unit.id) in seen:
+            continue  # the same role twice in one unit (two active rows): one digest
+        seen.add((role, chat_id, unit.id))
         level = DIGEST_ROLES[Role(role)].value
         counts = figures.get((unit.id, level))
         if counts is None:

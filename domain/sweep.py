@@ -101,8 +101,12 @@ def _claim(model: type, now: datetime, limit: int, session: AsyncSession, *, cor
         .limit(limit)
     )
     if session.bind.dialect.name == "postgresql":
-        # Another scheduler's batch is skipped, not waited for (and never taken twice).
+        # Another scheduler's batch is skipped, not waited for (and never taken twice); a row
+        # it handled meanwhile is read again, and left out once no longer due.
         statement = statement.with_for_update(skip_locked=True)
+    if not core:
+        # The locked rows as they are now, not as this session's identity map last saw them.
+        statement = statement.execution_options(populate_existing=True)
     return statement
 
 

@@ -60,7 +60,16 @@ async def sweep_job() -> SweepReport:
     """Re-read the calendar and ladder, sweep what is due, remind members of calls ahead,
     close check-outs they forgot, ask organisers of calls just over for attendance, and send
     the digest and last month's summaries when due."""
-    ctx = _require()
+    return await run_jobs(_require())
+
+
+async def run_jobs(ctx: JobContext) -> SweepReport:
+    """What sweep_job does, with this context (a test runs two, as two processes would).
+
+    Each job is safe with any number of schedulers on one PostgreSQL database: rows are
+    claimed by the transaction that does their work (FOR UPDATE SKIP LOCKED, a conditional
+    UPDATE, or a JobRun key), so a second scheduler skips or finds done what the first took.
+    """
     async with ctx.running, ctx.sessionmaker() as session, ctx.sessionmaker() as second:
         await ctx.timing.refresh(session)
         await session.commit()

@@ -25,7 +25,7 @@ from domain.members import decide_member, register_member
 from domain.posts import claim_post, leave_post
 from domain.reference import load_snapshot
 from domain.tickets import file_ticket
-from storage.enums import CallStatus, MemberStatus, Role, UnitKind, Urgency
+from storage.enums import AssignmentStatus, CallStatus, MemberStatus, Role, UnitKind, Urgency
 from storage.models import (
     AuditEntry,
     CallClaim,
@@ -465,3 +465,38 @@ async def test_a_call_s_points_rule_is_checked(sessionmaker, clock) -> None:
             await session.rollback()
         call, _ = await _call(session, clock, tree, secretary, points_per_hour=2.5)
         assert call.points_per_hour == 2.5
+
+
+async def test_a_secretary_gets_one_summary_a_revoked_one_none(sessionmaker, clock) -> None:
+    """The secretary reappointed (a revoked row and an active one) is sent the month once; the
+    one who left is not sent it."""
+    tz = ZoneInfo("Asia/Shanghai")
+    async with sessionmaker() as session:
+        tree, _, secretary, _, people = await _world(session, members=1)
+        former = await make_person(session, 302, "Former secretary")
+        session.add_all(
+            [
+                RoleAssignment(
+                    person_id=secretary.id,
+                    role=Role.COMMUNITY_SECRETARY,
+                    unit_id=tree.community.id,
+                    status=AssignmentStatus.REVOKED,
+                ),
+                RoleAssignment(
+                    person_id=former.id,
+                    role=Role.COMMUNITY_SECRETARY,
+                    unit_id=tree.community.id,
+                    status=AssignmentStatus.REVOKED,
+                ),
+            ]
+        )
+        await session.commit()
+        await _call(session, clock, tree, secretary)  # November: one call, nobody came
+        clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=tz))
+        assert await send_monthly_summaries(session=session, clock=clock, tz=tz) == 1
+        [summary] = (
+            await session.exec(
+                select(OutboxMessage).where(OutboxMessage.kind == "duty_month_secretary")
+            )
+        ).all()
+        assert summary.chat_id == 300 and summary.data["unfilled"] == 1

@@ -87,6 +87,25 @@ async def test_the_digest_goes_out_once_per_working_day_after_its_time(sessionma
         assert len(await _digests(session)) == 2
 
 
+async def test_a_role_held_twice_in_one_unit_gets_one_digest(sessionmaker) -> None:
+    """Two active rows for the same role in the same unit (an invitation accepted twice at
+    once) still make one digest."""
+    clock = FrozenClock(_local(2026, 11, 25, 8, 0))
+    timing = Timing(WorkCalendar(TZ), Ladder())
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        session.add(
+            RoleAssignment(
+                person_id=people["leader"].id, role=Role.GRID_LEADER, unit_id=tree.grid.id
+            )
+        )
+        await session.commit()
+        await _file(session, clock, tree, category, people, timing=timing)
+        clock.set(_local(2026, 11, 25, 8, 31))
+        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) == 1
+        assert [d.chat_id for d in await _digests(session)] == [200]
+
+
 async def test_the_sweep_job_rereads_the_calendar_and_wakes_the_sender(sessionmaker) -> None:
     clock = FrozenClock(_local(2026, 11, 25, 7, 0))
     timing = Timing.plain(TZ)

@@ -30,7 +30,7 @@ from domain.clock import Clock, SystemClock
 from domain.deadlines import Timing, load_timing
 from scheduler import jobs
 from storage.conversations import ConversationStore, open_store
-from storage.db import check_writable, make_engine, make_sessionmaker, upgrade
+from storage.db import check_writable, make_engine, make_sessionmaker, setup_turn, upgrade
 from storage.org_loader import apply_org, org_is_empty, sample_path
 from storage.orgfile import read_org_file
 
@@ -103,17 +103,18 @@ async def serve(
     try:
         # Ask Telegram first: a bad token should not leave a migrated, seeded database behind.
         me = await check_token(bot, settings.telegram_api_base)
-        await asyncio.to_thread(upgrade, settings.database_url)
-        await asyncio.to_thread(check_writable, settings.database_url)
         engine = make_engine(settings.database_url)
         sessionmaker = make_sessionmaker(engine)
+        async with setup_turn(settings.database_url):
+            await asyncio.to_thread(upgrade, settings.database_url)
+            await asyncio.to_thread(check_writable, settings.database_url)
+            if settings.load_sample_city:
+                summary = await seed_sample_city(sessionmaker, clock)
+                if summary:
+                    logger.warning(
+                        "The database was empty: loaded the bundled sample city (%s)", summary
+                    )
         conversations = open_store(settings.database_url)
-        if settings.load_sample_city:
-            summary = await seed_sample_city(sessionmaker, clock)
-            if summary:
-                logger.warning(
-                    "The database was empty: loaded the bundled sample city (%s)", summary
-                )
         async with sessionmaker() as session:
             timing = await load_timing(session, settings.tz)
         logger.info(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +246,31 @@ def check_writable(url: str) -> None:
         raise DatabaseNotWritable(f"cannot write to {describe(url)}: {_reason(exc)}") from exc
     finally:
         engine.dispose()
+
+
+# The advisory lock processes take turns on while they migrate and seed the database.
+SETUP_LOCK = 0x67726964626F74  # "gridbot"
+
+
+@asynccontextmanager
+async def setup_turn(url: str) -> AsyncIterator[None]:
+    """Hold the database's set-up lock for the block: processes that start at the same time
+    (a rolling deploy, several `gridbot run` at once) migrate and seed one after the other.
+
+    PostgreSQL: a session advisory lock on a connection of its own. SQLite serves one process,
+    and its own locks keep a migration whole.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        yield
+        return
+    engine = _sync_engine(url)
+    conn = await asyncio.to_thread(engine.connect)
+    try:
+        await asyncio.to_thread(
+            conn.execute, sa.text("SELECT pg_advisory_lock(:key)"), {"key": SETUP_LOCK}
+        )
+        yield
+    finally:
+        # Closing the connection lets the lock go, whatever happened in the block.
+        await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(engine.dispose)

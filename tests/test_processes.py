@@ -8,12 +8,14 @@ import asyncio
 import itertools
 import os
 import random
+import uuid
 from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
 import sqlalchemy as sa
 from aiogram.fsm.storage.base import StorageKey
+from sqlalchemy.engine import make_url
 
 from bot.app import build_dispatcher
 from bot.fsm import DatabaseEventIsolation
@@ -211,3 +213,53 @@ async def test_a_dropped_database_connection_is_survived(postgres_db_url: str) -
         assert where
         texts = [m.get("text") or "" for m in running.fake.sent(7101)]
         assert not [t for t in texts if t.startswith("Sorry, something went wrong")]
+
+
+@pytest.mark.postgres
+async def test_processes_starting_together_migrate_and_seed_once(postgres_url: str) -> None:
+    """A new database, two processes started at once (a first deploy of two replicas)."""
+    admin = sa.create_engine(
+        sync_url(postgres_url), poolclass=sa.NullPool, isolation_level="AUTOCOMMIT"
+    )
+    name = f"gridbot_two_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        async with FakeTelegram(tokens=[TOKEN]) as fake:
+            stops = [asyncio.Event(), asyncio.Event()]
+            tasks = [
+                asyncio.create_task(serve(bot_settings(fake.base_url, url), stop=stop))
+                for stop in stops
+            ]
+            try:
+                # Each process sets the command menu (two languages) once it is serving.
+                for _ in range(600):
+                    if len(fake.calls_to("setMyCommands")) >= 4 or any(t.done() for t in tasks):
+                        break
+                    await asyncio.sleep(0.05)
+                assert not [t for t in tasks if t.done()], [t.exception() for t in tasks]
+                assert len(fake.calls_to("setMyCommands")) == 4
+            finally:
+                for stop in stops:
+                    stop.set()
+                await asyncio.gather(*(asyncio.wait_for(t, 30) for t in tasks))
+        engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            units = conn.execute(sa.text("SELECT count(*) FROM org_unit")).scalar_one()
+            revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        engine.dispose()
+        assert units == 47  # the sample city, loaded once
+        assert revision == current_head()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def current_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

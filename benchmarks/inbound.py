@@ -1,44 +1,51 @@
-"""Inbound throughput and latency: residents filing whole /report dialogs through `gridbot run`.
+"""Inbound throughput and latency: residents filing whole /report dialogs through `gridbot run`,
+with the production send limits, against a fake Bot API that enforces Telegram's.
 
-    .venv/bin/python benchmarks/inbound.py [--seconds 15] [--residents 200] [--rate 200]
+    .venv/bin/python benchmarks/inbound.py [--seconds 15] [--residents 200] [--rate 100]
+                                           [--call-members 5000] [--call-window 150]
                                            [--database-url postgresql://postgres@127.0.0.1/test]
 
-One fake Bot API (tests/fake_telegram.py) serves loopback HTTP in this process; the bots run
-as subprocesses polling it. Phases, one after the other on the same fake:
+The fake Bot API (tests/fake_telegram.py) serves loopback HTTP in this process, the driver's,
+with Telegram's limits on: per chat a burst of 3 then one message a second, 30 a second
+overall for messages to chats that did not write within a minute, 429 with retry_after over
+either. The bots run as subprocesses polling it, with their production settings: nothing
+(GRIDBOT_OUTBOX_RATE, GRIDBOT_CHAT_INTERVAL, GRIDBOT_CHAT_BURST, GRIDBOT_FLOOD_*) is set.
 
-1. bare: the bare aiogram echo bot (benchmarks/bare_bot.py), `--residents` chats in a closed
-   loop, each sending a text and waiting for its echo before the next: the baseline. Then the
-   same bot keeping each chat's state durable (one write through gridbot's FSM storage per
-   message, on a database of the same kind): the least any bot whose dialogs survive a
-   restart must do, so its ratio to the bare bot bounds what such a bot can reach.
-2. gridbot closed loop: `python -m bot run` on a fresh database (a temp SQLite file, or a new
-   PostgreSQL database `gridbot_bench_<random>` created on the --database-url server and
-   dropped at the end); `--residents` residents each file complete reports, step after step:
-   /report, a category button, a description, one photo, Done, a shared location at a random
-   point inside a random grid of the sample city, "No, file a new report" when similar tickets
-   are offered, Confirm. Each waits for the step's last answer before the next step.
-3. gridbot open loop: residents paced so the offered load is `--rate` updates/s (each resident
-   sends one update every `--pace` seconds, on a fixed schedule, never before its previous
-   step was answered), same dialog. They start one after the other over one dialog's length
-   (7 x `--pace` s), so that the steps are mixed at any moment, and the window opens when the
-   last has started.
+Residents behave as people: each pushes an update, waits for the step's last answer, reads
+for `--think` seconds (jittered by +-25%) and never writes twice within a second. So no chat
+is paced by its limits, and a bot's throughput is what its capacity allows once enough
+residents write. Phases, one after the other on the same fake:
 
-An update's latency runs from pushing it into the fake to the bot's first call for that chat
-(sendMessage, answerCallbackQuery, editMessageText...); updates/s counts steps whose last
-answer arrived inside the measured window (after `--warmup` seconds). Telegram's flood limits
-are not what is measured here, so the bot's own send throttle is lifted
-(GRIDBOT_OUTBOX_RATE=1000000, GRIDBOT_CHAT_INTERVAL=1e-6: 0 is refused by the settings),
-and the fake imposes none. The CPU used by each bot and by this process (the fake and the
-driver) is printed so a reader can see whether the fake was the limit. At the end the tickets
-in the database are counted and compared with the dialogs that got their "filed" answer.
+1. Capacity of the bare aiogram echo bot (benchmarks/bare_bot.py), of the same echo bot
+   keeping each chat's state durable (one write per message through gridbot's FSM storage,
+   on a database of the same kind: the "durable echo", the baseline the target is set
+   against), and of gridbot (`python -m bot run` on a fresh database). Residents are added
+   (5% every quarter second) until the median latency of the last second's steps passes
+   `--saturated-ms`: from there on updates wait in the bot's queue, so its capacity, not the
+   residents, sets the rate. The window opens `--warmup` s later.
+2. gridbot with `--residents` residents (200, the issue's figure), people as above.
+3. gridbot at `--rate` updates/s offered (each resident one update every `--pace` s on a
+   fixed schedule, never before its last step was answered) WHILE a call to
+   `--call-members` Party members is being delivered: members seeded as
+   benchmarks/fanout.py does (bulk inserts into gridbot's database, one community, an
+   approved secretary), the call posted with the real `domain.calls.create_call`, and sent
+   by the running bot's outbox through its bulk lane at 29/s. The window (`--call-window`
+   s) lies inside the delivery; then the driver waits for the call's last message.
 
-Targets: gridbot's closed-loop updates/s >= 0.60 x the bare bot's on SQLite; p99 < 100 ms at
-200 updates/s offered. The last line printed is JSON.
+An update's latency runs from pushing it into the fake to the bot's first call for that
+chat (sendMessage, answerCallbackQuery...); updates/s counts steps whose last answer came in
+the window. The CPU of each bot and of this process (fake and residents) is printed, so a
+reader can see whether the fake was the limit; the fake counts the 429s it answered, by
+kind. At the end the tickets in the database are counted against the dialogs that got their
+"filed" answer.
 
-To see where gridbot's time goes, `--profile /tmp/gridbot.svg` records its closed-loop phase
-with py-spy (`.venv/bin/pip install py-spy`; `--profile-format raw` for collapsed stacks,
+Targets: gridbot's updates/s >= 0.60 x the durable echo's; p99 < 150 ms at 100 updates/s
+offered while the call is delivered; no 429 for gridbot. The last line printed is JSON.
+
+`--profile /tmp/gridbot.svg` records gridbot's capacity window with py-spy
+(`.venv/bin/pip install py-spy`; `--profile-format raw` for collapsed stacks,
 `--profile-args=--gil` for the thread holding the GIL only); `--gridbot-command` runs another
-command line in its place (a variant under test) with the same environment.
+command line in gridbot's place (a variant under test) with the same environment.
 """
 
 from __future__ import annotations
@@ -53,13 +60,15 @@ import random
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,22 +76,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from sqlmodel import select  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
 from bot.i18n import text as i18n_text  # noqa: E402
-from storage.db import sync_url  # noqa: E402
-from storage.enums import UnitKind  # noqa: E402
+from domain.calls import create_call  # noqa: E402
+from domain.clock import SystemClock  # noqa: E402
+from storage.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
+from storage.enums import MemberStatus, Role, UnitKind  # noqa: E402
+from storage.models import Member, OrgUnit, Person, RoleAssignment  # noqa: E402
 from storage.org_loader import sample_path  # noqa: E402
 from storage.orgfile import read_org_file  # noqa: E402
-from tests.fake_telegram import FakeTelegram  # noqa: E402
+from tests.fake_telegram import REJECTION_KINDS, FakeTelegram  # noqa: E402
 
 GRIDBOT_TOKEN = "123456:GRIDBOT-BENCH"
 BARE_TOKEN = "654321:BARE-BENCH"
 STATE_TOKEN = "765432:STATE-BENCH"
 LANGUAGE = "en"  # the residents' client language: the bot answers in English
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-TARGET_RATIO = 0.60
-TARGET_P99_MS = 100.0
+FIRST_RESIDENT = 10_000_000
+FIRST_MEMBER = 50_000_000  # Party members' chats: a call's messages, never a resident's
+TARGET_RATIO = 0.60  # gridbot / durable echo
+TARGET_P99_MS = 150.0  # at --rate offered while a call is delivered
+OUTBOX_RATE = 29.0  # the production default of GRIDBOT_OUTBOX_RATE: the call's baseline
+CHUNK = 1000
 
 
 def _prefix(key: str) -> str:
@@ -101,6 +118,7 @@ LOCATED = _prefix("report.located")
 DUPLICATES = _prefix("report.duplicates")
 SUMMARY = _prefix("report.summary")
 FILED = _prefix("report.filed")
+SLOW_DOWN = _prefix("flood.slow_down")
 CANCEL_LABEL = i18n_text(LANGUAGE, "report.btn.cancel")
 DONE_LABEL = i18n_text(LANGUAGE, "report.btn.done")
 NEW_LABEL = i18n_text(LANGUAGE, "report.btn.new")
@@ -124,7 +142,7 @@ class _Failed(Exception):
 class Chat:
     """What the bot did in one chat since the resident's last push."""
 
-    __slots__ = ("pushed_at", "first_at", "messages", "problem", "waiter")
+    __slots__ = ("pushed_at", "first_at", "messages", "problem", "waiter", "rejected")
 
     def __init__(self) -> None:
         self.pushed_at: float | None = None
@@ -132,6 +150,7 @@ class Chat:
         self.messages: list[dict] = []
         self.problem: str | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.rejected = 0  # calls for this chat answered 429
 
     def begin(self) -> None:
         self.pushed_at = time.perf_counter()
@@ -145,12 +164,16 @@ class Chat:
 
 
 class BenchFake(FakeTelegram):
-    """FakeTelegram that hands each call and message to its chat at once (no scans)."""
+    """FakeTelegram that hands each call and message to its chat at once (no scans), and
+    notes when each message to a Party member (a call's fan-out) was delivered."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.chats: dict[int, Chat] = {}
         self.callback_chats: dict[str, int] = {}
         self.polling: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.bulk_times: list[float] = []  # perf_counter of each message to a member
+        self.bulk_paid = 0
+        self.bulk_chats: Counter[int] = Counter()
         super().__init__(**kwargs)
 
     async def _m_getUpdates(self, params: dict, token: str) -> list[dict]:
@@ -162,9 +185,19 @@ class BenchFake(FakeTelegram):
         """Forget updates no bot will confirm (the previous bot stopped before it could)."""
         self._updates.clear()
 
+    def rejections(self) -> Counter[str]:
+        """429s answered so far, by kind."""
+        return Counter(self.rejected_by_kind)
+
     def _deliver(self, method: str, params: dict[str, Any], **content: Any) -> dict:
         message = super()._deliver(method, params, **content)
-        chat = self.chats.get(params.get("chat_id"))  # type: ignore[arg-type]
+        chat_id = params.get("chat_id")
+        if isinstance(chat_id, int) and chat_id >= FIRST_MEMBER:
+            self.bulk_times.append(time.perf_counter())
+            self.bulk_paid += bool(params.get("allow_paid_broadcast"))
+            self.bulk_chats[chat_id] += 1
+            return message
+        chat = self.chats.get(chat_id)  # type: ignore[arg-type]
         if chat is not None:
             chat.messages.append(message)
         return message
@@ -189,11 +222,17 @@ class BenchFake(FakeTelegram):
             return
         if chat.first_at is None:
             chat.first_at = time.perf_counter()
+        if status == 429:
+            chat.rejected += 1
         if status != 200:
             chat.problem = f"{method} -> {status} {description}"
         elif method == "answerCallbackQuery" and params.get("text"):
             chat.problem = f"alert: {params['text']}"
         chat.wake()
+
+    def forget_calls(self) -> None:
+        """Drop the record of calls so far (nothing here reads it; it only grows)."""
+        self.calls.clear()
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -207,28 +246,62 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @dataclass
+class Load:
+    """How residents write.
+
+    People (`think`): after each answer a resident reads for `think` s (+-25%), and never
+    writes twice within `gap` s. Open loop (`pace`): one update every `pace` s on a fixed
+    schedule, never before the last step was answered. `spread`: residents start one after
+    the other over that many seconds. `ramp_to` > 0: more residents are added until the bot
+    queues (or that many write).
+    """
+
+    residents: int
+    think: float | None = None
+    gap: float = 1.0
+    pace: float | None = None
+    spread: float = 0.0
+    ramp_to: int = 0
+
+    @property
+    def offered(self) -> float | None:
+        return self.residents / self.pace if self.pace else None
+
+
+@dataclass
 class Phase:
     name: str
-    residents: int
-    offered: float | None  # updates/s offered (open loop), None for a closed loop
-    window_start: float = 0.0
-    window_end: float = 0.0
+    load: Load
+    window_start: float = math.inf
+    window_end: float = math.inf
+    residents: int = 0  # residents writing in the window
     latencies: list[float] = field(default_factory=list)  # ms, updates pushed in the window
     per_step: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=50_000))
     pushed: int = 0  # updates pushed in the window
     handled: int = 0  # updates whose last answer came in the window
+    sends: int = 0  # messages the bot delivered for the steps handled in the window
     timeouts: int = 0
     unexpected: int = 0
     samples: list[str] = field(default_factory=list)
     dialogs: int = 0  # dialogs completed (ticket filed), any time in the phase
     requests: int = 0  # requests the fake received in the window
+    rejected: Counter[str] = field(default_factory=Counter)  # 429s in the window, by kind
     bot_cpu: float = float("nan")  # share of one core over the window
+    bot_wait: float = float("nan")  # share of the window the bot's main thread was runnable
+    # but waited for a CPU (taken by other processes on the machine)
     driver_cpu: float = float("nan")
     driver_gc_ms: float = 0.0  # the driver's longest garbage-collector pause in the window
+    ramp_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
         return self.window_end - self.window_start
+
+    @property
+    def rate(self) -> float:
+        return self.handled / self.seconds
 
     @property
     def cpu_ms_per_update(self) -> float:
@@ -239,14 +312,25 @@ class Phase:
     def errors(self) -> int:
         return self.timeouts + self.unexpected
 
-    def record(self, step: str, pushed_at: float, first_at: float, done_at: float) -> None:
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q)
+
+    def record(
+        self, step: str, pushed_at: float, first_at: float, done_at: float, sends: int
+    ) -> None:
+        latency = (first_at - pushed_at) * 1000
+        self.recent.append((done_at, latency))
         if self.window_start <= done_at < self.window_end:
             self.handled += 1
+            self.sends += sends
         if self.window_start <= pushed_at < self.window_end:
             self.pushed += 1
-            latency = (first_at - pushed_at) * 1000
             self.latencies.append(latency)
             self.per_step[step].append(latency)
+
+    def recent_median(self, since: float) -> tuple[float, int]:
+        values = [ms for at, ms in self.recent if at >= since]
+        return (statistics.median(values) if values else 0.0), len(values)
 
     def problem(self, kind: str, detail: str) -> None:
         if kind == "timeout":
@@ -258,21 +342,35 @@ class Phase:
 
 
 class Pacer:
-    """When a resident may push its next update: at once (closed loop) or on a fixed grid."""
+    """When a resident may push its next update (see Load)."""
 
-    def __init__(self, stop_at: float, interval: float | None, first_at: float) -> None:
-        self.stop_at = stop_at
-        self.interval = interval
+    def __init__(self, phase: Phase, first_at: float, rng: random.Random) -> None:
+        self.phase = phase
+        self.load = phase.load
         self.next_at = first_at
+        self.last_push: float | None = None
+        self.rng = rng
 
     async def wait(self) -> None:
-        if self.interval is not None:
-            delay = self.next_at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.next_at += self.interval
-        if time.perf_counter() >= self.stop_at:
+        load = self.load
+        now = time.perf_counter()
+        if load.pace is not None:
+            at = self.next_at
+            self.next_at += load.pace
+        elif load.think is not None and self.last_push is not None:
+            at = max(now + load.think * self.rng.uniform(0.75, 1.25), self.last_push + load.gap)
+        elif self.last_push is None:
+            at = self.next_at
+        else:
+            at = now
+        if at >= self.phase.window_end:
             raise _Stop
+        delay = at - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if time.perf_counter() >= self.phase.window_end:
+            raise _Stop
+        self.last_push = time.perf_counter()
 
 
 def buttons(message: dict) -> list[dict]:
@@ -338,7 +436,9 @@ class Resident:
                 said = message.get("text") or message.get("caption") or ""
                 if done(said):
                     assert chat.first_at is not None
-                    self.phase.record(name, pushed_at, chat.first_at, time.perf_counter())
+                    self.phase.record(
+                        name, pushed_at, chat.first_at, time.perf_counter(), len(chat.messages)
+                    )
                     return message
                 if not allowed or not said.startswith(allowed):
                     self.phase.problem("unexpected", f"{name}: {said!r}")
@@ -377,21 +477,27 @@ def grid_boxes() -> list[tuple[float, float, float, float]]:
     return boxes
 
 
-# -- the two drivers -----------------------------------------------------------------------------
+# -- the drivers -------------------------------------------------------------------------------
 
 
 class Driver:
     def __init__(
-        self, fake: BenchFake, rng: random.Random, timeout: float, first_user: int
+        self,
+        fake: BenchFake,
+        rng: random.Random,
+        timeout: float,
+        first_user: int = FIRST_RESIDENT,
+        saturated_ms: float = 250.0,
     ) -> None:
         self.fake = fake
         self.rng = rng
         self.timeout = timeout
         self.next_user = first_user
+        self.saturated_ms = saturated_ms
         self.boxes = grid_boxes()
         self.reports = 0
 
-    def _user(self) -> int:
+    def new_user(self) -> int:
         self.next_user += 1
         return self.next_user
 
@@ -447,13 +553,13 @@ class Driver:
         )
 
     async def echo(self, r: Resident) -> None:
-        """One text to the bare bot, answered by its echo."""
+        """One text to the echo bot, answered by its echo."""
         self.reports += 1
         said = f"ping {self.reports}"
         await r.step("echo", lambda: r.say(said), lambda s: s == said)
 
     async def _resident(self, phase: Phase, pacer: Pacer, dialog: Callable) -> None:
-        r = Resident(self.fake, self._user(), phase, pacer, self.timeout)
+        r = Resident(self.fake, self.new_user(), phase, pacer, self.timeout)
         while True:
             try:
                 await dialog(r)
@@ -462,7 +568,7 @@ class Driver:
             except _Failed:
                 # Late answers of the failed step must not confuse the next one: a new person.
                 self.fake.chats.pop(r.id, None)
-                r = Resident(self.fake, self._user(), phase, pacer, self.timeout)
+                r = Resident(self.fake, self.new_user(), phase, pacer, self.timeout)
             else:
                 if dialog == self.report:
                     phase.dialogs += 1
@@ -474,43 +580,72 @@ class Driver:
         *,
         warmup: float,
         seconds: float,
-        pace: float | None,
         bot_pid: int,
+        on_window: Callable[[Phase], Awaitable[None]] | None = None,
     ) -> Phase:
-        """Residents run until the window ends, then finish the step they are in.
+        """Residents write until the window ends, then finish the step they are in.
 
-        Paced residents start one after the other over one dialog's length, so that at any
-        moment they are spread over every step rather than all at the same one; the window
-        opens only once the last of them has started.
+        Residents start one after the other over `load.spread` seconds (so that at any moment
+        they are spread over every step); with `load.ramp_to`, more are added until the bot
+        queues. The window opens `warmup` s after the last was added (at least `spread` s
+        after the start).
         """
         # What this process keeps (the fake's record of every call, hundreds of thousands of
         # objects) is taken out of the collector's reach, now and every FREEZE_EVERY seconds
         # of the phase: full collections over it paused the fake for 100-250 ms inside the
         # windows, which showed as the bot's latency and cost it throughput.
+        self.fake.forget_calls()
         gc.collect()
         gc.freeze()
         freezer = asyncio.create_task(keep_frozen())
+        load = phase.load
         started = time.perf_counter()
-        spread = pace * DIALOG_STEPS if pace else 0.0
-        phase.window_start = started + max(warmup, spread)
+        tasks: list[asyncio.Task[None]] = []
+
+        def add(first_at: float) -> None:
+            pacer = Pacer(phase, first_at, self.rng)
+            tasks.append(asyncio.create_task(self._resident(phase, pacer, dialog)))
+
+        spread = load.spread
+        for i in range(load.residents):
+            add(started + spread * i / load.residents)
+        if load.ramp_to:
+            ramp = (load.think or 1.0) + load.gap
+            hits = 0
+            while len(tasks) < load.ramp_to:
+                await asyncio.sleep(0.25)
+                now = time.perf_counter()
+                median, count = phase.recent_median(now - 1.0)
+                hits = hits + 1 if count >= 10 and median > self.saturated_ms else 0
+                if hits >= 2 or phase.timeouts:
+                    break
+                for _ in range(min(load.ramp_to - len(tasks), max(5, len(tasks) // 20))):
+                    add(now + self.rng.uniform(0, ramp))
+            phase.ramp_s = time.perf_counter() - started
+            phase.window_start = time.perf_counter() + warmup
+        else:
+            phase.window_start = started + max(warmup, spread)
         phase.window_end = phase.window_start + seconds
-        pacers = [
-            Pacer(phase.window_end, pace, started + spread * i / phase.residents)
-            for i in range(phase.residents)
-        ]
-        tasks = [asyncio.create_task(self._resident(phase, pacer, dialog)) for pacer in pacers]
+        phase.residents = len(tasks)
         await asyncio.sleep(max(0.0, phase.window_start - time.perf_counter()))
-        requests0, bot0, driver0 = (
+        if on_window is not None:
+            await on_window(phase)
+        requests0, bot0, driver0, wait0 = (
             self.fake.requests_received,
             cpu_seconds(bot_pid),
             time.process_time(),
+            run_queue_wait(bot_pid),
         )
+        rejected0 = self.fake.rejections()
         await asyncio.sleep(max(0.0, phase.window_end - time.perf_counter()))
-        requests1, bot1, driver1 = (
+        requests1, bot1, driver1, wait1 = (
             self.fake.requests_received,
             cpu_seconds(bot_pid),
             time.process_time(),
+            run_queue_wait(bot_pid),
         )
+        phase.bot_wait = (wait1 - wait0) / seconds
+        phase.rejected = self.fake.rejections() - rejected0
         phase.requests = requests1 - requests0
         phase.bot_cpu = (bot1 - bot0) / seconds
         phase.driver_cpu = (driver1 - driver0) / seconds
@@ -555,6 +690,219 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's main thread has spent runnable but waiting for a CPU (Linux
+    schedstat): on a shared machine, the time other processes took from it."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN: None instead, in nested dicts too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    return value
+
+
+# -- a call to Party members, set up as benchmarks/fanout.py does --------------------------------
+
+
+@dataclass
+class Community:
+    """A community of the sample city with an approved secretary and `members` members."""
+
+    id: int
+    secretary_id: int
+    members: int
+    place: tuple[float, float]  # (latitude, longitude) inside one of its grids
+
+
+async def seed_members(url: str, members: int) -> Community:
+    """An approved secretary and `members` approved members (chats FIRST_MEMBER + n) in the
+    first community of the sample city gridbot loaded, inserted in bulk."""
+    engine = make_engine(url)
+    sessionmaker = make_sessionmaker(engine)
+    now = SystemClock().now()
+    try:
+        async with sessionmaker() as session:
+            community = (
+                await session.exec(
+                    select(OrgUnit)
+                    .where(OrgUnit.kind == UnitKind.COMMUNITY)
+                    .order_by(OrgUnit.code)
+                    .limit(1)
+                )
+            ).one()
+            grids = (
+                await session.exec(
+                    select(OrgUnit)
+                    .where(OrgUnit.parent_id == community.id, OrgUnit.kind == UnitKind.GRID)
+                    .order_by(OrgUnit.code)
+                )
+            ).all()
+            secretary = Person(
+                telegram_id=FIRST_MEMBER - 1, full_name="Benchmark secretary", language=LANGUAGE
+            )
+            session.add(secretary)
+            await session.flush()
+            session.add(
+                RoleAssignment(
+                    person_id=secretary.id, role=Role.COMMUNITY_SECRETARY, unit_id=community.id
+                )
+            )
+            people = [
+                {
+                    "telegram_id": FIRST_MEMBER + n,
+                    "full_name": f"Member {n}",
+                    "username": None,
+                    "language": "en" if n % 3 == 0 else "zh-hans",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(members)
+            ]
+            for start in range(0, members, CHUNK):
+                await session.exec(
+                    sa.insert(Person.__table__), params=people[start : start + CHUNK]
+                )
+            found = (
+                await session.exec(
+                    select(Person.id, Person.telegram_id)
+                    .where(Person.telegram_id >= FIRST_MEMBER)
+                    .order_by(Person.telegram_id)
+                )
+            ).all()
+            rows = [
+                {
+                    "person_id": person_id,
+                    "full_name": f"Member {telegram_id - FIRST_MEMBER}",
+                    "branch": "第一党支部",
+                    "community_id": community.id,
+                    "grid_id": grids[n % len(grids)].id if grids else None,
+                    "skills": [],
+                    "services": [],
+                    "phone": None,
+                    "status": MemberStatus.APPROVED,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n, (person_id, telegram_id) in enumerate(found)
+            ]
+            for start in range(0, len(rows), CHUNK):
+                await session.exec(sa.insert(Member.__table__), params=rows[start : start + CHUNK])
+            await session.commit()
+            ring = (grids[0].boundary or community.boundary or {}).get("coordinates", [[]])[0]
+            if ring:
+                place = (
+                    sum(p[1] for p in ring[:-1]) / len(ring[:-1]),
+                    sum(p[0] for p in ring[:-1]) / len(ring[:-1]),
+                )
+            else:
+                place = (34.742, 113.632)
+            assert secretary.id is not None and community.id is not None
+            return Community(community.id, secretary.id, members, place)
+    finally:
+        await engine.dispose()
+
+
+async def post_call(url: str, community: Community, title: str) -> tuple[int, float]:
+    """The real create_call for the whole community: (outbox rows written, seconds)."""
+    engine = make_engine(url)
+    sessionmaker = make_sessionmaker(engine)
+    clock = SystemClock()
+    starts = clock.now() + timedelta(days=1)
+    try:
+        async with sessionmaker() as session:
+            actor = await session.get(Person, community.secretary_id)
+            started = time.perf_counter()
+            _, rows = await create_call(
+                session=session,
+                clock=clock,
+                actor=actor,
+                community_id=community.id,
+                title=title,
+                description="Benchmark call: every member of the community",
+                latitude=community.place[0],
+                longitude=community.place[1],
+                starts_at=starts,
+                ends_at=starts + timedelta(hours=2),
+                capacity=1000,
+            )
+            return rows, time.perf_counter() - started
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Delivery:
+    """How a call's messages went out, from the fake's record of them."""
+
+    rows: int
+    posted_at: float
+    enqueue_s: float
+    first_at: float = math.nan
+    last_at: float = math.nan
+    delivered: int = 0
+    paid: int = 0
+    duplicates: int = 0
+    in_window: int = 0
+    window_s: float = math.nan
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        """Messages a second from the first to the last."""
+        span = self.last_at - self.first_at
+        return (self.delivered - 1) / span if self.delivered > 1 and span > 0 else math.nan
+
+    @property
+    def window_rate(self) -> float:
+        return self.in_window / self.window_s if self.window_s > 0 else math.nan
+
+
+async def wait_delivered(fake: BenchFake, rows: int, since: int, timeout: float) -> None:
+    """Until the fake delivered `rows` member messages after index `since`, or none came
+    for 15 s, or `timeout` passed."""
+    deadline = time.perf_counter() + timeout
+    last_count, last_change = -1, time.perf_counter()
+    while time.perf_counter() < deadline:
+        count = len(fake.bulk_times) - since
+        if count >= rows:
+            return
+        if count != last_count:
+            last_count, last_change = count, time.perf_counter()
+        elif time.perf_counter() - last_change > 15:
+            return
+        await asyncio.sleep(0.25)
+
+
+def delivery_of(
+    fake: BenchFake, since: int, rows: int, posted_at: float, enqueue_s: float, phase: Phase
+) -> Delivery:
+    times = fake.bulk_times[since:]
+    delivery = Delivery(rows, posted_at, enqueue_s)
+    delivery.delivered = len(times)
+    if times:
+        delivery.first_at, delivery.last_at = times[0], times[-1]
+    delivery.paid = fake.bulk_paid
+    delivery.duplicates = sum(n - 1 for n in fake.bulk_chats.values() if n > 1)
+    delivery.in_window = sum(1 for t in times if phase.window_start <= t < phase.window_end)
+    # Over the part of the window the delivery covered (it may end before the window does).
+    end = min(phase.window_end, delivery.last_at) if times else phase.window_end
+    delivery.window_s = end - phase.window_start
+    return delivery
+
+
 # -- processes and databases -------------------------------------------------------------------
 
 
@@ -585,7 +933,7 @@ class BotProcess:
         fake.polling.pop(token, None)
         ready = fake.polling[token]
         started = time.perf_counter()
-        with open(self.log, "wb") as log:
+        with open(self.log, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv,
                 env=self.env,
@@ -621,6 +969,36 @@ class BotProcess:
         except OSError:
             return ""
 
+    def problems(self) -> list[str]:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
+
+
+def bot_env(fake: BenchFake, url: str, **settings: str) -> dict[str, str]:
+    """gridbot's environment: the token, the fake, the database and nothing else (so every
+    other setting, the send limits included, is the production default)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(
+        GRIDBOT_BOT_TOKEN=GRIDBOT_TOKEN,
+        GRIDBOT_TELEGRAM_API_BASE=fake.base_url,
+        GRIDBOT_DATABASE_URL=url,
+    )
+    env.update({f"GRIDBOT_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def gridbot_process(
+    args: argparse.Namespace, fake: BenchFake, url: str, workdir: str, name: str, **settings: str
+) -> BotProcess:
+    command = [sys.executable, "-m", "bot", "run"]
+    if getattr(args, "gridbot_command", None):
+        command = shlex.split(args.gridbot_command)
+    return BotProcess(name, command, bot_env(fake, url, **settings), workdir)
+
 
 # -- the run -------------------------------------------------------------------------------------
 
@@ -630,263 +1008,330 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
     base_env["PYTHONPATH"] = str(ROOT)
     python = sys.executable
-    phases: list[Phase] = []
+    phases: dict[str, Phase] = {}
     startup: dict[str, float] = {}
+    people = {"think": args.think, "gap": 1.0}
+    load_at_start = load_average()
     async with BenchFake(tokens=[GRIDBOT_TOKEN, BARE_TOKEN, STATE_TOKEN]) as fake:
-        driver = Driver(fake, rng, args.timeout, first_user=10_000_000)
+        fake.limits()  # Telegram's: 30/s to chats that did not write, per chat 3 then 1/s
+        driver = Driver(fake, rng, args.timeout, saturated_ms=args.saturated_ms)
 
-        bare = BotProcess(
-            "bare",
-            [python, str(ROOT / "benchmarks" / "bare_bot.py"), fake.base_url, BARE_TOKEN],
-            base_env,
-            workdir,
-        )
-        startup["bare"] = await bare.start(fake, BARE_TOKEN)
-        try:
-            phases.append(
-                await driver.run(
-                    Phase("bare echo, closed loop", args.residents, None),
-                    driver.echo,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    pace=None,
-                    bot_pid=bare.pid,
-                )
+        def capacity(name: str) -> Phase:
+            return Phase(
+                name, Load(args.crowd_start, ramp_to=args.crowd_max, spread=args.think, **people)
             )
-        finally:
-            await bare.stop()
-        fake.drop_pending()
 
-        # The same bot keeping each chat's state durable: the floor of any bot whose dialogs
-        # survive a restart (on a database of the same kind as gridbot's).
+        # The echo bot, bare, then keeping each chat's state durable (on a database of the
+        # same kind as gridbot's): the floor of any bot whose dialogs survive a restart.
         state_url = url if kind != "sqlite" else f"sqlite:///{Path(workdir) / 'state.db'}"
-        durable = BotProcess(
-            "durable",
-            [
-                python,
-                str(ROOT / "benchmarks" / "bare_bot.py"),
-                fake.base_url,
-                STATE_TOKEN,
-                state_url,
-            ],
-            base_env,
-            workdir,
-        )
-        startup["durable"] = await durable.start(fake, STATE_TOKEN)
-        try:
-            phases.append(
-                await driver.run(
-                    Phase("echo + durable state", args.residents, None),
+        for name, token, extra in (
+            ("bare", BARE_TOKEN, []),
+            ("durable", STATE_TOKEN, [state_url]),
+        ):
+            echo = BotProcess(
+                name,
+                [python, str(ROOT / "benchmarks" / "bare_bot.py"), fake.base_url, token, *extra],
+                base_env,
+                workdir,
+            )
+            startup[name] = await echo.start(fake, token)
+            try:
+                label = "bare echo" if name == "bare" else "durable echo"
+                phases[name] = await driver.run(
+                    capacity(f"{label}, capacity"),
                     driver.echo,
                     warmup=args.warmup,
                     seconds=args.seconds,
-                    pace=None,
-                    bot_pid=durable.pid,
+                    bot_pid=echo.pid,
                 )
-            )
-        finally:
-            await durable.stop()
-        fake.drop_pending()
+            finally:
+                await echo.stop()
+            fake.drop_pending()
 
-        env = {
-            **base_env,
-            "GRIDBOT_BOT_TOKEN": GRIDBOT_TOKEN,
-            "GRIDBOT_TELEGRAM_API_BASE": fake.base_url,
-            "GRIDBOT_DATABASE_URL": url,
-            "GRIDBOT_OUTBOX_RATE": "1000000",
-            "GRIDBOT_CHAT_INTERVAL": "1e-6",
-        }
-        command = [python, "-m", "bot", "run"]
-        if args.gridbot_command:
-            command = shlex.split(args.gridbot_command)
-        gridbot = BotProcess("gridbot", command, env, workdir)
+        gridbot = gridbot_process(args, fake, url, workdir, "gridbot")
         startup["gridbot"] = await gridbot.start(fake, GRIDBOT_TOKEN)
+        rejected_before = fake.rejections()
+        delivery: Delivery | None = None
         try:
-            profile = None
-            if args.profile:
+            profile: list[asyncio.subprocess.Process] = []
+
+            async def start_profile(phase: Phase) -> None:
+                if not args.profile:
+                    return
                 profile_log = open(Path(workdir) / "py-spy.log", "wb")  # noqa: SIM115
-                profile = await asyncio.create_subprocess_exec(
-                    *shlex.split(args.py_spy),
-                    "record",
-                    "--pid",
-                    str(gridbot.pid),
-                    "--duration",
-                    str(int(args.warmup + args.seconds)),
-                    "--rate",
-                    "200",
-                    "--format",
-                    args.profile_format,
-                    "-o",
-                    args.profile,
-                    *shlex.split(args.profile_args),
-                    stdout=profile_log,
-                    stderr=subprocess.STDOUT,
+                profile.append(
+                    await asyncio.create_subprocess_exec(
+                        *shlex.split(args.py_spy),
+                        "record",
+                        "--pid",
+                        str(gridbot.pid),
+                        "--duration",
+                        str(int(args.seconds)),
+                        "--rate",
+                        "200",
+                        "--format",
+                        args.profile_format,
+                        "-o",
+                        args.profile,
+                        *shlex.split(args.profile_args),
+                        stdout=profile_log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
                 profile_log.close()
-            phases.append(
-                await driver.run(
-                    Phase("gridbot, closed loop", args.residents, None),
-                    driver.report,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    pace=None,
-                    bot_pid=gridbot.pid,
-                )
+
+            phases["gridbot"] = await driver.run(
+                capacity("gridbot, capacity"),
+                driver.report,
+                warmup=args.warmup,
+                seconds=args.seconds,
+                bot_pid=gridbot.pid,
+                on_window=start_profile,
             )
-            if profile is not None and await profile.wait() != 0:
+            if profile and await profile[0].wait() != 0:
                 log = (Path(workdir) / "py-spy.log").read_text(errors="replace")
-                print(f"py-spy failed ({profile.returncode}): {log[-1000:]}")
-            residents = max(1, round(args.rate * args.pace))
-            phases.append(
-                await driver.run(
-                    Phase(f"gridbot at {args.rate:g}/s, open", residents, residents / args.pace),
-                    driver.report,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    pace=args.pace,
-                    bot_pid=gridbot.pid,
-                )
+                print(f"py-spy failed ({profile[0].returncode}): {log[-1000:]}")
+
+            spread = args.think * DIALOG_STEPS
+            phases["residents"] = await driver.run(
+                Phase(
+                    f"gridbot, {args.residents} residents",
+                    Load(args.residents, spread=spread, **people),
+                ),
+                driver.report,
+                warmup=max(args.warmup, spread),
+                seconds=args.seconds,
+                bot_pid=gridbot.pid,
             )
+
+            # A call to every member of a community, delivered by gridbot's outbox meanwhile.
+            community = await seed_members(url, args.call_members)
+            since = len(fake.bulk_times)
+            rows, enqueue_s = await post_call(url, community, "Snow on the roads: all hands")
+            posted_at = time.perf_counter()
+            open_residents = max(1, round(args.rate * args.pace))
+            spread = args.pace * DIALOG_STEPS
+            call_phase = Phase(
+                f"gridbot {args.rate:g}/s + call",
+                Load(open_residents, pace=args.pace, spread=spread),
+            )
+            phases["call"] = await driver.run(
+                call_phase,
+                driver.report,
+                warmup=max(args.warmup, spread),
+                seconds=args.call_window,
+                bot_pid=gridbot.pid,
+            )
+            await wait_delivered(fake, rows, since, rows / OUTBOX_RATE * 2 + 30)
+            delivery = delivery_of(fake, since, rows, posted_at, enqueue_s, call_phase)
         finally:
             code = await gridbot.stop()
+        rejected = fake.rejections() - rejected_before
+        if delivery is not None:
+            delivery.rejected = rejected
         if code not in (0, -signal.SIGTERM):
             print(f"gridbot exited {code}:\n{gridbot.tail()}")
-        log = gridbot.tail(400).splitlines()
-        problems = [line for line in log if " ERROR " in line or "Traceback" in line]
 
     tickets = count_tickets(url)
-    dialogs = sum(p.dialogs for p in phases)
+    dialogs = sum(p.dialogs for p in phases.values())
     return {
         "phases": phases,
         "startup": startup,
         "tickets": tickets,
         "dialogs": dialogs,
-        "log_problems": problems,
-        "fake_peak": max(p.requests / p.seconds for p in phases),
+        "log_problems": gridbot.problems(),
+        "gridbot_rejected": rejected,
+        "delivery": delivery,
+        "load": (load_at_start, load_average()),
     }
 
 
-def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
-    phases: list[Phase] = result["phases"]
-    bare, durable, closed, opened = phases
-    print(
-        f"inbound: /report dialogs through `gridbot run` ({kind}) and a bare aiogram echo bot, "
-        f"against the fake Bot API on loopback ({os.cpu_count()} CPUs)"
-    )
-    print(
-        "the bot's send throttle is lifted: GRIDBOT_OUTBOX_RATE=1000000, "
-        "GRIDBOT_CHAT_INTERVAL=1e-6 (0 is refused); the fake imposes no flood limits"
-    )
-    print(
-        f"window {args.seconds:g} s per phase, after {args.warmup:g} s warm-up (open loop: "
-        f"{max(args.warmup, args.pace * DIALOG_STEPS):g} s); "
-        f"bot start-up: bare {result['startup']['bare']:.1f} s, "
-        f"durable {result['startup']['durable']:.1f} s, "
-        f"gridbot {result['startup']['gridbot']:.1f} s"
-    )
-    print()
+def table(phases: list[Phase]) -> None:
     header = (
-        f"{'phase':<26} {'chats':>5} {'offered/s':>9} {'pushed/s':>8} {'handled/s':>9} "
-        f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
-        f"{'fake req/s':>10} {'bot CPU':>7} {'CPU ms/upd':>10} {'fake+drv CPU':>12} "
-        f"{'drv GC ms':>9}"
+        f"{'phase':<27} {'chats':>5} {'offered/s':>9} {'pushed/s':>8} {'handled/s':>9} "
+        f"{'sends/upd':>9} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'errors':>6} {'429s':>4} {'fake req/s':>10} {'bot CPU':>7} {'CPU ms/upd':>10} "
+        f"{'bot wait':>8} {'fake+drv CPU':>12} {'drv GC ms':>9}"
     )
     print(header)
     print("-" * len(header))
     for p in phases:
-        offered = f"{p.offered:.0f}" if p.offered else "max"
+        offered = f"{p.load.offered:.0f}" if p.load.offered else "people"
         print(
-            f"{p.name:<26} {p.residents:>5} {offered:>9} {p.pushed / p.seconds:>8.1f} "
-            f"{p.handled / p.seconds:>9.1f} {percentile(p.latencies, 0.5):>7.1f} "
-            f"{percentile(p.latencies, 0.9):>7.1f} {percentile(p.latencies, 0.99):>7.1f} "
+            f"{p.name:<27} {p.residents:>5} {offered:>9} {p.pushed / p.seconds:>8.1f} "
+            f"{p.rate:>9.1f} {p.sends / p.handled if p.handled else math.nan:>9.2f} "
+            f"{p.p(0.5):>7.1f} {p.p(0.9):>7.1f} {p.p(0.99):>7.1f} "
             f"{max(p.latencies, default=float('nan')):>7.1f} {p.errors:>6} "
-            f"{p.requests / p.seconds:>10.0f} {p.bot_cpu:>7.0%} {p.cpu_ms_per_update:>10.2f} "
-            f"{p.driver_cpu:>12.0%} {p.driver_gc_ms:>9.1f}"
+            f"{sum(p.rejected.values()):>4} {p.requests / p.seconds:>10.0f} {p.bot_cpu:>7.0%} "
+            f"{p.cpu_ms_per_update:>10.2f} {p.bot_wait:>8.0%} {p.driver_cpu:>12.0%} "
+            f"{p.driver_gc_ms:>9.1f}"
+        )
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
+    phases: dict[str, Phase] = result["phases"]
+    bare, durable, grid = phases["bare"], phases["durable"], phases["gridbot"]
+    residents, call = phases["residents"], phases["call"]
+    delivery: Delivery = result["delivery"]
+    rejected: Counter[str] = result["gridbot_rejected"]
+    print(
+        f"inbound: /report dialogs through `gridbot run` ({kind}), an aiogram echo bot bare and "
+        f"keeping each chat's state durable, against the fake Bot API on loopback "
+        f"({os.cpu_count()} CPUs)"
+    )
+    print(
+        "production send limits (no GRIDBOT_ setting but the token, the API base and the "
+        "database); the fake, in this process, enforces Telegram's: per chat a burst of 3 then "
+        "1/s, 30/s to chats that did not write within 60 s, 429 with retry_after"
+    )
+    print(
+        f"residents as people: {args.think:g} s (+-25%) to read each answer, at most one "
+        f"message a second; window {args.seconds:g} s per phase (the call's "
+        f"{args.call_window:g} s); capacity phases add residents until the median latency "
+        f"passes {args.saturated_ms:g} ms, then wait {args.warmup:g} s; bot start-up: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in result["startup"].items())
+    )
+    print(
+        f"machine load average at the start {result['load'][0]}, at the end {result['load'][1]};"
+        " 'bot wait' is the share of the window the bot's main thread waited for a CPU"
+    )
+    print()
+    table(list(phases.values()))
+    print()
+    for p in (bare, durable, grid):
+        print(
+            f"  {p.name}: {p.residents} residents after {p.ramp_s:.1f} s of ramp, "
+            f"bot CPU {p.bot_cpu:.0%}"
         )
     print()
     print("gridbot latency per dialog step, ms (p50 / p99, count) in the window:")
-    for p in (closed, opened):
+    for p in (grid, residents, call):
         parts = [
             f"{step} {percentile(v, 0.5):.1f}/{percentile(v, 0.99):.1f} ({len(v)})"
             for step in STEPS
             if (v := p.per_step.get(step))
         ]
-        print(f"  {p.name:<24} " + ", ".join(parts))
+        print(f"  {p.name:<27} " + ", ".join(parts))
     print()
-    ratio = (closed.handled / closed.seconds) / (bare.handled / bare.seconds)
-    floor = (durable.handled / durable.seconds) / (bare.handled / bare.seconds)
-    p99 = percentile(opened.latencies, 0.99)
-    errors = sum(p.errors for p in phases)
+    ratio = grid.rate / durable.rate
+    p99_call = call.p(0.99)
+    errors = sum(p.errors for p in phases.values())
     mismatch = result["tickets"] != result["dialogs"]
     print(
         f"dialogs completed {result['dialogs']}, tickets in the database {result['tickets']}"
         + ("  MISMATCH" if mismatch else "  (equal)")
     )
-    print(f"errors {errors} (timeouts {sum(p.timeouts for p in phases)})")
-    for p in phases:
+    print(f"errors {errors} (timeouts {sum(p.timeouts for p in phases.values())})")
+    for p in phases.values():
         for sample in p.samples:
             print(f"  {p.name}: {sample}")
     for line in result["log_problems"][:10]:
         print(f"  gridbot log: {line[:200]}")
     print(
-        f"ratio gridbot/bare {ratio:.2f} (target >= {TARGET_RATIO:.2f}"
-        + (", sqlite" if kind != "sqlite" else "")
-        + f"): {'met' if ratio >= TARGET_RATIO else 'MISSED'}"
+        f"updates/s: bare echo {bare.rate:.1f}, durable echo {durable.rate:.1f}, "
+        f"gridbot {grid.rate:.1f}"
     )
     print(
-        f"ratio echo with durable state/bare {floor:.2f}: one state write per update, nothing "
-        "else; gridbot/that "
-        f"{(closed.handled / closed.seconds) / (durable.handled / durable.seconds):.2f}"
+        f"ratio gridbot/durable echo {ratio:.2f} (target >= {TARGET_RATIO:.2f}): "
+        f"{verdict(ratio >= TARGET_RATIO)}; gridbot/bare {grid.rate / bare.rate:.2f}, "
+        f"durable/bare {durable.rate / bare.rate:.2f}"
     )
     print(
-        f"p99 at {args.rate:g}/s offered {p99:.1f} ms (target < {TARGET_P99_MS:g} ms): "
-        f"{'met' if p99 < TARGET_P99_MS else 'MISSED'}; achieved "
-        f"{opened.pushed / opened.seconds:.1f} updates/s"
+        f"gridbot capacity p50/p99 {grid.p(0.5):.1f}/{grid.p(0.99):.1f} ms (queueing by "
+        f"design); {args.residents} residents: {residents.rate:.1f} updates/s, p50/p99 "
+        f"{residents.p(0.5):.1f}/{residents.p(0.99):.1f} ms"
     )
     print(
-        f"the fake served up to {result['fake_peak']:.0f} requests/s; this process (fake and "
-        "driver) used the CPU shown above: near 100% would mean the fake was the limit"
+        f"p99 at {args.rate:g}/s offered while a call to {args.call_members} members goes out "
+        f"{p99_call:.1f} ms (target < {TARGET_P99_MS:g} ms): {verdict(p99_call < TARGET_P99_MS)};"
+        f" p50 {call.p(0.5):.1f} ms, achieved {call.pushed / call.seconds:.1f} updates/s"
     )
-    return {
-        "benchmark": "inbound",
-        "database": kind,
-        "gridbot_updates_per_s": round(closed.handled / closed.seconds, 1),
-        "bare_updates_per_s": round(bare.handled / bare.seconds, 1),
-        "ratio": round(ratio, 3),
-        "durable_echo_updates_per_s": round(durable.handled / durable.seconds, 1),
-        "durable_echo_ratio": round(floor, 3),
-        "gridbot_p50_ms_closed": round(percentile(closed.latencies, 0.5), 1),
-        "gridbot_p99_ms_closed": round(percentile(closed.latencies, 0.99), 1),
-        "bare_p50_ms": round(percentile(bare.latencies, 0.5), 1),
-        "bare_p99_ms": round(percentile(bare.latencies, 0.99), 1),
-        "p50_ms_at_200": round(percentile(opened.latencies, 0.5), 1),
-        "p99_ms_at_200": round(p99, 1),
-        "achieved_rate_at_200": round(opened.pushed / opened.seconds, 1),
-        "offered_rate": args.rate,
-        "tickets_filed": result["tickets"],
-        "dialogs_completed": result["dialogs"],
-        "errors": errors + (1 if mismatch else 0),
-        "residents": args.residents,
-        "seconds": args.seconds,
-        "fake_requests_per_s_peak": round(result["fake_peak"]),
-        "gridbot_cpu_ms_per_update": round(closed.cpu_ms_per_update, 2),
-        "bare_cpu_ms_per_update": round(bare.cpu_ms_per_update, 2),
-        "durable_echo_cpu_ms_per_update": round(durable.cpu_ms_per_update, 2),
-        "bot_cpu_closed": round(closed.bot_cpu, 2),
-        "driver_cpu_closed": round(closed.driver_cpu, 2),
-        "driver_gc_max_ms": round(max(p.driver_gc_ms for p in phases), 1),
-    }
+    print(
+        f"the call: {delivery.rows} outbox rows written by create_call in "
+        f"{delivery.enqueue_s:.2f} s; {delivery.delivered} delivered "
+        f"({delivery.duplicates} twice), {delivery.rate:.2f}/s first to last; "
+        f"{delivery.window_rate:.2f}/s during the residents' window "
+        f"(x{delivery.window_rate / OUTBOX_RATE:.2f} of the configured {OUTBOX_RATE:g}/s); "
+        f"the window ended {'inside' if delivery.last_at >= call.window_end else 'AFTER'} "
+        "the delivery"
+    )
+    total_429 = sum(rejected.values())
+    print(
+        f"429s answered to gridbot: {total_429} "
+        + str({k: rejected.get(k, 0) for k in REJECTION_KINDS})
+        + f" (target 0): {verdict(total_429 == 0)}"
+    )
+    print(
+        "the fake runs in this process: its CPU with the residents' is the 'fake+drv' column "
+        "(near 100% would mean the fake was the limit, not the bot)"
+    )
+    return finite(
+        {
+            "benchmark": "inbound",
+            "database": kind,
+            "fake": "in the driver's process",
+            "limits": "production defaults; fake enforces Telegram's",
+            "think_s": args.think,
+            "bare_updates_per_s": round(bare.rate, 1),
+            "durable_echo_updates_per_s": round(durable.rate, 1),
+            "gridbot_updates_per_s": round(grid.rate, 1),
+            "ratio_gridbot_durable": round(ratio, 3),
+            "ratio_gridbot_bare": round(grid.rate / bare.rate, 3),
+            "ratio_durable_bare": round(durable.rate / bare.rate, 3),
+            "ratio_met": ratio >= TARGET_RATIO,
+            "crowd": {
+                "bare": bare.residents,
+                "durable": durable.residents,
+                "gridbot": grid.residents,
+            },
+            "bare_p50_ms": round(bare.p(0.5), 1),
+            "bare_p99_ms": round(bare.p(0.99), 1),
+            "durable_p50_ms": round(durable.p(0.5), 1),
+            "durable_p99_ms": round(durable.p(0.99), 1),
+            "gridbot_p50_ms": round(grid.p(0.5), 1),
+            "gridbot_p99_ms": round(grid.p(0.99), 1),
+            "residents": args.residents,
+            "residents_updates_per_s": round(residents.rate, 1),
+            "residents_p50_ms": round(residents.p(0.5), 1),
+            "residents_p99_ms": round(residents.p(0.99), 1),
+            "offered_rate": args.rate,
+            "call_achieved_rate": round(call.pushed / call.seconds, 1),
+            "call_p50_ms": round(call.p(0.5), 1),
+            "call_p99_ms": round(p99_call, 1),
+            "call_p99_met": p99_call < TARGET_P99_MS,
+            "call_members": args.call_members,
+            "call_rows": delivery.rows,
+            "call_delivered": delivery.delivered,
+            "call_duplicates": delivery.duplicates,
+            "bulk_rate_in_window": round(delivery.window_rate, 2),
+            "bulk_rate": round(delivery.rate, 2),
+            "gridbot_429": total_429,
+            "gridbot_429_by_kind": {k: rejected.get(k, 0) for k in REJECTION_KINDS},
+            "tickets_filed": result["tickets"],
+            "dialogs_completed": result["dialogs"],
+            "errors": errors + (1 if mismatch else 0),
+            "seconds": args.seconds,
+            "gridbot_cpu_ms_per_update": round(grid.cpu_ms_per_update, 2),
+            "durable_cpu_ms_per_update": round(durable.cpu_ms_per_update, 2),
+            "bare_cpu_ms_per_update": round(bare.cpu_ms_per_update, 2),
+            "bot_cpu": {k: round(p.bot_cpu, 2) for k, p in phases.items()},
+            "driver_cpu": {k: round(p.driver_cpu, 2) for k, p in phases.items()},
+            "driver_gc_max_ms": round(max(p.driver_gc_ms for p in phases.values()), 1),
+            "bot_wait": {k: round(p.bot_wait, 2) for k, p in phases.items()},
+        }
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", default=None, help="default: a temp SQLite file")
-    parser.add_argument("--residents", type=int, default=200, help="closed-loop chats")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window per phase")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured start of a phase")
-    parser.add_argument("--rate", type=float, default=200.0, help="open-loop offered updates/s")
     parser.add_argument(
-        "--pace", type=float, default=1.0, help="open loop: seconds between a resident's updates"
+        "--think", type=float, default=1.0, help="seconds a resident reads each answer (+-25%%)"
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per step")
     parser.add_argument("--seed", type=int, default=42)
@@ -895,8 +1340,34 @@ def main() -> None:
         default=None,
         help="run this instead of `python -m bot run` (e.g. a variant under test)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--residents", type=int, default=200, help="the issue's resident phase")
     parser.add_argument(
-        "--profile", default=None, help="py-spy record the gridbot closed-loop phase to this file"
+        "--crowd-start", type=int, default=50, help="capacity phases: residents at first"
+    )
+    parser.add_argument(
+        "--crowd-max", type=int, default=6000, help="capacity phases: at most this many"
+    )
+    parser.add_argument(
+        "--saturated-ms",
+        type=float,
+        default=250.0,
+        help="capacity phases: stop adding residents once the median latency passes this",
+    )
+    parser.add_argument("--rate", type=float, default=100.0, help="updates/s offered in the call")
+    parser.add_argument(
+        "--pace", type=float, default=1.0, help="open loop: seconds between a resident's updates"
+    )
+    parser.add_argument("--call-members", type=int, default=5000, help="members the call reaches")
+    parser.add_argument(
+        "--call-window", type=float, default=150.0, help="seconds measured while the call goes out"
+    )
+    parser.add_argument(
+        "--profile", default=None, help="py-spy record gridbot's capacity window to this file"
     )
     parser.add_argument("--profile-format", default="flamegraph", help="py-spy --format")
     parser.add_argument(

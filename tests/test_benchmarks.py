@@ -19,8 +19,46 @@ SMALL = {
     "sweep": ["--sizes", "300,600", "--due", "100"],
     "fanout": ["--members", "60", "--deliver", "3", "--claims", "20", "--places", "5"],
     "outbox": ["--chats", "20", "--per-chat", "2"],
-    "inbound": ["--residents", "4", "--seconds", "1", "--warmup", "0.5", "--rate", "10"],
+    "inbound": [
+        *("--residents", "4", "--seconds", "1", "--warmup", "0.5", "--rate", "5"),
+        *("--crowd-start", "3", "--crowd-max", "6", "--call-members", "20", "--call-window", "1"),
+    ],
+    "isolation": [
+        *("--others", "3", "--seconds", "1", "--warmup", "0.5", "--flood", "30"),
+        *("--flood-seconds", "1", "--retry-after", "5", "--paid-rate", "50"),
+        *("--paid-members", "30", "--paid-window", "1"),
+    ],
     "startup": ["--runs", "1"],
+}
+
+# What each script's JSON must hold (the others: just "benchmark").
+KEYS = {
+    "inbound": {
+        "database",
+        "bare_updates_per_s",
+        "durable_echo_updates_per_s",
+        "gridbot_updates_per_s",
+        "ratio_gridbot_durable",
+        "residents_p50_ms",
+        "residents_p99_ms",
+        "call_p99_ms",
+        "bulk_rate_in_window",
+        "call_delivered",
+        "gridbot_429",
+        "errors",
+    },
+    "isolation": {
+        "database",
+        "baseline_p99_ms",
+        "flood_p99_ms",
+        "flood_notices",
+        "blocked_p99_ms",
+        "paid_delivered_rate",
+        "paid_ratio",
+        "paid_p99_ms",
+        "unforced_429",
+        "errors",
+    },
 }
 
 
@@ -38,3 +76,4 @@ def test_the_benchmark_runs_and_ends_with_json(name: str, tmp_path: Path) -> Non
     last = done.stdout.strip().splitlines()[-1]
     figures = json.loads(last)
     assert figures["benchmark"] == name
+    assert KEYS.get(name, set()) <= figures.keys()

@@ -43,7 +43,7 @@ from bot.i18n import text
 from domain.clock import Clock
 from domain.people import guess_language
 from storage.faults import is_disconnect
-from storage.inbox import prune_handled, record_received, unhandled
+from storage.inbox import record_received, unhandled
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ logger = logging.getLogger(__name__)
 NOTICE_EVERY_S = 30.0
 # An update received this long ago and still unhandled was left by a process that died.
 ABANDONED_AFTER = timedelta(seconds=30)
-# Handled updates are remembered this long: Telegram redelivers for a day at most.
-REMEMBER_HANDLED = timedelta(days=2)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
@@ -399,7 +397,6 @@ class Poller:
                 payloads = await unhandled(
                     session, self._bot.id, received_before=now - abandoned_after + _EPSILON
                 )
-                removed = await prune_handled(session, before=now - REMEMBER_HANDLED)
                 await session.commit()
         except Exception:
             logger.exception("could not read the updates left unhandled")
@@ -415,8 +412,6 @@ class Poller:
                 handed += 1
         if handed:
             logger.warning("handling %d updates a stopped process left unhandled", handed)
-        if removed:
-            logger.info("forgot %d updates handled more than %s ago", removed, REMEMBER_HANDLED)
         return handed
 
 

@@ -22,6 +22,7 @@ from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
 from domain.sweep import SweepReport, sweep
+from domain.updates import forget_old_updates
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ async def run_jobs(ctx: JobContext) -> SweepReport:
         digests = await send_digests(
             session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
         )
+        await forget_old_updates(session=session, clock=ctx.clock)
     if (report.total or digests or reminded or asked or summaries) and ctx.on_queued is not None:
         ctx.on_queued()
     return report

@@ -93,6 +93,11 @@ async def unhandled(
 
 
 async def prune_handled(session: AsyncSession, *, before: datetime) -> int:
-    """Forget updates handled before a time (Telegram redelivers for a day at most)."""
-    result = await session.exec(sa.delete(_inbound).where(_inbound.c.handled_at < before))
+    """Forget updates received before a time and handled (Telegram redelivers for a day at
+    most); by the received_at index, so the cost grows with what is forgotten."""
+    result = await session.exec(
+        sa.delete(_inbound).where(
+            _inbound.c.received_at < before, _inbound.c.handled_at.is_not(None)
+        )
+    )
     return result.rowcount

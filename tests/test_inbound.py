@@ -343,3 +343,30 @@ async def test_webhook_checks_the_secret_and_the_body_and_answers_once_handled(
             again = await http.post(endpoint, json=update, headers=headers)
             assert again.status == 200
             assert len(fake.sent(6001)) == 1  # a redelivery is not handled twice
+
+
+async def test_handled_updates_are_forgotten_after_two_days(
+    db_url: str, clock: FrozenClock
+) -> None:
+    from domain.updates import forget_old_updates
+
+    engine = make_engine(db_url)
+    sessionmaker = make_sessionmaker(engine)
+    try:
+        async with sessionmaker() as session:
+            await record_received(session, 1, [(1, "{}"), (2, "{}")], clock.now())
+            await claim_update(session, 1, 1, clock.now())
+            await session.commit()
+        clock.advance(timedelta(days=1))
+        async with sessionmaker() as session:
+            await claim_update(session, 1, 3, clock.now())
+            await session.commit()
+        clock.advance(timedelta(days=1, minutes=1))
+        async with sessionmaker() as session:
+            assert await forget_old_updates(session=session, clock=clock) == 1
+        async with sessionmaker() as session:
+            kept = (await session.exec(sa.select(InboundUpdate.update_id))).all()
+        # 2 was never handled: kept for a poller; 3 is a day old: kept to recognise it.
+        assert sorted(r[0] for r in kept) == [2, 3]
+    finally:
+        await engine.dispose()

@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
+from domain.text import clean_text
 from storage.enums import AssignmentStatus
 from storage.models import Department, OrgUnit, Person, RoleAssignment
 
@@ -42,11 +43,15 @@ async def ensure_person(
     default_language: str,
 ) -> Person:
     """The person behind a Telegram account, created on first contact; commits only on change."""
+    # Cleaned (domain.text) and cut to the columns: a forged profile with a NUL or an overlong
+    # name would otherwise fail every update from that account on PostgreSQL.
+    full_name = clean_text(full_name)[:300]
+    username = (clean_text(username)[:64] or None) if username is not None else None
     person = (await session.exec(select(Person).where(Person.telegram_id == telegram_id))).first()
     if person is None:
         person = Person(
             telegram_id=telegram_id,
-            full_name=full_name[:300],
+            full_name=full_name,
             username=username,
             language=guess_language(language_code, default_language),
             created_at=clock.now(),
@@ -56,8 +61,8 @@ async def ensure_person(
         await session.commit()
         logger.info("new person %s (telegram %s)", person.id, telegram_id)
         return person
-    if person.full_name != full_name[:300] or person.username != username:
-        person.full_name = full_name[:300]
+    if person.full_name != full_name or person.username != username:
+        person.full_name = full_name
         person.username = username
         person.updated_at = clock.now()
         session.add(person)

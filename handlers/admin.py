@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.invitations import create_invitation
+from domain.text import clean_text
 from handlers.common import scope_name
 from storage.enums import Role
 from storage.models import Person
@@ -31,7 +32,7 @@ async def invite_command(
     t: Translate,
 ) -> None:
     """/invite ROLE CODE: a one-time invitation link (administrators of a covering unit only)."""
-    args = (command.args or "").split()
+    args = clean_text(command.args or "").split()
     roles = ", ".join(r.value for r in Role)
     if len(args) != 2:
         await message.answer(t("admin.invite_usage", roles=roles))

@@ -41,7 +41,8 @@ from storage.models import Person
 
 Translate = Callable[..., str]
 
-RETRY_KEYS = frozenset({"duty.too_far"})  # the member may move closer and share again
+# The member may move closer, or share a real location, and share again.
+RETRY_KEYS = frozenset({"duty.too_far", "duty.bad_location"})
 
 
 class CheckIn(StatesGroup):

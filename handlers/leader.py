@@ -16,7 +16,6 @@ from datetime import tzinfo
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -27,6 +26,7 @@ from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.errors import DomainError
 from domain.queues import grids_for_redispatch, last_reopen_reason, open_ticket
+from domain.text import clean_text
 from domain.tickets import (
     DESCRIPTION_LIMIT,
     Action,
@@ -43,7 +43,7 @@ from domain.tickets import (
     resolve_ticket,
     return_ticket,
 )
-from handlers.callbacks import Page, Redispatch, ReturnWhy, TicketAction, TicketOp
+from handlers.callbacks import Button, Page, Redispatch, ReturnWhy, TicketAction, TicketOp
 from handlers.cards import card_keyboard, card_text, duration, local_time
 from handlers.common import scope_name
 from storage.enums import ReturnReason, TicketStatus
@@ -66,13 +66,13 @@ class CloseDialog(StatesGroup):
     note = State()
 
 
-class SkipPhoto(CallbackData, prefix="tsk"):
+class SkipPhoto(Button, prefix="tsk"):
     """Resolve without a photo (only inside the resolve dialog)."""
 
     id: int
 
 
-class CardBack(CallbackData, prefix="tb"):
+class CardBack(Button, prefix="tb"):
     """Put the card's own buttons back (after the reason or grid choice was shown)."""
 
     id: int
@@ -390,7 +390,7 @@ async def start_dialog(
 
 
 def _note_problem(text: str | None, empty_key: str, t: Translate) -> str | None:
-    """Why this text can't be the note, or None if it can."""
+    """Why this text (cleaned: domain.text) can't be the note, or None if it can."""
     if text is None or text.startswith("/"):
         return t("leader.need_text", limit=DESCRIPTION_LIMIT)
     if not text.strip():
@@ -408,12 +408,14 @@ async def cancel_dialog(message: Message, state: FSMContext, t: Translate) -> No
 
 async def resolve_note(message: Message, state: FSMContext, t: Translate) -> None:
     """The note: checked here (empty, too long), then the photo is asked for."""
-    problem = _note_problem(message.text, "resolve.note_empty", t)
+    # Cleaned before it is kept: the dialog's data may be jsonb, which cannot hold NUL.
+    note = clean_text(message.text or "")
+    problem = _note_problem(note, "resolve.note_empty", t)
     if problem:
         await message.answer(problem)
         return
     data = await state.get_data()
-    await state.update_data(note=(message.text or "").strip())
+    await state.update_data(note=note.strip())
     await state.set_state(ResolveDialog.photo)
     builder = InlineKeyboardBuilder()
     builder.button(text=t("leader.skip_photo"), callback_data=SkipPhoto(id=data["ticket_id"]))
@@ -530,7 +532,8 @@ async def close_note(
     settings,
 ) -> None:
     """Why the returned ticket is closed: cancel it; the resident is told."""
-    problem = _note_problem(message.text, "cancel.note_empty", t)
+    note = clean_text(message.text or "")
+    problem = _note_problem(note, "cancel.note_empty", t)
     if problem:
         await message.answer(problem)
         return
@@ -541,7 +544,7 @@ async def close_note(
             clock=clock,
             actor=person,
             ticket_id=data["ticket_id"],
-            note=(message.text or "").strip(),
+            note=note.strip(),
         )
     except DomainError:
         await state.clear()

@@ -15,7 +15,7 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from domain.tickets import Nearby
-from handlers.callbacks import MeToo, Page, Rating
+from handlers.callbacks import Button, MeToo, Page, Rating
 from handlers.common import scope_name
 from storage.models import Category, OrgUnit
 
@@ -42,7 +42,7 @@ class Step(StrEnum):
     CANCEL = "x"
 
 
-class ReportButton(CallbackData, prefix="rp"):
+class ReportButton(Button, prefix="rp"):
     """A button of the /report dialog (or the follow-up's Cancel)."""
 
     step: Step

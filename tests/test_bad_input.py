@@ -26,10 +26,22 @@ from domain.text import clean_text
 from handlers import callbacks
 from handlers.callbacks import Button, CallAction, CallOp, MemberDecision
 from handlers.common import LanguageChoice
+from handlers.leader import CardBack, SkipPhoto
 from handlers.member import RegisterStep
+from handlers.report_keyboards import ReportButton
 from storage.db import make_engine, make_sessionmaker
-from storage.enums import MemberStatus
-from storage.models import AuditEntry, CallClaim, Member, Person, Ticket, TicketWatcher
+from storage.enums import MemberStatus, Role
+from storage.models import (
+    AuditEntry,
+    CallClaim,
+    Invitation,
+    Member,
+    OrgUnit,
+    Person,
+    RoleAssignment,
+    Ticket,
+    TicketWatcher,
+)
 from tests.botkit import TOKEN, bot_settings, running_bot
 from tests.fake_telegram import FakeTelegram
 from tests.test_calls_bot import MEMBERS, NEAR, world
@@ -59,7 +71,7 @@ BUTTONS = [
     if isinstance(value, type)
     and issubclass(value, CallbackData)
     and value not in (Button, CallbackData)
-] + [LanguageChoice, RegisterStep]
+] + [LanguageChoice, RegisterStep, ReportButton, SkipPhoto, CardBack]
 
 
 def _location(lat: float, lon: float) -> dict:
@@ -81,7 +93,17 @@ def test_clean_text_drops_control_characters_but_keeps_lines_and_tabs() -> None:
 
 
 def test_every_button_refuses_numbers_no_column_holds() -> None:
-    for data in ("t:a:{n}", "m:{n}", "p:my:{n}", "dc:i:{n}", "r:1:{n}", "ms:{n}"):
+    for data in (
+        "t:a:{n}",
+        "m:{n}",
+        "p:my:{n}",
+        "dc:i:{n}",
+        "r:1:{n}",
+        "ms:{n}",
+        "rp:m:{n}",
+        "tsk:{n}",
+        "tb:{n}",
+    ):
         cls = next(c for c in BUTTONS if c.__prefix__ == data.split(":")[0])
         assert cls.unpack(data.format(n=2**31 - 1)) is not None
         assert cls.unpack(data.format(n=-(2**31))) is not None
@@ -104,9 +126,12 @@ class Fed:
     def __init__(self, fake: FakeTelegram, bot: Bot, dp: Dispatcher) -> None:
         self.fake, self.bot, self.dp = fake, bot, dp
         self.update_id = 0
+        # What a person's Telegram profile says beyond the defaults (a forger's name, say).
+        self.profiles: dict[int, dict] = {}
 
     def _user(self, user: int) -> dict:
-        return {"id": user, "is_bot": False, "first_name": f"U{user}", "language_code": "en"}
+        default = {"id": user, "is_bot": False, "first_name": f"U{user}", "language_code": "en"}
+        return {**default, **self.profiles.get(user, {})}
 
     async def _feed(self, update: dict) -> None:
         self.update_id += 1
@@ -280,21 +305,23 @@ async def test_nan_at_check_in_checks_nobody_in(db_url: str) -> None:
         clock.set(T0 + timedelta(hours=2))  # the call starts: check-in is open
         check_in = CallAction(op=CallOp.CHECK_IN, id=call_id).pack()
 
+        await fed.press(user, check_in)
+        asked = await reply(fed.fake, user)
+        assert asked["text"].startswith("Please press “📍 Share location” below to check in")
+        # Refused, and asked again: the check-in dialog goes on.
         for lat, lon in [(NAN, 113.632), (91.0, 113.632), (34.742, -INF)]:
-            await fed.press(user, check_in)
-            asked = await reply(fed.fake, user)
-            assert asked["text"].startswith("Please press “📍 Share location” below to check in")
             told = await fed.say(user, None, location=_location(lat, lon))
             assert told["text"] == (
                 "That location is not a real place, so you are not checked in. "
-                "Press Check in again and share your location."
+                "Please share your location again."
             )
+            assert keys(told["reply_markup"]) == [
+                {"text": "📍 Share location", "request_location": True}
+            ]
             async with session_of(db_url) as session:
                 claim = (await session.exec(select(CallClaim))).one()
             assert claim.checked_in_at is None
 
-        await fed.press(user, check_in)
-        await reply(fed.fake, user)
         told = await fed.say(user, None, location=NEAR)
         assert told["text"] == "✅ Checked in. Press “Check out” when you leave."
 
@@ -340,6 +367,9 @@ async def test_huge_ids_in_buttons_no_longer_work(db_url: str) -> None:
             "s:in:{n}",  # a department reports in
             "ntc:{n}",  # turn into call
             "ms:{n}",  # a kind of service
+            "tb:{n}",  # back to a ticket's card
+            "rp:m:{n}",  # a community in the /report dialog
+            "tsk:{n}",  # resolve without a photo
         ]
         for user in (4100, MEMBERS[0], 5105):  # the secretary, a member, a resident
             for data in forged:
@@ -350,6 +380,28 @@ async def test_huge_ids_in_buttons_no_longer_work(db_url: str) -> None:
                         True,
                     ), data
         assert await _counts(db_url) == before
+
+
+async def test_a_huge_community_id_at_the_community_step(db_url: str) -> None:
+    async with running_bot(db_url, clock=FrozenClock(T0)) as running:
+        fake = running.fake
+        r = Resident(fake, 5109)
+        await start_report(r, "Damaged road")
+        await to_location_step(r, "Pothole")
+        r.say("Choose community by hand")
+        await r.reply()  # the reply keyboard goes
+        r.press(await r.reply(), "List all communities")
+        page = await r.reply()
+        assert page["text"] == "Communities (1–6 of 8):"
+        before = await _counts(db_url)
+        for n in (HUGE, -HUGE, 2**31):
+            answer = await press(fake, r.id, f"rp:m:{n}", page["message_id"])
+            assert (answer.params["text"], answer.params["show_alert"]) == (NO_LONGER_WORKS, True)
+        assert await _counts(db_url) == before
+        # Still at the community step: a real community is taken.
+        r.press(page, "Xinglin Community")
+        grids = await r.reply()
+        assert grids["text"] == "Which grid of Xinglin Community is it in?"
 
 
 # -- text with NUL and other control characters ------------------------------------------------
@@ -426,3 +478,59 @@ async def test_nul_in_a_duty_registration_and_a_rejection_is_cleaned(db_url: str
         "+8613900000000",
     )
     assert (row.status, row.reject_reason) == (MemberStatus.REJECTED, "Lives in another community")
+
+
+async def test_nul_in_invite_arguments_is_cleaned(db_url: str) -> None:
+    async with fed_bot(db_url, FrozenClock(T0)) as fed:
+        admin = 5110
+        async with session_of(db_url) as session:
+            district = (await session.exec(select(OrgUnit).where(OrgUnit.code == "EQ"))).one()
+            person = Person(telegram_id=admin, full_name="Admin", language="en")
+            session.add(person)
+            await session.flush()
+            session.add(RoleAssignment(person_id=person.id, role=Role.ADMIN, unit_id=district.id))
+            await session.commit()
+
+        told = await fed.say(admin, "/invite grid_leader EQ-JZJ\x00-NOPE")
+        assert told["text"] == "There is no unit with code EQ-JZJ-NOPE."
+        told = await fed.say(admin, "/invite grid\x00_leader EQ-JZJ-01\x07-G1")
+        assert told["text"].startswith("Invitation for grid leader of Qingtong Grid 1:\n")
+
+    async with session_of(db_url) as session:
+        assert len((await session.exec(select(Invitation))).all()) == 1
+
+
+async def test_nul_in_a_telegram_profile_is_cleaned(db_url: str) -> None:
+    clock = FrozenClock(T0)
+    async with fed_bot(db_url, clock) as fed:
+        user, other = 5111, 5112
+        # Names no Telegram client sends: only a forged update carries them.
+        fed.profiles[user] = {
+            "first_name": "Wang\x00",
+            "last_name": "Fang\x07",
+            "username": "w\x00f",
+        }
+        fed.profiles[other] = {"first_name": "\x00", "username": "u" * 80}
+
+        async def person(telegram_id: int) -> Person:
+            async with session_of(db_url) as session:
+                query = select(Person).where(Person.telegram_id == telegram_id)
+                return (await session.exec(query)).one()
+
+        for who in (user, other):
+            assert (await fed.say(who, "/help"))["text"] != (
+                "Sorry, something went wrong and nothing was changed. Please try again later."
+            )
+        first = await person(user)
+        assert (first.full_name, first.username) == ("Wang Fang", "wf")
+        assert (await person(other)).full_name == ""
+        assert (await person(other)).username == "u" * 64
+
+        # The same profile again is no change (compared cleaned), a new name is.
+        clock.advance(timedelta(minutes=5))
+        await fed.say(user, "/help")
+        assert (await person(user)).updated_at == first.updated_at
+        fed.profiles[user] = {"first_name": "Wang\x00", "last_name": "Li", "username": "w\x00f"}
+        await fed.say(user, "/help")
+        renamed = await person(user)
+        assert (renamed.full_name, renamed.updated_at) == ("Wang Li", T0 + timedelta(minutes=5))

@@ -203,6 +203,38 @@ async def test_check_in_says_at_once_why_not(db_url: str) -> None:
             assert claim.checked_in_at == T0 + timedelta(hours=1, minutes=30)
 
 
+async def test_an_impossible_location_at_check_in_is_asked_again(db_url: str) -> None:
+    """A location no place on Earth has is refused, and the same check-in asks again."""
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        user = MEMBERS[0]
+        card = await reply(fake, user)
+        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+        await reply(fake, user)
+
+        clock.set(T0 + timedelta(hours=2))
+        await press(fake, user, data(CallOp.CHECK_IN, call_id), card["message_id"])
+        asked = await reply(fake, user)
+        assert asked["text"].startswith("Please press “📍 Share location” below to check in")
+        for impossible in ({"latitude": 91.0, "longitude": 113.632}, {**NEAR, "longitude": 181.0}):
+            told = await say(fake, user, None, location=impossible)
+            assert told["text"] == (
+                "That location is not a real place, so you are not checked in. "
+                "Please share your location again."
+            )
+            assert keys(told["reply_markup"]) == [
+                {"text": "📍 Share location", "request_location": True}
+            ]
+        # Still checking in: the next location is taken without pressing Check in again.
+        told = await say(fake, user, None, location=NEAR)
+        assert told["text"] == "✅ Checked in. Press “Check out” when you leave."
+        async with session_of(db_url) as session:
+            claim = (await session.exec(select(CallClaim))).one()
+        assert claim.checked_in_at == T0 + timedelta(hours=2)
+
+
 async def test_the_check_in_radius_and_window_come_from_the_settings(db_url: str) -> None:
     clock = FrozenClock(T0)
     async with running_bot(

@@ -478,6 +478,57 @@ async def test_return_redispatch_and_close_an_anonymous_report(db_url: str) -> N
         ]
 
 
+# -- bad input in the dialogs: control characters and numbers no column holds -------------------
+
+
+async def test_notes_are_cleaned_and_huge_ids_refused_in_the_dialogs(db_url: str) -> None:
+    huge = 123456789012345678901234567890
+    no_longer_works = ("This button no longer works.", True)
+    async with bot_and_world(db_url) as (fake, world):
+        ticket = await world.file()
+        tid = ticket.id
+        card = await next_card(fake, LEADER)
+        await press(fake, LEADER, action(TicketOp.ACCEPT, tid), card["message_id"])
+
+        # Resolve: control characters alone are no note; the note is kept cleaned in the
+        # dialog's data (PostgreSQL's jsonb cannot hold NUL).
+        await press(fake, LEADER, action(TicketOp.RESOLVE, tid), card["message_id"])
+        await reply(fake, LEADER)
+        assert await say(fake, LEADER, "\x00\x07") == "Please write a short note on what was done."
+        fake.push_message(LEADER, "Cleared\x00 the bins.\r\nAll done\x1b", language_code="en")
+        ask_photo = await reply(fake, LEADER)
+        assert ask_photo["text"] == "Now send a photo of the result, or press Skip."
+
+        # Skip and « Back forged with a number no column holds: refused, the dialog goes on.
+        for data in (f"tsk:{huge}", f"tsk:{-huge}", f"tb:{huge}", f"tb:{2**31}"):
+            refused = await press(fake, LEADER, data, ask_photo["message_id"])
+            assert (refused.params["text"], refused.params["show_alert"]) == no_longer_works
+        assert await world.events(tid) == [("file", None, "new"), ("accept", "new", "accepted")]
+        (skip,) = buttons(ask_photo["reply_markup"])
+        await press(fake, LEADER, skip[1], ask_photo["message_id"])
+        resolved = await world.ticket(tid)
+        assert (resolved.status, resolved.resolution_note) == (
+            TicketStatus.RESOLVED,
+            "Cleared the bins.\nAll done",
+        )
+
+        # Close: the same for the note of a returned ticket.
+        returned = await world.file(description="Another pile of rubbish.")
+        card = await next_card(fake, LEADER)
+        why = ReturnWhy(id=returned.id, reason=ReturnReason.DUPLICATE.value).pack()
+        await press(fake, LEADER, why, card["message_id"])
+        secretary_card = await next_card(fake, SECRETARY)
+        cancel = action(TicketOp.CANCEL, returned.id)
+        await press(fake, SECRETARY, cancel, secretary_card["message_id"])
+        await reply(fake, SECRETARY)
+        assert await say(fake, SECRETARY, "\x00") == "Please say why it is cancelled."
+        closed = await say(fake, SECRETARY, "Same\x00 as ticket\x08 one.")
+        assert closed == f"Ticket {returned.number} closed; the resident has been told why."
+        async with world.session() as session:
+            events = await events_of(session, returned.id)
+        assert (events[-1].kind, events[-1].note) == ("cancel", "Same as ticket one.")
+
+
 # -- escalation, forged buttons, /queue --------------------------------------------------------
 
 

@@ -191,7 +191,9 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("bot_token", "bot_username", "webhook_url", "webhook_secret", mode="before")
+    @field_validator(
+        "bot_token", "bot_username", "webhook_url", "webhook_secret", "redis_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `.env.example` lists these empty: an empty value means "not set", as if absent.
@@ -217,6 +219,16 @@ class Settings(BaseSettings):
         from storage.db import parse_database_url
 
         parse_database_url(value)  # ValueError says what is wrong, without the URL
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("redis", "rediss", "unix") or not value.split("://", 1)[1]:
+            raise ValueError("is not a Redis URL: use redis://host:6379/0 (or rediss://, unix://)")
         return value
 
     @field_validator("telegram_api_base")

@@ -187,3 +187,17 @@ def test_a_database_url_gridbot_cannot_use_is_refused(url: str, message: str) ->
 )
 def test_sqlite_and_postgresql_urls_are_taken(url: str) -> None:
     assert settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://redis", "redis://", "6379"])
+def test_a_redis_url_that_is_not_one_is_refused(url: str) -> None:
+    assert refusal(redis_url=url) == (
+        "redis_url",
+        "is not a Redis URL: use redis://host:6379/0 (or rediss://, unix://)",
+    )
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example.org"])
+def test_redis_urls_are_taken_and_empty_is_none(url: str) -> None:
+    assert settings(redis_url=url).redis_url == url
+    assert settings(redis_url="").redis_url is None

@@ -8,8 +8,9 @@ one goes back to its table (pending, not_before = now + retry_after, attempts un
 
 Delivery is at least once: a row becomes `sent` only after Telegram accepted it, so a row
 whose send was cut short by a crash is sent again on restart. Within one process a row is
-never sent twice: rows on their way or with an unsaved outcome are skipped by id. One sender
-process per database is assumed (rows are not claimed).
+never sent twice: rows on their way or with an unsaved outcome are skipped by id. Across
+processes, one sender runs per bot: the runtime starts it only in the process holding the
+"send" lease (bot/leadership.py), so rows need no claim of their own.
 """
 
 from __future__ import annotations

@@ -77,3 +77,62 @@ def test_the_benchmark_runs_and_ends_with_json(name: str, tmp_path: Path) -> Non
     figures = json.loads(last)
     assert figures["benchmark"] == name
     assert KEYS.get(name, set()) <= figures.keys()
+
+
+# The cluster needs PostgreSQL (several processes on one database): three bots, five residents,
+# fifty members, the sending process killed half-way through the second call.
+CLUSTER_SMALL = [
+    "--residents",
+    "5",
+    "--members",
+    "50",
+    "--coming",
+    "5",
+    "--seconds",
+    "5",
+    "--remind-after",
+    "8",
+]
+CLUSTER_KEYS = {
+    "benchmark",
+    "processes",
+    "residents",
+    "members",
+    "dialogs_completed",
+    "tickets",
+    "rows",
+    "duplicates",
+    "lost",
+    "bulk_rate",
+    "bulk_ratio",
+    "received_429",
+    "send_lease",
+    "reminders_once",
+    "killed",
+    "failover_s",
+    "kill_duplicates",
+    "kill_unrecorded",
+    "kill_lost",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(420)
+def test_the_cluster_benchmark_runs_and_loses_nothing(postgres_url: str, tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "cluster.py"
+    done = subprocess.run(
+        [sys.executable, str(script), *CLUSTER_SMALL, "--database-url", postgres_url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["benchmark"] == "cluster"
+    assert set(figures) >= CLUSTER_KEYS, CLUSTER_KEYS - set(figures)
+    assert figures["duplicates"] == 0 and figures["lost"] == 0, done.stdout[-3000:]
+    # The kill: nothing lost; sent twice only what the dead process sent but never recorded.
+    assert figures["killed"] is not None, done.stdout[-3000:]
+    assert figures["kill_lost"] == 0, done.stdout[-3000:]
+    assert figures["kill_duplicates"] <= figures["kill_unrecorded"], done.stdout[-3000:]

@@ -1761,7 +1761,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         f"PostgreSQL connections at most: {result['connections'][0]} to this run's database,"
         f" {result['connections'][1]} to the server (max_connections"
         f" {result['max_connections']}); each bot may open {POOL_SIZE + POOL_OVERFLOW} pooled"
-        " and 2 more (dialog state, per-chat locks)",
+        " and 3 more (dialog state, per-chat locks, leases)",
         f"collector pauses: fake {result['fake_info']['gc_max_ms']:.0f} ms longest,"
         f" driver {result['driver_gc_max_ms']:.0f} ms longest",
         f"bots' exit codes {result['exit_codes']}",

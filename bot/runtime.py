@@ -98,13 +98,20 @@ async def serve(
         raise StartupError("GRIDBOT_BOT_TOKEN is not set: get a token from @BotFather")
     throttle = build_throttle(settings)
     bot = build_bot(settings, throttle)
-    engine = None
+    engine = lease_engine = None
     conversations = None
     try:
         # Ask Telegram first: a bad token should not leave a migrated, seeded database behind.
         me = await check_token(bot, settings.telegram_api_base)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_overflow=settings.db_pool_overflow,
+        )
         sessionmaker = make_sessionmaker(engine)
+        # Leases on a connection of their own: renewing one must not wait for a pool that busy
+        # updates hold (it did, and the send lease changed hands twice in 30 s).
+        lease_engine = make_engine(settings.database_url, pool_size=1, pool_overflow=0)
         async with setup_turn(settings.database_url):
             await asyncio.to_thread(upgrade, settings.database_url)
             await asyncio.to_thread(check_writable, settings.database_url)
@@ -122,14 +129,16 @@ async def serve(
         )
         stop = stop or _stop_on_signals()
         city = City(settings, bot, throttle, sessionmaker, clock, timing, conversations)
+        city.leases = make_sessionmaker(lease_engine)
         await city.run(stop, tune_memory=tune_memory)
         logger.info("Stopped cleanly")
     finally:
         await bot.session.close()
         if conversations is not None:
             await conversations.close()
-        if engine is not None:
-            await engine.dispose()
+        for each in (engine, lease_engine):
+            if each is not None:
+                await each.dispose()
 
 
 def active_roles(settings: Settings) -> list[str]:
@@ -165,6 +174,8 @@ class City:
         self.timing = timing
         self.conversations = conversations
         self.holder = process_name()
+        # Where leases are taken and renewed (by default the updates' own pool).
+        self.leases = sessionmaker
         self.sender: OutboxSender | None = None
         self.queue: UpdateQueue | None = None
         self.intake: Intake | None = None
@@ -178,7 +189,7 @@ class City:
         return Duty(
             f"{name}:{self.bot.id}",
             start,
-            sessionmaker=self.sessionmaker,
+            sessionmaker=self.leases,
             clock=self.clock,
             holder=self.holder,
         )

@@ -121,6 +121,18 @@ class Settings(BaseSettings):
         description="What this process does: serve (updates), send (the outbox), schedule "
         "(jobs); comma-separated.",
     )
+    db_pool_size: int = Field(
+        default=15,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections this process keeps open for updates and jobs.",
+    )
+    db_pool_overflow: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="PostgreSQL connections this process may open beyond the pool in a burst.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis for dialog state and per-chat ordering across processes "

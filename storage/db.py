@@ -30,8 +30,12 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 # How long a statement waits for another connection's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 10.0
-POOL_SIZE = 20  # PostgreSQL connections a process keeps open
-POOL_OVERFLOW = 20  # and how many more it may open for a burst
+# PostgreSQL connections a process keeps open, and how many more it may open for a burst (the
+# settings GRIDBOT_DB_POOL_SIZE and GRIDBOT_DB_POOL_OVERFLOW); a `gridbot run` process also
+# holds 3 of its own (dialog state, per-chat locks, leases). The server's max_connections
+# (100 by default) must cover every process's sum: three processes at 40 each did not.
+POOL_SIZE = 15
+POOL_OVERFLOW = 5
 
 
 URL_FORMS = "sqlite:///path.db or postgresql://user:password@host/db"
@@ -139,10 +143,13 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def make_engine(
+    url: str, *, pool_size: int = POOL_SIZE, pool_overflow: int = POOL_OVERFLOW, **kwargs: Any
+) -> AsyncEngine:
     """An async engine for the URL; SQLite gets WAL, foreign keys and immediate transactions.
 
     SQLite runs through storage.sqlite_driver: statements inline on the event loop, no thread.
+    PostgreSQL keeps `pool_size` connections open and opens up to `pool_overflow` more.
     """
     if make_url(url).get_backend_name() == "sqlite":
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
@@ -153,8 +160,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     else:
         # Enough connections kept open for a busy bot: past pool_size, a connection given back
         # is closed, and opening one to PostgreSQL costs more than the statements it runs.
-        kwargs.setdefault("pool_size", POOL_SIZE)
-        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = pool_overflow
     # orjson reads and writes JSON columns several times faster than the json module.
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +47,29 @@ async def record_received(
     return {row[0] for row in result}
 
 
+@cache
+def _claim_statement(dialect: str) -> Any:
+    """The claim's upsert, built once per database kind: building it costs far more than
+    running it, and every update runs it."""
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(_inbound)
+    statement = insert.values(
+        bot_id=sa.bindparam("bot_id"),
+        update_id=sa.bindparam("update_id"),
+        received_at=sa.bindparam("now"),
+        handled_at=sa.bindparam("now"),
+        error=sa.bindparam("error"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["bot_id", "update_id"],
+        set_={
+            "handled_at": statement.excluded.handled_at,
+            "error": statement.excluded.error,
+            "payload": None,
+        },
+        where=_inbound.c.handled_at.is_(None),
+    ).returning(_inbound.c.update_id)
+
+
 async def claim_update(
     session: AsyncSession, bot_id: int, update_id: int, now: datetime, error: str | None = None
 ) -> bool:
@@ -55,23 +79,16 @@ async def claim_update(
     PostgreSQL, a second transaction claiming the same update waits for the first and then
     finds it handled.
     """
-    statement = _insert(session).values(
-        bot_id=bot_id,
-        update_id=update_id,
-        received_at=now,
-        handled_at=now,
-        error=error[:ERROR_LIMIT] if error else None,
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=["bot_id", "update_id"],
-        set_={
-            "handled_at": statement.excluded.handled_at,
-            "error": statement.excluded.error,
-            "payload": None,
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    result = await session.exec(
+        _claim_statement(dialect),
+        params={
+            "bot_id": bot_id,
+            "update_id": update_id,
+            "now": now,
+            "error": error[:ERROR_LIMIT] if error else None,
         },
-        where=_inbound.c.handled_at.is_(None),
-    ).returning(_inbound.c.update_id)
-    result = await session.exec(statement)
+    )
     return result.first() is not None
 
 

@@ -133,7 +133,8 @@ class ContextMiddleware(BaseMiddleware):
                     language_code=user.language_code,
                     default_language=self._default_language,
                 )
-            # After ensure_person, which commits: the claim commits with the handler's change.
+            # After ensure_person, which commits only a new or changed profile: the claim
+            # commits with the handler's first change.
             if update_id is not None and not await claim_update(
                 session, bot_id, update_id, self._clock.now()
             ):

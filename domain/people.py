@@ -42,7 +42,8 @@ async def ensure_person(
     language_code: str | None,
     default_language: str,
 ) -> Person:
-    """The person behind a Telegram account, created on first contact; commits only on change."""
+    """The person behind a Telegram account, created on first contact; commits only on change
+    (otherwise the caller's transaction, begun by the read, goes on)."""
     # Cleaned (domain.text) and cut to the columns: a forged profile with a NUL or an overlong
     # name would otherwise fail every update from that account on PostgreSQL.
     full_name = clean_text(full_name)[:300]
@@ -67,9 +68,7 @@ async def ensure_person(
         person.updated_at = clock.now()
         session.add(person)
         await session.commit()
-    else:
-        # End the read transaction now, not when the update is done; commit keeps `person` loaded.
-        await session.commit()
+    # Unchanged: the read's transaction goes on (the update's claim joins it).
     return person
 
 

@@ -12,9 +12,11 @@ either. The bots run as subprocesses polling it, with their production settings:
 (GRIDBOT_OUTBOX_RATE, GRIDBOT_CHAT_INTERVAL, GRIDBOT_CHAT_BURST, GRIDBOT_FLOOD_*) is set.
 
 Residents behave as people: each pushes an update, waits for the step's last answer, reads
-for `--think` seconds (jittered by +-25%) and never writes twice within a second. So no chat
-is paced by its limits, and a bot's throughput is what its capacity allows once enough
-residents write. Phases, one after the other on the same fake:
+for `--think` seconds (jittered by +-25%) and never writes twice within a second (two, after
+a step answered with two messages). So no chat is held by its limit (gridbot's per-chat
+bucket would otherwise make a reply wait for its chat's next token), and a bot's throughput
+is what its capacity allows once enough residents write. Phases, one after the other on the
+same fake:
 
 1. Capacity of the bare aiogram echo bot (benchmarks/bare_bot.py), of the same echo bot
    keeping each chat's state durable (one write per message through gridbot's FSM storage,
@@ -24,8 +26,10 @@ residents write. Phases, one after the other on the same fake:
    `--saturated-ms`: from there on updates wait in the bot's queue, so its capacity, not the
    residents, sets the rate. The window opens `--warmup` s later.
 2. gridbot with `--residents` residents (200, the issue's figure), people as above.
-3. gridbot at `--rate` updates/s offered (each resident one update every `--pace` s on a
-   fixed schedule, never before its last step was answered) WHILE a call to
+3. gridbot at `--rate` updates/s offered (each of `--rate` x `--pace` residents one update
+   every `--pace` s, 1.25 by default, on a fixed schedule, never before its last step was
+   answered: a step takes 1.13 messages on average, so a resident writing every second
+   would outrun its chat's one message a second) WHILE a call to
    `--call-members` Party members is being delivered: members seeded as
    benchmarks/fanout.py does (bulk inserts into gridbot's database, one community, an
    approved secretary), the call posted with the real `domain.calls.create_call`, and sent
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -70,7 +75,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -174,6 +179,7 @@ class BenchFake(FakeTelegram):
         self.bulk_times: list[float] = []  # perf_counter of each message to a member
         self.bulk_paid = 0
         self.bulk_chats: Counter[int] = Counter()
+        self.rejected_at: list[tuple[float, str]] = []  # (perf_counter, kind) of each 429
         super().__init__(**kwargs)
 
     async def _m_getUpdates(self, params: dict, token: str) -> list[dict]:
@@ -184,6 +190,10 @@ class BenchFake(FakeTelegram):
     def drop_pending(self) -> None:
         """Forget updates no bot will confirm (the previous bot stopped before it could)."""
         self._updates.clear()
+
+    def _reject(self, kind: str, wait: float) -> NoReturn:
+        self.rejected_at.append((time.perf_counter(), kind))
+        super()._reject(kind, wait)
 
     def rejections(self) -> Counter[str]:
         """429s answered so far, by kind."""
@@ -292,7 +302,9 @@ class Phase:
     # but waited for a CPU (taken by other processes on the machine)
     driver_cpu: float = float("nan")
     driver_gc_ms: float = 0.0  # the driver's longest garbage-collector pause in the window
+    driver_lag_ms: float = 0.0  # the longest the driver's event loop was late in the window
     ramp_s: float = 0.0
+    saturated: bool = False  # a capacity phase: the bot queued before the crowd's limit
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -349,6 +361,7 @@ class Pacer:
         self.load = phase.load
         self.next_at = first_at
         self.last_push: float | None = None
+        self.last_sends = 1  # messages the bot sent for the last step
         self.rng = rng
 
     async def wait(self) -> None:
@@ -358,7 +371,12 @@ class Pacer:
             at = self.next_at
             self.next_at += load.pace
         elif load.think is not None and self.last_push is not None:
-            at = max(now + load.think * self.rng.uniform(0.75, 1.25), self.last_push + load.gap)
+            # A person reads each message: a step answered with two waits twice the gap, so
+            # that the chat never needs more than a message a second.
+            at = max(
+                now + load.think * self.rng.uniform(0.75, 1.25),
+                self.last_push + load.gap * max(1, self.last_sends),
+            )
         elif self.last_push is None:
             at = self.next_at
         else:
@@ -436,6 +454,7 @@ class Resident:
                 said = message.get("text") or message.get("caption") or ""
                 if done(said):
                     assert chat.first_at is not None
+                    self.pacer.last_sends = len(chat.messages)
                     self.phase.record(
                         name, pushed_at, chat.first_at, time.perf_counter(), len(chat.messages)
                     )
@@ -496,6 +515,13 @@ class Driver:
         self.saturated_ms = saturated_ms
         self.boxes = grid_boxes()
         self.reports = 0
+        # When the driver's loop woke up late, and by how much (ms), for the whole run.
+        self.lags: list[tuple[float, float]] = []
+        self.lag_watch = asyncio.create_task(watch_lag(self.lags))
+
+    def lag_near(self, at: float, within: float = 1.0) -> float:
+        """The driver's longest lag within `within` s before `at` (ms)."""
+        return max((ms for t, ms in self.lags if at - within <= t <= at), default=0.0)
 
     def new_user(self) -> int:
         self.next_user += 1
@@ -618,6 +644,7 @@ class Driver:
                 median, count = phase.recent_median(now - 1.0)
                 hits = hits + 1 if count >= 10 and median > self.saturated_ms else 0
                 if hits >= 2 or phase.timeouts:
+                    phase.saturated = True
                     break
                 for _ in range(min(load.ramp_to - len(tasks), max(5, len(tasks) // 20))):
                     add(now + self.rng.uniform(0, ramp))
@@ -650,6 +677,10 @@ class Driver:
         phase.bot_cpu = (bot1 - bot0) / seconds
         phase.driver_cpu = (driver1 - driver0) / seconds
         phase.driver_gc_ms = GC_PAUSES.longest(phase.window_start, phase.window_end)
+        phase.driver_lag_ms = max(
+            (ms for at, ms in self.lags if phase.window_start <= at < phase.window_end),
+            default=0.0,
+        )
         await asyncio.wait_for(asyncio.gather(*tasks), self.timeout + 10)
         freezer.cancel()
         return phase
@@ -681,6 +712,17 @@ async def keep_frozen() -> None:
     while True:
         await asyncio.sleep(FREEZE_EVERY)
         gc.freeze()
+
+
+async def watch_lag(lags: list[tuple[float, float]], every: float = 0.01) -> None:
+    """How late the driver's event loop wakes up: the fake answers from this loop, so a late
+    loop delays (and bunches) the bot's requests as the fake sees them."""
+    while True:
+        before = time.perf_counter()
+        await asyncio.sleep(every)
+        late = time.perf_counter() - before - every
+        if late > 0.005:
+            lags.append((before, late * 1000))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -858,6 +900,7 @@ class Delivery:
     in_window: int = 0
     window_s: float = math.nan
     rejected: Counter[str] = field(default_factory=Counter)
+    densest: int = 0  # the most sends the fake saw in any second, those it refused included
 
     @property
     def rate(self) -> float:
@@ -900,10 +943,48 @@ def delivery_of(
     # Over the part of the window the delivery covered (it may end before the window does).
     end = min(phase.window_end, delivery.last_at) if times else phase.window_end
     delivery.window_s = end - phase.window_start
+    # Sends the fake refused for the overall limit count as attempts too.
+    refused = [at for at, kind in fake.rejected_at if kind in ("global", "paid")]
+    delivery.densest = densest(sorted(times + [t for t in refused if t >= delivery.first_at]))
     return delivery
 
 
+def densest(times: list[float], span: float = 1.0) -> int:
+    """The most of `times` (sorted) inside any `span` seconds."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] >= span:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 # -- processes and databases -------------------------------------------------------------------
+
+
+def connections(url: str) -> str:
+    """PostgreSQL: the server's connections in use and its limit (other sessions share it)."""
+    if not url.startswith("postgresql"):
+        return ""
+    engine = sa.create_engine(sync_url(url), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            used = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
+            most = conn.execute(sa.text("SHOW max_connections")).scalar_one()
+    except sa.exc.OperationalError as exc:
+        return f"cannot connect ({str(exc.orig).strip().splitlines()[-1]})"
+    finally:
+        engine.dispose()
+    return f"{used} of max_connections {most} in use"
+
+
+def refused_connections(*bots: BotProcess) -> int:
+    """Times a bot was refused a database connection ("too many clients")."""
+    count = 0
+    for bot in bots:
+        with contextlib.suppress(OSError):
+            count += bot.log.read_text(errors="replace").count("too many clients")
+    return count
 
 
 def count_tickets(url: str) -> int:
@@ -974,7 +1055,29 @@ class BotProcess:
             text = self.log.read_text(errors="replace")
         except OSError:
             return []
-        return [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
+        lines = text.splitlines()
+        errors = [n for n, line in enumerate(lines) if " ERROR " in line]
+        if not errors:
+            return []
+        # The first error in full: its line and the traceback under it, up to the next record.
+        first = [lines[errors[0]]]
+        for line in lines[errors[0] + 1 :]:
+            if line[:4].isdigit() and line[4:5] == "-":  # the next record's date
+                break
+            first.append(line)
+        counts = Counter(lines[n].split(" ERROR ", 1)[1].split(":", 1)[0] for n in errors)
+        return [
+            f"{self.name}: {len(errors)} ERROR lines ({dict(counts)}); the first:",
+            *first[:12],
+            *(["  ..."] + first[-8:] if len(first) > 20 else first[12:]),
+        ]
+
+
+def keep_logs(workdir: str, where: str | None) -> None:
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        for log in Path(workdir).glob("*.log"):
+            shutil.copy(log, Path(where) / log.name)
 
 
 def bot_env(fake: BenchFake, url: str, **settings: str) -> dict[str, str]:
@@ -1012,6 +1115,8 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
     startup: dict[str, float] = {}
     people = {"think": args.think, "gap": 1.0}
     load_at_start = load_average()
+    connections_at_start = connections(url)
+    bots: list[BotProcess] = []
     async with BenchFake(tokens=[GRIDBOT_TOKEN, BARE_TOKEN, STATE_TOKEN]) as fake:
         fake.limits()  # Telegram's: 30/s to chats that did not write, per chat 3 then 1/s
         driver = Driver(fake, rng, args.timeout, saturated_ms=args.saturated_ms)
@@ -1034,6 +1139,7 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
                 base_env,
                 workdir,
             )
+            bots.append(echo)
             startup[name] = await echo.start(fake, token)
             try:
                 label = "bare echo" if name == "bare" else "durable echo"
@@ -1049,8 +1155,11 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
             fake.drop_pending()
 
         gridbot = gridbot_process(args, fake, url, workdir, "gridbot")
+        bots.append(gridbot)
         startup["gridbot"] = await gridbot.start(fake, GRIDBOT_TOKEN)
         rejected_before = fake.rejections()
+        rejected_since = len(fake.rejected_at)
+        gridbot_started = time.perf_counter()
         delivery: Delivery | None = None
         try:
             profile: list[asyncio.subprocess.Process] = []
@@ -1127,6 +1236,10 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
         finally:
             code = await gridbot.stop()
         rejected = fake.rejections() - rejected_before
+        rejections = [
+            (at - gridbot_started, kind, driver.lag_near(at))
+            for at, kind in fake.rejected_at[rejected_since:]
+        ]
         if delivery is not None:
             delivery.rejected = rejected
         if code not in (0, -signal.SIGTERM):
@@ -1141,8 +1254,11 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
         "dialogs": dialogs,
         "log_problems": gridbot.problems(),
         "gridbot_rejected": rejected,
+        "rejections": rejections,
         "delivery": delivery,
         "load": (load_at_start, load_average()),
+        "connections": (connections_at_start, connections(url)),
+        "refused_connections": refused_connections(*bots),
     }
 
 
@@ -1151,7 +1267,7 @@ def table(phases: list[Phase]) -> None:
         f"{'phase':<27} {'chats':>5} {'offered/s':>9} {'pushed/s':>8} {'handled/s':>9} "
         f"{'sends/upd':>9} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
         f"{'errors':>6} {'429s':>4} {'fake req/s':>10} {'bot CPU':>7} {'CPU ms/upd':>10} "
-        f"{'bot wait':>8} {'fake+drv CPU':>12} {'drv GC ms':>9}"
+        f"{'bot wait':>8} {'fake+drv CPU':>12} {'drv GC ms':>9} {'drv lag ms':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -1164,7 +1280,21 @@ def table(phases: list[Phase]) -> None:
             f"{max(p.latencies, default=float('nan')):>7.1f} {p.errors:>6} "
             f"{sum(p.rejected.values()):>4} {p.requests / p.seconds:>10.0f} {p.bot_cpu:>7.0%} "
             f"{p.cpu_ms_per_update:>10.2f} {p.bot_wait:>8.0%} {p.driver_cpu:>12.0%} "
-            f"{p.driver_gc_ms:>9.1f}"
+            f"{p.driver_gc_ms:>9.1f} {p.driver_lag_ms:>10.1f}"
+        )
+
+
+def print_database_note(result: dict) -> None:
+    if result["connections"][0]:
+        print(
+            f"PostgreSQL server (shared): {result['connections'][0]} at the start, "
+            f"{result['connections'][1]} at the end"
+        )
+    if result["refused_connections"]:
+        print(
+            f"WARNING: the database server refused the bots a connection "
+            f"{result['refused_connections']} times (too many clients: other sessions on the "
+            "server used its connections): figures from then on are not the bot's alone"
         )
 
 
@@ -1199,13 +1329,18 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         f"machine load average at the start {result['load'][0]}, at the end {result['load'][1]};"
         " 'bot wait' is the share of the window the bot's main thread waited for a CPU"
     )
+    print_database_note(result)
     print()
     table(list(phases.values()))
     print()
     for p in (bare, durable, grid):
         print(
             f"  {p.name}: {p.residents} residents after {p.ramp_s:.1f} s of ramp, "
-            f"bot CPU {p.bot_cpu:.0%}"
+            + (
+                "the bot queued from there (its capacity set the rate)"
+                if p.saturated
+                else "NOT SATURATED: --crowd-max reached before the bot queued"
+            )
         )
     print()
     print("gridbot latency per dialog step, ms (p50 / p99, count) in the window:")
@@ -1229,8 +1364,8 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
     for p in phases.values():
         for sample in p.samples:
             print(f"  {p.name}: {sample}")
-    for line in result["log_problems"][:10]:
-        print(f"  gridbot log: {line[:200]}")
+    for line in result["log_problems"]:
+        print(f"  log {line[:240]}")
     print(
         f"updates/s: bare echo {bare.rate:.1f}, durable echo {durable.rate:.1f}, "
         f"gridbot {grid.rate:.1f}"
@@ -1257,7 +1392,8 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         f"{delivery.window_rate:.2f}/s during the residents' window "
         f"(x{delivery.window_rate / OUTBOX_RATE:.2f} of the configured {OUTBOX_RATE:g}/s); "
         f"the window ended {'inside' if delivery.last_at >= call.window_end else 'AFTER'} "
-        "the delivery"
+        f"the delivery; at most {delivery.densest} call messages (refused ones included) "
+        "reached the fake within one second (it takes 30)"
     )
     total_429 = sum(rejected.values())
     print(
@@ -1265,6 +1401,11 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         + str({k: rejected.get(k, 0) for k in REJECTION_KINDS})
         + f" (target 0): {verdict(total_429 == 0)}"
     )
+    for at, what, lag in result["rejections"][:10]:
+        print(
+            f"  a {what} 429 {at:.1f} s after gridbot started; the driver's loop was up to "
+            f"{lag:.0f} ms late in the second before"
+        )
     print(
         "the fake runs in this process: its CPU with the residents' is the 'fake+drv' column "
         "(near 100% would mean the fake was the limit, not the bot)"
@@ -1288,6 +1429,11 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
                 "durable": durable.residents,
                 "gridbot": grid.residents,
             },
+            "saturated": {
+                "bare": bare.saturated,
+                "durable": durable.saturated,
+                "gridbot": grid.saturated,
+            },
             "bare_p50_ms": round(bare.p(0.5), 1),
             "bare_p99_ms": round(bare.p(0.99), 1),
             "durable_p50_ms": round(durable.p(0.5), 1),
@@ -1309,6 +1455,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
             "call_duplicates": delivery.duplicates,
             "bulk_rate_in_window": round(delivery.window_rate, 2),
             "bulk_rate": round(delivery.rate, 2),
+            "bulk_densest_per_s": delivery.densest,
             "gridbot_429": total_429,
             "gridbot_429_by_kind": {k: rejected.get(k, 0) for k in REJECTION_KINDS},
             "tickets_filed": result["tickets"],
@@ -1321,6 +1468,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
             "bot_cpu": {k: round(p.bot_cpu, 2) for k, p in phases.items()},
             "driver_cpu": {k: round(p.driver_cpu, 2) for k, p in phases.items()},
             "driver_gc_max_ms": round(max(p.driver_gc_ms for p in phases.values()), 1),
+            "driver_lag_max_ms": {k: round(p.driver_lag_ms, 1) for k, p in phases.items()},
             "bot_wait": {k: round(p.bot_wait, 2) for k, p in phases.items()},
         }
     )
@@ -1335,6 +1483,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per step")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--logs", default=None, help="keep the bots' logs in this directory")
     parser.add_argument(
         "--gridbot-command",
         default=None,
@@ -1360,7 +1509,11 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=100.0, help="updates/s offered in the call")
     parser.add_argument(
-        "--pace", type=float, default=1.0, help="open loop: seconds between a resident's updates"
+        "--pace",
+        type=float,
+        default=1.25,
+        help="open loop: seconds between a resident's updates (residents: rate x pace); a "
+        "step answered with more than one message needs more than a second of its chat",
     )
     parser.add_argument("--call-members", type=int, default=5000, help="members the call reaches")
     parser.add_argument(
@@ -1385,6 +1538,7 @@ def main() -> None:
         # gridbot migrates the database itself when it starts.
         with database(args.database_url, migrate=False) as (url, kind):
             result = asyncio.run(run(args, url, kind, workdir))
+        keep_logs(workdir, args.logs)
         print(json.dumps(report(args, kind, result)))
 
 

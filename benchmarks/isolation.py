@@ -65,12 +65,16 @@ from benchmarks.inbound import (  # noqa: E402
     Load,
     Phase,
     add_common_arguments,
+    connections,
     count_tickets,
     delivery_of,
     finite,
     gridbot_process,
+    keep_logs,
     load_average,
     post_call,
+    print_database_note,
+    refused_connections,
     seed_members,
     table,
     verdict,
@@ -132,6 +136,7 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
     startup: dict[str, float] = {}
     spread = args.think * DIALOG_STEPS
     load_at_start = load_average()
+    connections_at_start = connections(url)
 
     def others(name: str) -> Phase:
         return Phase(name, Load(args.others, think=args.think, gap=1.0, spread=spread))
@@ -257,6 +262,8 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
         "dialogs": sum(p.dialogs for p in phases.values()),
         "log_problems": gridbot.problems() + paid.problems(),
         "load": (load_at_start, load_average()),
+        "connections": (connections_at_start, connections(url)),
+        "refused_connections": refused_connections(gridbot, paid),
     }
 
 
@@ -287,6 +294,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         + ", ".join(f"{k} {v:.1f} s" for k, v in result["startup"].items())
     )
     print(f"machine load average at the start {result['load'][0]}, at the end {result['load'][1]}")
+    print_database_note(result)
     print()
     table(list(phases.values()))
     print()
@@ -300,8 +308,8 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
     for p in phases.values():
         for sample in p.samples:
             print(f"  {p.name}: {sample}")
-    for line in result["log_problems"][:10]:
-        print(f"  gridbot log: {line[:200]}")
+    for line in result["log_problems"]:
+        print(f"  log {line[:240]}")
     base_p99 = base.p(0.99)
 
     def against_base(p: Phase) -> str:
@@ -327,9 +335,10 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         f"{verdict(blocked_ok)}"
     )
     print(
-        f"  the blocked person wrote {b['pushed']} times; gridbot tried {b['calls_refused']} "
-        f"send(s) to the chat (each answered 429 retry_after={args.retry_after}), gave up "
-        f"{b['given_up']} time(s) without waiting; delivered {b['delivered']}"
+        f"  the blocked person wrote {b['pushed']} times; gridbot sent {b['calls_refused']} "
+        f"request(s) to the chat (answered 429 retry_after={args.retry_after}) and logged "
+        f"{b['given_up']} reply(ies) given up, none waited for (longer than the 10 s cap); "
+        f"delivered {b['delivered']}"
     )
     ratio = d.rate / args.paid_rate
     paid_ok = ratio >= TARGET_PAID_RATIO
@@ -429,6 +438,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gridbot-isolation-") as workdir:
         with database(args.database_url, migrate=False) as (url, kind):
             result = asyncio.run(run(args, url, kind, workdir))
+        keep_logs(workdir, args.logs)
         print(json.dumps(report(args, kind, result)))
 
 

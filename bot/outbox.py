@@ -298,8 +298,13 @@ class OutboxSender:
         self._chats_in_flight.discard(row.chat_id)
         self._granted.discard(row.id)
         # The last fetch skipped this chat while its send was in flight: look again as soon
-        # as the chat may be written to, not at the next poll.
-        self._fetch_at = min(self._fetch_at, self._throttle.chat_ready_at(row.chat_id))
+        # as the chat may be written to, not at the next poll, but not more often than 20
+        # times a second (looking again after every send cost a third of the sender's CPU in a
+        # paid broadcast at 250/s, 19,218 fetches for 20,000 rows).
+        self._fetch_at = min(
+            self._fetch_at,
+            max(self._throttle.chat_ready_at(row.chat_id), self._monotonic() + 0.05),
+        )
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("outbox: send task for row %s crashed", row.id, exc_info=exc)
         self._poke()

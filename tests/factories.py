@@ -9,8 +9,8 @@ from typing import Any
 from aiogram.types import CallbackQuery, Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.enums import UnitKind
-from storage.models import Department, OrgUnit, Person
+from storage.enums import MemberStatus, UnitKind
+from storage.models import Department, Member, OrgUnit, Person
 
 
 @dataclass
@@ -66,6 +66,26 @@ async def make_person(
 
 
 PHOTO = [{"file_id": "p", "file_unique_id": "u", "width": 1, "height": 1}]
+
+
+async def make_members(session: AsyncSession, tree: Tree, count: int) -> list[Person]:
+    """Approved Party members of the tree's community, in its grid (telegram ids 1000...)."""
+    people = []
+    for n in range(count):
+        person = await make_person(session, 1000 + n, f"Member {n}")
+        session.add(
+            Member(
+                person_id=person.id,
+                full_name=f"Member {n}",
+                branch="第一党支部",
+                community_id=tree.community.id,
+                grid_id=tree.grid.id,
+                status=MemberStatus.APPROVED,
+            )
+        )
+        people.append(person)
+    await session.commit()
+    return people
 
 
 def tg_message(text: str | None = None, **extra: Any) -> Message:

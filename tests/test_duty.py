@@ -36,7 +36,7 @@ from storage.models import (
     RoleAssignment,
     ServicePost,
 )
-from tests.factories import add_unit, make_person, make_tree
+from tests.factories import add_unit, make_members, make_person, make_tree
 
 PLACE = (34.742, 113.632)
 NEAR = (34.7435, 113.632)  # about 170 m north
@@ -57,21 +57,8 @@ async def _world(session, members: int = 5):
             RoleAssignment(person_id=stranger.id, role=Role.COMMUNITY_SECRETARY, unit_id=other.id),
         ]
     )
-    people = []
-    for n in range(members):
-        person = await make_person(session, 1000 + n, f"Member {n}")
-        session.add(
-            Member(
-                person_id=person.id,
-                full_name=f"Member {n}",
-                branch="第一党支部",
-                community_id=tree.community.id,
-                grid_id=tree.grid.id,
-                status=MemberStatus.APPROVED,
-            )
-        )
-        people.append(person)
     await session.commit()
+    people = await make_members(session, tree, members)
     return tree, other, secretary, stranger, people
 
 

@@ -39,7 +39,7 @@ from domain.sweep import sweep
 from domain.tickets import accept_ticket, escalate_ticket, resolve_ticket
 from scheduler import jobs
 from storage.db import make_engine, make_sessionmaker
-from storage.enums import MemberStatus, Role, TicketStatus
+from storage.enums import Role, TicketStatus
 from storage.models import (
     CallClaim,
     Department,
@@ -49,7 +49,7 @@ from storage.models import (
     RoleAssignment,
     Ticket,
 )
-from tests.factories import make_person
+from tests.factories import make_members, make_person
 from tests.test_duty import PLACE, _call
 from tests.test_duty import _world as _duty_world
 from tests.test_sweep import TIMING, _file
@@ -403,26 +403,6 @@ async def test_the_sweep_escalates_closes_and_chases_once_with_two_schedulers(
             assert escalated == Counter(dict.fromkeys(due, 1) | {summoned: 2})
 
 
-async def _members(session, tree, count: int) -> list:
-    """Approved members of the community (telegram ids 1000...)."""
-    people = []
-    for n in range(count):
-        person = await make_person(session, 1000 + n, f"Member {n}")
-        session.add(
-            Member(
-                person_id=person.id,
-                full_name=f"Member {n}",
-                branch="第一党支部",
-                community_id=tree.community.id,
-                grid_id=tree.grid.id,
-                status=MemberStatus.APPROVED,
-            )
-        )
-        people.append(person)
-    await session.commit()
-    return people
-
-
 async def _check_in(session, clock, person, call_id) -> None:
     await check_in(
         session=session,
@@ -446,7 +426,7 @@ async def test_the_whole_job_run_by_two_schedulers_at_once_does_everything_once(
             tree, category, people = await _ticket_world(session)
             people["category"] = category
             secretary = people["secretary"]
-            members = await _members(session, tree, 4)
+            members = await make_members(session, tree, 4)
             member_ids = await _member_ids(session)
             # November: two members serve (the month's summaries).
             served, _ = await _call(session, clock, tree, secretary, capacity=5)  # 10:00-12:00

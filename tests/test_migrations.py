@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import pytest
@@ -144,17 +143,3 @@ def test_a_read_only_database_fails_the_write_check(db_url: str) -> None:
         else "cannot execute UPDATE in a read-only transaction"
     )
     assert str(refused.value) == f"cannot write to {describe(url)}: {reason}"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a file whatever its mode")
-def test_a_sqlite_file_without_write_permission_fails_the_write_check(tmp_path) -> None:
-    from storage.db import DatabaseNotWritable, check_writable, upgrade
-
-    path = tmp_path / "mode.db"
-    upgrade(f"sqlite:///{path}")
-    path.chmod(0o444)
-    with pytest.raises(DatabaseNotWritable) as refused:
-        check_writable(f"sqlite:///{path}")
-    assert str(refused.value) == (
-        f"cannot write to the SQLite file {path}: attempt to write a readonly database"
-    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from bot.leadership import Duty
 from domain.clock import FrozenClock
 from storage.db import make_engine, make_sessionmaker
 from storage.leases import holder_of, release, take_or_renew
+from storage.models import Lease
 
 TTL = timedelta(seconds=6)
 
@@ -170,3 +173,18 @@ async def test_a_clean_stop_gives_the_duty_up(db_url: str, clock: FrozenClock) -
         assert await holder_of(sessionmaker, "poll:9", clock.now()) is None
     finally:
         await engine.dispose()
+
+
+async def test_a_process_does_only_its_roles(db_url: str) -> None:
+    from tests.botkit import running_bot
+
+    async with running_bot(db_url, roles="serve") as running:
+        engine = make_engine(db_url)
+        try:
+            sessionmaker = make_sessionmaker(engine)
+            async with sessionmaker() as session:
+                rows = (await session.exec(sa.select(Lease.name))).all()
+            # It polls (serving updates), but neither sends the outbox nor schedules.
+            assert sorted(r[0] for r in rows) == [f"poll:{running.fake.token.split(':')[0]}"]
+        finally:
+            await engine.dispose()

@@ -1106,6 +1106,51 @@ def gridbot_process(
 # -- the run -------------------------------------------------------------------------------------
 
 
+async def resident_and_call_phases(
+    args: argparse.Namespace,
+    driver: Driver,
+    fake: BenchFake,
+    url: str,
+    gridbot: BotProcess,
+    phases: dict[str, Phase],
+) -> Delivery:
+    """Phases 2 and 3: the issue's residents, then residents at `--rate` during a call."""
+    people = {"think": args.think, "gap": 1.0}
+    spread = args.think * DIALOG_STEPS
+    phases["residents"] = await driver.run(
+        Phase(
+            f"gridbot, {args.residents} residents",
+            Load(args.residents, spread=spread, **people),
+        ),
+        driver.report,
+        warmup=max(args.warmup, spread),
+        seconds=args.seconds,
+        bot_pid=gridbot.pid,
+    )
+
+    # A call to every member of a community, delivered by gridbot's outbox meanwhile.
+    community = await seed_members(url, args.call_members)
+    since = len(fake.bulk_times)
+    rows, enqueue_s = await post_call(url, community, "Snow on the roads: all hands")
+    posted_at = time.perf_counter()
+    open_residents = max(1, round(args.rate * args.pace))
+    spread = args.pace * DIALOG_STEPS
+    call_phase = Phase(
+        f"gridbot {args.rate:g}/s + call",
+        Load(open_residents, pace=args.pace, spread=spread),
+    )
+    phases["call"] = await driver.run(
+        call_phase,
+        driver.report,
+        warmup=max(args.warmup, spread),
+        seconds=args.call_window,
+        bot_pid=gridbot.pid,
+    )
+    await wait_delivered(fake, rows, since, rows / OUTBOX_RATE * 2 + 30)
+    delivery = delivery_of(fake, since, rows, posted_at, enqueue_s, call_phase)
+    return delivery
+
+
 async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> dict:
     rng = random.Random(args.seed)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
@@ -1201,38 +1246,8 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
                 log = (Path(workdir) / "py-spy.log").read_text(errors="replace")
                 print(f"py-spy failed ({profile[0].returncode}): {log[-1000:]}")
 
-            spread = args.think * DIALOG_STEPS
-            phases["residents"] = await driver.run(
-                Phase(
-                    f"gridbot, {args.residents} residents",
-                    Load(args.residents, spread=spread, **people),
-                ),
-                driver.report,
-                warmup=max(args.warmup, spread),
-                seconds=args.seconds,
-                bot_pid=gridbot.pid,
-            )
-
-            # A call to every member of a community, delivered by gridbot's outbox meanwhile.
-            community = await seed_members(url, args.call_members)
-            since = len(fake.bulk_times)
-            rows, enqueue_s = await post_call(url, community, "Snow on the roads: all hands")
-            posted_at = time.perf_counter()
-            open_residents = max(1, round(args.rate * args.pace))
-            spread = args.pace * DIALOG_STEPS
-            call_phase = Phase(
-                f"gridbot {args.rate:g}/s + call",
-                Load(open_residents, pace=args.pace, spread=spread),
-            )
-            phases["call"] = await driver.run(
-                call_phase,
-                driver.report,
-                warmup=max(args.warmup, spread),
-                seconds=args.call_window,
-                bot_pid=gridbot.pid,
-            )
-            await wait_delivered(fake, rows, since, rows / OUTBOX_RATE * 2 + 30)
-            delivery = delivery_of(fake, since, rows, posted_at, enqueue_s, call_phase)
+            if not args.capacity_only:
+                delivery = await resident_and_call_phases(args, driver, fake, url, gridbot, phases)
         finally:
             code = await gridbot.stop()
         rejected = fake.rejections() - rejected_before
@@ -1302,11 +1317,61 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def print_residents_and_call(
+    args: argparse.Namespace, phases: dict[str, Phase], delivery: Delivery
+) -> None:
+    residents, call = phases["residents"], phases["call"]
+    p99_call = call.p(0.99)
+    print(
+        f"{args.residents} residents: {residents.rate:.1f} updates/s, p50/p99 "
+        f"{residents.p(0.5):.1f}/{residents.p(0.99):.1f} ms"
+    )
+    print(
+        f"p99 at {args.rate:g}/s offered while a call to {args.call_members} members goes out "
+        f"{p99_call:.1f} ms (target < {TARGET_P99_MS:g} ms): {verdict(p99_call < TARGET_P99_MS)};"
+        f" p50 {call.p(0.5):.1f} ms, achieved {call.pushed / call.seconds:.1f} updates/s"
+    )
+    print(
+        f"the call: {delivery.rows} outbox rows written by create_call in "
+        f"{delivery.enqueue_s:.2f} s; {delivery.delivered} delivered "
+        f"({delivery.duplicates} twice), {delivery.rate:.2f}/s first to last; "
+        f"{delivery.window_rate:.2f}/s during the residents' window "
+        f"(x{delivery.window_rate / OUTBOX_RATE:.2f} of the configured {OUTBOX_RATE:g}/s); "
+        f"the window ended {'inside' if delivery.last_at >= call.window_end else 'AFTER'} "
+        f"the delivery; at most {delivery.densest} call messages (refused ones included) "
+        "reached the fake within one second (it takes 30)"
+    )
+
+
+def residents_and_call_figures(
+    args: argparse.Namespace, phases: dict[str, Phase], result: dict
+) -> dict:
+    residents, call = phases["residents"], phases["call"]
+    delivery: Delivery = result["delivery"]
+    p99_call = call.p(0.99)
+    return {
+        "residents": args.residents,
+        "residents_updates_per_s": round(residents.rate, 1),
+        "residents_p50_ms": round(residents.p(0.5), 1),
+        "residents_p99_ms": round(residents.p(0.99), 1),
+        "offered_rate": args.rate,
+        "call_achieved_rate": round(call.pushed / call.seconds, 1),
+        "call_p50_ms": round(call.p(0.5), 1),
+        "call_p99_ms": round(p99_call, 1),
+        "call_p99_met": p99_call < TARGET_P99_MS,
+        "call_members": args.call_members,
+        "call_rows": delivery.rows,
+        "call_delivered": delivery.delivered,
+        "call_duplicates": delivery.duplicates,
+        "bulk_rate_in_window": round(delivery.window_rate, 2),
+        "bulk_rate": round(delivery.rate, 2),
+        "bulk_densest_per_s": delivery.densest,
+    }
+
+
 def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
     phases: dict[str, Phase] = result["phases"]
     bare, durable, grid = phases["bare"], phases["durable"], phases["gridbot"]
-    residents, call = phases["residents"], phases["call"]
-    delivery: Delivery = result["delivery"]
     rejected: Counter[str] = result["gridbot_rejected"]
     print(
         f"inbound: /report dialogs through `gridbot run` ({kind}), an aiogram echo bot bare and "
@@ -1344,7 +1409,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         )
     print()
     print("gridbot latency per dialog step, ms (p50 / p99, count) in the window:")
-    for p in (grid, residents, call):
+    for p in (p for k, p in phases.items() if k not in ("bare", "durable")):
         parts = [
             f"{step} {percentile(v, 0.5):.1f}/{percentile(v, 0.99):.1f} ({len(v)})"
             for step in STEPS
@@ -1353,7 +1418,6 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         print(f"  {p.name:<27} " + ", ".join(parts))
     print()
     ratio = grid.rate / durable.rate
-    p99_call = call.p(0.99)
     errors = sum(p.errors for p in phases.values())
     mismatch = result["tickets"] != result["dialogs"]
     print(
@@ -1375,26 +1439,9 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         f"{verdict(ratio >= TARGET_RATIO)}; gridbot/bare {grid.rate / bare.rate:.2f}, "
         f"durable/bare {durable.rate / bare.rate:.2f}"
     )
-    print(
-        f"gridbot capacity p50/p99 {grid.p(0.5):.1f}/{grid.p(0.99):.1f} ms (queueing by "
-        f"design); {args.residents} residents: {residents.rate:.1f} updates/s, p50/p99 "
-        f"{residents.p(0.5):.1f}/{residents.p(0.99):.1f} ms"
-    )
-    print(
-        f"p99 at {args.rate:g}/s offered while a call to {args.call_members} members goes out "
-        f"{p99_call:.1f} ms (target < {TARGET_P99_MS:g} ms): {verdict(p99_call < TARGET_P99_MS)};"
-        f" p50 {call.p(0.5):.1f} ms, achieved {call.pushed / call.seconds:.1f} updates/s"
-    )
-    print(
-        f"the call: {delivery.rows} outbox rows written by create_call in "
-        f"{delivery.enqueue_s:.2f} s; {delivery.delivered} delivered "
-        f"({delivery.duplicates} twice), {delivery.rate:.2f}/s first to last; "
-        f"{delivery.window_rate:.2f}/s during the residents' window "
-        f"(x{delivery.window_rate / OUTBOX_RATE:.2f} of the configured {OUTBOX_RATE:g}/s); "
-        f"the window ended {'inside' if delivery.last_at >= call.window_end else 'AFTER'} "
-        f"the delivery; at most {delivery.densest} call messages (refused ones included) "
-        "reached the fake within one second (it takes 30)"
-    )
+    print(f"gridbot capacity p50/p99 {grid.p(0.5):.1f}/{grid.p(0.99):.1f} ms (queueing by design)")
+    if not args.capacity_only:
+        print_residents_and_call(args, phases, result["delivery"])
     total_429 = sum(rejected.values())
     print(
         f"429s answered to gridbot: {total_429} "
@@ -1410,9 +1457,11 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
         "the fake runs in this process: its CPU with the residents' is the 'fake+drv' column "
         "(near 100% would mean the fake was the limit, not the bot)"
     )
+    figures = {} if args.capacity_only else residents_and_call_figures(args, phases, result)
     return finite(
         {
             "benchmark": "inbound",
+            "capacity_only": args.capacity_only,
             "database": kind,
             "fake": "in the driver's process",
             "limits": "production defaults; fake enforces Telegram's",
@@ -1440,22 +1489,6 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
             "durable_p99_ms": round(durable.p(0.99), 1),
             "gridbot_p50_ms": round(grid.p(0.5), 1),
             "gridbot_p99_ms": round(grid.p(0.99), 1),
-            "residents": args.residents,
-            "residents_updates_per_s": round(residents.rate, 1),
-            "residents_p50_ms": round(residents.p(0.5), 1),
-            "residents_p99_ms": round(residents.p(0.99), 1),
-            "offered_rate": args.rate,
-            "call_achieved_rate": round(call.pushed / call.seconds, 1),
-            "call_p50_ms": round(call.p(0.5), 1),
-            "call_p99_ms": round(p99_call, 1),
-            "call_p99_met": p99_call < TARGET_P99_MS,
-            "call_members": args.call_members,
-            "call_rows": delivery.rows,
-            "call_delivered": delivery.delivered,
-            "call_duplicates": delivery.duplicates,
-            "bulk_rate_in_window": round(delivery.window_rate, 2),
-            "bulk_rate": round(delivery.rate, 2),
-            "bulk_densest_per_s": delivery.densest,
             "gridbot_429": total_429,
             "gridbot_429_by_kind": {k: rejected.get(k, 0) for k in REJECTION_KINDS},
             "tickets_filed": result["tickets"],
@@ -1470,6 +1503,7 @@ def report(args: argparse.Namespace, kind: str, result: dict) -> dict:
             "driver_gc_max_ms": round(max(p.driver_gc_ms for p in phases.values()), 1),
             "driver_lag_max_ms": {k: round(p.driver_lag_ms, 1) for k, p in phases.items()},
             "bot_wait": {k: round(p.bot_wait, 2) for k, p in phases.items()},
+            **figures,
         }
     )
 
@@ -1514,6 +1548,11 @@ def main() -> None:
         default=1.25,
         help="open loop: seconds between a resident's updates (residents: rate x pace); a "
         "step answered with more than one message needs more than a second of its chat",
+    )
+    parser.add_argument(
+        "--capacity-only",
+        action="store_true",
+        help="the capacity phases alone (the ratio), without the residents and the call",
     )
     parser.add_argument("--call-members", type=int, default=5000, help="members the call reaches")
     parser.add_argument(

@@ -12,6 +12,7 @@ from domain.errors import DomainError, NotFound
 from domain.text import clean_text
 from storage.enums import AssignmentStatus
 from storage.models import Department, OrgUnit, Person, RoleAssignment
+from storage.people import person_by_telegram_id
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ async def ensure_person(
     # name would otherwise fail every update from that account on PostgreSQL.
     full_name = clean_text(full_name)[:300]
     username = (clean_text(username)[:64] or None) if username is not None else None
-    person = (await session.exec(select(Person).where(Person.telegram_id == telegram_id))).first()
+    person = await person_by_telegram_id(session, telegram_id)
     if person is None:
         person = Person(
             telegram_id=telegram_id,

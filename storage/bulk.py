@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -18,10 +18,8 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import json_dumps
-from storage.dialect import Driver
+from storage.dialect import Driver, db_time
 
-# How SQLAlchemy's SQLite DATETIME stores a value: text that sorts like the time.
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _scratch = itertools.count()
 
 
@@ -33,9 +31,7 @@ def _time_converter(name: str, dialect: str) -> Callable[[datetime], Any]:
         if found is None:
             if value.tzinfo is None:
                 raise ValueError(f"naive datetime given to {name}")
-            utc = value.astimezone(UTC)
-            found = utc.replace(tzinfo=None).strftime(_SQLITE_TIME) if dialect == "sqlite" else utc
-            memo[value] = found
+            found = memo[value] = db_time(value, dialect)
         return found
 
     return convert

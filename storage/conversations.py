@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from storage.db import SQLITE_BUSY_TIMEOUT_S, json_dumps, sqlite_pragmas
+from storage.dialect import db_time
 from storage.sqlite_driver import busy_waits, is_busy
 
 Conversation = tuple[str | None, dict[str, Any]]
@@ -39,8 +40,6 @@ _UPSERT = (
 )
 _DELETE = 'DELETE FROM conversation_state WHERE "key" = {p}'
 _SELECT = 'SELECT state, data FROM conversation_state WHERE "key" = {p}'
-# How SQLAlchemy's SQLite DATETIME stores a value (storage.types.UTCDateTime): naive UTC text.
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class ConversationStore(ABC):
@@ -121,8 +120,7 @@ class SQLiteConversations(ConversationStore):
     async def _upsert(
         self, key: str, now: datetime, state: str | None, data: dict[str, Any]
     ) -> None:
-        stamp = now.replace(tzinfo=None).strftime(_SQLITE_TIME)
-        await self._run(self._upsert_sql, (key, state, json_dumps(data), stamp))
+        await self._run(self._upsert_sql, (key, state, json_dumps(data), db_time(now, "sqlite")))
 
     async def _delete(self, key: str) -> None:
         await self._run(self._delete_sql, (key,))

@@ -14,6 +14,10 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
+# session.info key: the transaction a Driver was made for, and the Driver.
+_DRIVER = "gridbot_driver"
+
+
 @cache
 def driver_sql(sql: str, dialect: str) -> str:
     """A statement written with `?` placeholders, in the driver's own style."""
@@ -32,11 +36,20 @@ class Driver:
 
     @classmethod
     async def of(cls, session: AsyncSession) -> Driver:
-        """The session's connection, its transaction begun (what the ORM has pending first)."""
-        await session.flush()
+        """The session's connection, its transaction begun (what the ORM has pending first).
+
+        Kept in the session for the length of its transaction: the statements every update
+        runs would otherwise each pay for looking the connection up again."""
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
+        known = session.info.get(_DRIVER)
+        if known is not None and known[0] is session.get_transaction():
+            return known[1]
         connection = await session.connection()
         raw = await connection.get_raw_connection()
-        return cls(connection.dialect.name, raw.driver_connection)
+        driver = cls(connection.dialect.name, raw.driver_connection)
+        session.info[_DRIVER] = (session.get_transaction(), driver)
+        return driver
 
     async def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         """Run one statement; its rows (none for a statement that returns none)."""
@@ -60,6 +73,19 @@ class Driver:
         async with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
             for row in values:
                 await copy.write_row(row)
+
+
+# How a timestamp column (storage.types.UTCDateTime) keeps a value on SQLite: naive UTC text,
+# which sorts like the time it holds.
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def db_time(value: datetime, dialect: str) -> Any:
+    """An aware timestamp as the column's driver takes it: SQLite's text, or the datetime."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    utc = value.astimezone(UTC)
+    return utc.replace(tzinfo=None).strftime(SQLITE_TIME) if dialect == "sqlite" else utc
 
 
 def utc_time(value: Any) -> datetime | None:

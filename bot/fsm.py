@@ -4,10 +4,11 @@ database locks that keep one chat's updates in order across processes.
 Several processes may serve one bot, and the steps of one dialog may land on different ones,
 so nothing is kept in memory between updates: each update reads its conversation from the
 database. Inside an update the read is kept for the update's length, and the write is
-deferred: a step's set_state and set_data become one row written when the update's
-transaction ends, which is before the bot's next call to Telegram, so the person never sees
-the next question before the step is stored. Rows go through the conversation store's own
-connection (storage.conversations), not the update's session.
+deferred: a step's set_state and set_data become one row written in the update's transaction
+as it ends, which is before the bot's next call to Telegram, so the person never sees the
+next question before the step is stored, and the step commits with the update's claim and
+changes or not at all. Reads (and writes outside updates) go through the conversation
+store's own connection (storage.conversations).
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class DatabaseStorage(BaseStorage):
         known[key] = (state, data)
         now = self._clock.now()
 
-        async def write(_: AsyncSession) -> None:
-            await self._store.save(key, now, state, data)
+        async def write(session: AsyncSession) -> None:
+            await self._store.save_in(session, key, now, state, data)
 
         def undo() -> None:
             # Not stored: the update reads again what the database holds.

@@ -39,30 +39,26 @@ DeferredWrite = Callable[[AsyncSession], Awaitable[None]]
 def defer_write(
     session: AsyncSession, key: str, write: DeferredWrite, undo: Callable[[], None]
 ) -> None:
-    """Run `write` when the transaction ends (before the next call to Telegram, at the latest
-    when the update is done), or `undo` if it fails; a later write under a key replaces the
-    earlier one."""
+    """Run `write` in the transaction when it ends (before the next call to Telegram, at the
+    latest when the update is done), or `undo` if it does not commit; a later write under a
+    key replaces the earlier one."""
     session.info.setdefault(DEFERRED_WRITES, {})[key] = (write, undo)
 
 
 async def end_transaction(session: AsyncSession) -> None:
-    """Close the open transaction (rolling back changes nobody committed), then write what was
-    deferred."""
-    if session.in_transaction():
-        if session.new or session.dirty or session.deleted:
-            logger.error("uncommitted changes dropped before a call to Telegram")
-            await session.rollback()
-        else:
-            await session.commit()
+    """Write what was deferred and commit, in one transaction (changes nobody committed are
+    rolled back first: use cases commit their own)."""
+    if session.in_transaction() and (session.new or session.dirty or session.deleted):
+        logger.error("uncommitted changes dropped before a call to Telegram")
+        await session.rollback()
     writes = session.info.pop(DEFERRED_WRITES, None)
-    if not writes:
-        return
-    # After the transaction: on SQLite it may hold the write lock the deferred writes need.
     try:
-        for write, _ in writes.values():
+        for write, _ in (writes or {}).values():
             await write(session)
+        if session.in_transaction():
+            await session.commit()
     except BaseException:
-        for _, undo in writes.values():
+        for _, undo in (writes or {}).values():
             undo()
         raise
 

@@ -1,12 +1,13 @@
-"""Durable conversation (FSM) state: one row per chat/user key, through a connection of its own.
+"""Durable conversation (FSM) state: one row per chat/user key.
 
-Every step of every dialog writes its row, so this write is the one statement nearly every
-update makes. Through the ORM it cost a session, a pooled connection, a transaction and
-SQLAlchemy's statement machinery: far more than the statement. Here it goes straight to the
-driver on a connection kept for it: one statement in autocommit mode (an upsert or a delete is
-atomic by itself), so a step costs one round trip to PostgreSQL and a few microseconds on
-SQLite. Rows are written exactly as the `conversation_state` table's column types write them,
-so the ORM reads them back unchanged.
+Every step of every dialog reads and writes its row, so these are the statements nearly every
+update makes. Through the ORM each cost a session, a pooled connection, a transaction and
+SQLAlchemy's statement machinery: far more than the statement. Here they go straight to the
+driver: a step's write in the update's own transaction (`save_in`: one statement, and one
+commit with the rest of the update), reads and writes outside updates on a connection kept
+for them, in autocommit mode (an upsert or a delete is atomic by itself). Rows are written
+exactly as the `conversation_state` table's column types write them, so the ORM reads them
+back unchanged.
 
 SQLite: the connection is used on the event loop's thread; while another connection holds
 the write lock, the statement is retried after an asynchronous sleep (never SQLite's own
@@ -26,9 +27,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy.engine import make_url
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import SQLITE_BUSY_TIMEOUT_S, json_dumps, sqlite_pragmas
-from storage.dialect import db_time
+from storage.dialect import Driver, db_time
 from storage.sqlite_driver import busy_waits, is_busy
 
 Conversation = tuple[str | None, dict[str, Any]]
@@ -65,6 +67,28 @@ class ConversationStore(ABC):
             await self._delete(key)
         else:
             await self._upsert(key, now.astimezone(UTC), state, data)
+
+    async def save_in(
+        self,
+        session: AsyncSession,
+        key: str,
+        now: datetime,
+        state: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        """Store the whole conversation in the session's transaction: a dialog step commits
+        with the rest of its update (its claim, what it changed), or not at all."""
+        db = await Driver.of(session)
+        if state is None and not data:
+            await db.rows(_DELETE.format(p="?"), (key,))
+            return
+        if db.dialect == "postgresql":
+            from psycopg.types.json import Jsonb
+
+            stored: Any = Jsonb(data, dumps=json_dumps)
+        else:
+            stored = json_dumps(data)
+        await db.rows(_UPSERT.format(p="?"), (key, state, stored, db_time(now, db.dialect)))
 
     @abstractmethod
     async def load(self, key: str) -> Conversation:

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-
 # session.info key: the transaction a Driver was made for, and the Driver.
 _DRIVER = "gridbot_driver"
 
@@ -85,7 +84,10 @@ def db_time(value: datetime, dialect: str) -> Any:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     utc = value.astimezone(UTC)
-    return utc.replace(tzinfo=None).strftime(SQLITE_TIME) if dialect == "sqlite" else utc
+    if dialect != "sqlite":
+        return utc
+    # isoformat writes SQLITE_TIME's text several times faster than strftime.
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def utc_time(value: Any) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import UTC, datetime
+from unittest.mock import patch
 
 import pytest
 import sqlalchemy as sa
@@ -46,6 +47,10 @@ class Counting:
     async def save(self, *args):
         self.saves += 1
         await self.store.save(*args)
+
+    async def save_in(self, *args):
+        self.saves += 1
+        await self.store.save_in(*args)
 
 
 async def _rows(sessionmaker) -> list[tuple[str | None, dict]]:
@@ -154,20 +159,30 @@ async def test_inside_an_update_a_step_is_one_write_made_before_telegram(
     assert await _rows(sessionmaker) == [("Report:description", {"category": "garbage"})]
 
 
-async def test_the_deferred_write_waits_for_the_updates_own_transaction(
-    store, sessionmaker, clock
-) -> None:
-    """On SQLite the update's transaction holds the write lock: it ends before the write."""
+async def test_a_step_commits_with_its_update_or_not_at_all(store, sessionmaker, clock) -> None:
+    """The step's row is written in the update's transaction: if that does not commit, the
+    row is not there and the update's memory of it is undone."""
     storage = DatabaseStorage(store, clock)
     async with sessionmaker() as session:
         token = current_session.set(session)
         try:
             await session.exec(sa.select(ConversationState.key))  # a transaction is open
             await storage.set_state(KEY, Report.description)
-            await asyncio.wait_for(end_transaction(session), 2)
+
+            async def refuse() -> None:
+                # The step was written in this transaction: it sees its own row.
+                assert (await session.exec(sa.select(ConversationState.state))).all() == [
+                    ("Report:description",)
+                ]
+                raise ConnectionResetError("the database went away at commit")
+
+            with patch.object(session, "commit", refuse), pytest.raises(ConnectionResetError):
+                await end_transaction(session)
+            await session.rollback()
+            assert await storage.get_state(KEY) is None
         finally:
             current_session.reset(token)
-    assert await _rows(sessionmaker) == [("Report:description", {})]
+    assert await _rows(sessionmaker) == []
 
 
 async def test_a_deferred_write_that_fails_is_forgotten(store, sessionmaker, clock) -> None:

@@ -33,7 +33,8 @@ current_session: ContextVar[AsyncSession | None] = ContextVar("gridbot_session",
 # the write (an async callable taking the session) and what to undo if it is not committed.
 DEFERRED_WRITES = "gridbot_deferred_writes"
 
-DeferredWrite = Callable[[AsyncSession], Awaitable[None]]
+# Given the session while its transaction is open, None once nothing is left to commit with.
+DeferredWrite = Callable[[AsyncSession | None], Awaitable[None]]
 
 
 def defer_write(
@@ -47,15 +48,18 @@ def defer_write(
 
 async def end_transaction(session: AsyncSession) -> None:
     """Write what was deferred and commit, in one transaction (changes nobody committed are
-    rolled back first: use cases commit their own)."""
+    rolled back first: use cases commit their own). With no transaction open (its changes
+    committed, say before a reply), the writes go alone: nothing is left to commit them with,
+    and a transaction of their own would cost more than they do."""
     if session.in_transaction() and (session.new or session.dirty or session.deleted):
         logger.error("uncommitted changes dropped before a call to Telegram")
         await session.rollback()
     writes = session.info.pop(DEFERRED_WRITES, None)
+    open_transaction = session.in_transaction()
     try:
         for write, _ in (writes or {}).values():
-            await write(session)
-        if session.in_transaction():
+            await write(session if open_transaction else None)
+        if open_transaction:
             await session.commit()
     except BaseException:
         for _, undo in (writes or {}).values():

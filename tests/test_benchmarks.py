@@ -39,6 +39,7 @@ KEYS = {
         "durable_echo_updates_per_s",
         "gridbot_updates_per_s",
         "ratio_gridbot_durable",
+        "ratio_rounds",
         "residents_p50_ms",
         "residents_p99_ms",
         "call_p99_ms",

@@ -29,14 +29,11 @@ from aiogram.fsm.storage.base import (
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.middlewares import current_session, defer_write
+from bot.middlewares import CONVERSATIONS, current_session, defer_write, early_reads
 from domain.clock import Clock
 from storage.conversations import ConversationStore
 
 Conversation = tuple[str | None, dict[str, Any]]
-
-# session.info key: the conversations an update read or wrote, by storage key.
-CONVERSATIONS = "gridbot_conversations"
 
 
 def _copy(value: Any) -> Any:
@@ -60,7 +57,11 @@ class DatabaseStorage(BaseStorage):
     async def _get(self, key: str) -> Conversation:
         shared = current_session.get()
         if shared is None:
-            return await self._store.load(key)
+            found = await self._store.load(key)
+            early = early_reads.get()
+            if early is not None:  # in an update, before its session: the session keeps it
+                early[key] = found
+            return found
         # Within one update, what it read or wrote (its handlers and filters ask often).
         known = shared.info.setdefault(CONVERSATIONS, {})
         found = known.get(key)

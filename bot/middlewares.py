@@ -29,6 +29,24 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 current_session: ContextVar[AsyncSession | None] = ContextVar("gridbot_session", default=None)
 
 
+# session.info key: the conversations (dialog states) an update read or wrote, by storage key.
+CONVERSATIONS = "gridbot_conversations"
+
+# Conversations read in an update before its session existed (aiogram's FSM middleware reads
+# the state first): the session takes them over, so that an update reads each once. A dict
+# while `feed_update` hands an update over, None elsewhere.
+early_reads: ContextVar[dict[str, Any] | None] = ContextVar("gridbot_early_reads", default=None)
+
+
+async def feed_update(dp: Any, bot: Any, update: Update) -> Any:
+    """Hand an update to the dispatcher, its early reads kept for its session."""
+    token = early_reads.set({})
+    try:
+        return await dp.feed_update(bot, update)
+    finally:
+        early_reads.reset(token)
+
+
 # Writes that were put off until the update's transaction ends (session.info key): for each,
 # the write (an async callable taking the session) and what to undo if it is not committed.
 DEFERRED_WRITES = "gridbot_deferred_writes"
@@ -121,7 +139,11 @@ class ContextMiddleware(BaseMiddleware):
         update_id: int | None,
     ) -> Any:
         user: User | None = data.get("event_from_user")
+        early = early_reads.get()
+        early_reads.set(None)  # taken once: a retry on a new connection reads again
         async with self._sessionmaker() as session:
+            if early:
+                session.info[CONVERSATIONS] = early
             person = None
             if user is not None and not user.is_bot:
                 person = await ensure_person(

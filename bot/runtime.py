@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bot.app import build_bot, build_dispatcher, build_throttle, set_commands
 from bot.inbound import FloodLimit, Intake, Poller, UpdateQueue, webhook_handler, webhook_secret
 from bot.leadership import Duty, Start, process_name
+from bot.middlewares import feed_update
 from bot.outbox import OutboxSender
 from bot.render import default_renderer
 from bot.settings import Settings
@@ -210,7 +211,7 @@ class City:
                 across_processes=bool(self.settings.webhook_url),
             )
             self.queue = UpdateQueue(
-                lambda update: dp.feed_update(self.bot, update),
+                lambda update: feed_update(dp, self.bot, update),
                 self.settings.max_concurrent_updates,
             )
             self.intake = Intake(

@@ -11,13 +11,18 @@ import pytest
 import sqlalchemy as sa
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
+from aiogram.types import Update
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
+from bot.app import build_dispatcher
 from bot.fsm import DatabaseStorage
-from bot.middlewares import current_session, end_transaction
+from bot.middlewares import current_session, end_transaction, feed_update
+from bot.runtime import seed_sample_city
 from storage.conversations import SQLiteConversations, open_store
 from storage.models import ConversationState
+from tests.botkit import TOKEN, bot_settings
+from tests.fake_telegram import FakeTelegram
 
 
 class Report(StatesGroup):
@@ -35,13 +40,15 @@ async def store(db_url):
 
 
 class Counting:
-    """A store that counts the writes it is asked for."""
+    """A store that counts the reads and writes it is asked for."""
 
     def __init__(self, store) -> None:
         self.store = store
         self.saves = 0
+        self.loads = 0
 
     async def load(self, key):
+        self.loads += 1
         return await self.store.load(key)
 
     async def save(self, *args):
@@ -199,6 +206,38 @@ async def test_a_deferred_write_that_fails_is_forgotten(store, sessionmaker, clo
     # The memory no longer claims what the database never got.
     assert await storage.get_data(KEY) == {}
     assert await _rows(sessionmaker) == [("Report:description", {})]
+
+
+async def test_an_update_reads_its_dialog_state_once(db_url, store, sessionmaker, clock) -> None:
+    """aiogram's FSM middleware reads the state before the update's session exists; the
+    session takes that read over, so the handler's own reads cost nothing more."""
+    counting = Counting(store)
+    await seed_sample_city(sessionmaker, clock)
+    async with FakeTelegram(tokens=[TOKEN]) as fake:
+        bot = fake.make_bot()
+        try:
+            dp = build_dispatcher(
+                settings=bot_settings(fake.base_url, db_url),
+                sessionmaker=sessionmaker,
+                clock=clock,
+                conversations=counting,
+            )
+
+            async def step(raw: dict) -> dict:
+                loads = counting.loads
+                await feed_update(dp, bot, Update.model_validate(raw, context={"bot": bot}))
+                assert counting.loads == loads + 1
+                return fake.sent(7001)[-1]
+
+            menu = await step(fake.push_message(7001, "/report", language_code="en"))
+            first = menu["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+            menu = await step(
+                fake.push_callback(7001, first, menu["message_id"], language_code="en")
+            )
+            # The second step saw the first one's state: it asks for the description.
+            assert menu["text"].startswith("Category:")
+        finally:
+            await bot.session.close()
 
 
 @pytest.fixture

@@ -1175,26 +1175,28 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
         # same kind as gridbot's): the floor of any bot whose dialogs survive a restart.
         state_url = url if kind != "sqlite" else f"sqlite:///{Path(workdir) / 'state.db'}"
 
-        async def echo_capacity(name: str, token: str, extra: list[str], label: str) -> Phase:
-            echo = BotProcess(
-                name,
-                [python, str(ROOT / "benchmarks" / "bare_bot.py"), fake.base_url, token, *extra],
-                base_env,
-                workdir,
-            )
-            bots.append(echo)
-            startup[name] = await echo.start(fake, token)
+        async def capacity_of(
+            bot: BotProcess, token: str, label: str, dialog: Callable[[Resident], Awaitable[None]]
+        ) -> Phase:
+            """Start a bot, measure its capacity, stop it."""
+            bots.append(bot)
+            startup[bot.name] = await bot.start(fake, token)
             try:
                 return await driver.run(
                     capacity(label),
-                    driver.echo,
+                    dialog,
                     warmup=args.warmup,
                     seconds=args.seconds,
-                    bot_pid=echo.pid,
+                    bot_pid=bot.pid,
                 )
             finally:
-                await echo.stop()
+                await bot.stop()
                 fake.drop_pending()
+
+        async def echo_capacity(name: str, token: str, extra: list[str], label: str) -> Phase:
+            argv = [python, str(ROOT / "benchmarks" / "bare_bot.py"), fake.base_url, token]
+            echo = BotProcess(name, [*argv, *extra], base_env, workdir)
+            return await capacity_of(echo, token, label, driver.echo)
 
         phases["bare"] = await echo_capacity("bare", BARE_TOKEN, [], "bare echo, capacity")
         # The machine's speed drifts over minutes (seen here: the same run 1.6 or 2.4 ms of
@@ -1205,20 +1207,12 @@ async def run(args: argparse.Namespace, url: str, kind: str, workdir: str) -> di
             phases[f"durable{suffix}"] = await echo_capacity(
                 "durable", STATE_TOKEN, [state_url], f"durable echo, capacity{suffix}"
             )
-            earlier = gridbot_process(args, fake, url, workdir, "gridbot")
-            bots.append(earlier)
-            await earlier.start(fake, GRIDBOT_TOKEN)
-            try:
-                phases[f"gridbot{suffix}"] = await driver.run(
-                    capacity(f"gridbot, capacity{suffix}"),
-                    driver.report,
-                    warmup=args.warmup,
-                    seconds=args.seconds,
-                    bot_pid=earlier.pid,
-                )
-            finally:
-                await earlier.stop()
-                fake.drop_pending()
+            phases[f"gridbot{suffix}"] = await capacity_of(
+                gridbot_process(args, fake, url, workdir, "gridbot"),
+                GRIDBOT_TOKEN,
+                f"gridbot, capacity{suffix}",
+                driver.report,
+            )
         phases["durable"] = await echo_capacity(
             "durable", STATE_TOKEN, [state_url], "durable echo, capacity"
         )

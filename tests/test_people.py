@@ -25,32 +25,28 @@ def test_guess_language(code, expected) -> None:
     assert guess_language(code, "zh-hans") == expected
 
 
+async def _meet(session, clock, telegram_id: int, name: str, username, code: str):
+    return await ensure_person(
+        session=session,
+        clock=clock,
+        telegram_id=telegram_id,
+        full_name=name,
+        username=username,
+        language_code=code,
+        default_language="zh-hans",
+    )
+
+
 async def test_person_created_once_and_language_remembered(sessionmaker, clock) -> None:
     async with sessionmaker() as session:
-        first = await ensure_person(
-            session=session,
-            clock=clock,
-            telegram_id=77,
-            full_name="Li Lei",
-            username="lilei",
-            language_code="en-US",
-            default_language="zh-hans",
-        )
+        first = await _meet(session, clock, 77, "Li Lei", "lilei", "en-US")
     assert first.language == "en"
     async with sessionmaker() as session:
         await set_language(session=session, clock=clock, person_id=first.id, language="zh-hans")
         with pytest.raises(DomainError):
             await set_language(session=session, clock=clock, person_id=first.id, language="fr")
     async with sessionmaker() as session:
-        again = await ensure_person(
-            session=session,
-            clock=clock,
-            telegram_id=77,
-            full_name="Li Lei",
-            username="lilei2",
-            language_code="en-US",
-            default_language="zh-hans",
-        )
+        again = await _meet(session, clock, 77, "Li Lei", "lilei2", "en-US")
         # The chosen language wins over Telegram's guess; the username follows Telegram.
         assert (again.id, again.language, again.username) == (first.id, "zh-hans", "lilei2")
 
@@ -61,15 +57,7 @@ async def test_the_person_read_straight_from_the_driver_is_the_sessions_own(
     """storage.people reads the row past the ORM but hands out the session's Person: the
     same object the ORM gives for that id, whose changes flush and commit as usual."""
     async with sessionmaker() as session:
-        made = await ensure_person(
-            session=session,
-            clock=clock,
-            telegram_id=88,
-            full_name="Han Meimei",
-            username=None,
-            language_code="en",
-            default_language="zh-hans",
-        )
+        made = await _meet(session, clock, 88, "Han Meimei", None, "en")
     async with sessionmaker() as session:
         assert await person_by_telegram_id(session, 89) is None
         found = await person_by_telegram_id(session, 88)

@@ -92,25 +92,15 @@ from sqlmodel import select  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
 from benchmarks.inbound import (  # noqa: E402
-    ASK_CATEGORY,
-    ASK_DESCRIPTION,
-    ASK_LOCATION,
-    ASK_PHOTOS,
-    CANCEL_LABEL,
-    CONFIRM_LABEL,
     DIALOG_STEPS,
-    DONE_LABEL,
-    DUPLICATES,
-    FILED,
-    LOCATED,
-    NEW_LABEL,
-    PHOTO_RECEIVED,
-    RESTARTED,
-    SUMMARY,
+    DialogFailed,
+    PhaseOver,
+    button_data,
     cpu_seconds,
     grid_boxes,
     keep_frozen,
     percentile,
+    report_dialog,
 )
 from bot.i18n import text as i18n_text  # noqa: E402
 from bot.inbound import SECRET_HEADER, webhook_secret  # noqa: E402
@@ -392,14 +382,6 @@ def machine_busy() -> tuple[float, float]:
         fields = [int(v) for v in fh.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return sum(fields) - idle, sum(fields)
-
-
-class _Stop(Exception):
-    """The run is over: the resident stops before its next step."""
-
-
-class _Failed(Exception):
-    """A step timed out or got an unexpected answer: the dialog is given up."""
 
 
 @dataclass
@@ -764,13 +746,13 @@ class Pacer:
 
     async def wait(self) -> None:
         if self.driver.stopping:
-            raise _Stop
+            raise PhaseOver
         delay = self.next_at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         self.next_at += self.pace
         if self.driver.stopping:
-            raise _Stop
+            raise PhaseOver
 
 
 class Resident:
@@ -797,12 +779,17 @@ class Resident:
     async def say(self, text: str | None = None, **extra: Any) -> None:
         await self._send(self.d.message_update(self.id, text, **extra))
 
+    @staticmethod
+    def buttons(item: dict) -> list[dict]:
+        return buttons(item)
+
+    @staticmethod
+    def text(item: dict) -> str:
+        return item.get("t") or ""
+
     async def press(self, item: dict, label: str | None = None, data: str | None = None) -> None:
         if data is None:
-            found = [b for b in buttons(item) if b["text"].startswith(label or "")]
-            if not found:
-                raise _Failed(f"no button {label!r} in {[b['text'] for b in buttons(item)]}")
-            data = found[0]["callback_data"]
+            data = button_data(buttons(item), label)
         await self._send(self.d.callback_update(self.id, item, data))
 
     async def step(
@@ -818,7 +805,7 @@ class Resident:
         part = self.d.part
         try:
             await push()
-        except _Failed as exc:
+        except DialogFailed as exc:
             part.problem("unexpected", f"{name}: {exc}")
             raise
         deadline = self.pushed_at + self.d.step_timeout
@@ -827,11 +814,11 @@ class Resident:
         while True:
             if chat.problem is not None:
                 self.d.part.problem("unexpected", f"{name}: {chat.problem}")
-                raise _Failed(chat.problem)
+                raise DialogFailed(chat.problem)
             while seen < len(chat.messages):
                 item = chat.messages[seen]
                 seen += 1
-                said = item.get("t") or ""
+                said = self.text(item)
                 if done(said):
                     part = self.d.part
                     part.steps += 1
@@ -841,12 +828,12 @@ class Resident:
                     return item
                 if not allowed or not said.startswith(allowed):
                     self.d.part.problem("unexpected", f"{name}: {said!r}")
-                    raise _Failed(said)
+                    raise DialogFailed(said)
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 self.d.part.problem("timeout", f"{name}: nothing after {self.d.step_timeout:g} s")
                 self.d.part.unanswered.append((self.update_id, name))
-                raise _Failed("timeout")
+                raise DialogFailed("timeout")
             chat.waiter = loop.create_future()
             try:
                 await asyncio.wait_for(chat.waiter, remaining)
@@ -1035,54 +1022,8 @@ class Driver:
 
     async def report(self, r: Resident) -> None:
         """One whole /report dialog, ending with the ticket filed (benchmarks/inbound.py)."""
-        menu = await r.step(
-            "report", lambda: r.say("/report"), lambda s: s.startswith(ASK_CATEGORY), (RESTARTED,)
-        )
-        choices = [b for b in buttons(menu) if b["text"] != CANCEL_LABEL]
-        if not choices:
-            raise _Failed("no categories offered")
-        category = self.rng.choice(choices)["callback_data"]
-        await r.step(
-            "category",
-            lambda: r.press(menu, data=category),
-            lambda s: s.startswith(ASK_DESCRIPTION),
-        )
         self.reports += 1
-        n = self.reports
-        await r.step(
-            "description",
-            lambda: r.say(f"Cluster report {n}: rubbish piled up by the east gate since Monday"),
-            lambda s: s.startswith(ASK_PHOTOS),
-        )
-        photo = [
-            {"file_id": f"s{n}", "file_unique_id": f"us{n}", "width": 90, "height": 67},
-            {"file_id": f"b{n}", "file_unique_id": f"ub{n}", "width": 1280, "height": 960},
-        ]
-        received = await r.step(
-            "photo", lambda: r.say(None, photo=photo), lambda s: s.startswith(PHOTO_RECEIVED)
-        )
-        await r.step(
-            "done", lambda: r.press(received, DONE_LABEL), lambda s: s.startswith(ASK_LOCATION)
-        )
-        lon0, lat0, lon1, lat1 = self.rng.choice(self.boxes)
-        where = {
-            "latitude": round(self.rng.uniform(lat0, lat1), 6),
-            "longitude": round(self.rng.uniform(lon0, lon1), 6),
-        }
-        summary = await r.step(
-            "location",
-            lambda: r.say(None, location=where),
-            lambda s: s.startswith((SUMMARY, DUPLICATES)),
-            (LOCATED,),
-        )
-        if (summary.get("t") or "").startswith(DUPLICATES):
-            offered = summary
-            summary = await r.step(
-                "new", lambda: r.press(offered, NEW_LABEL), lambda s: s.startswith(SUMMARY)
-            )
-        await r.step(
-            "confirm", lambda: r.press(summary, CONFIRM_LABEL), lambda s: s.startswith(FILED)
-        )
+        await report_dialog(r, self.rng, self.boxes, "Cluster report", self.reports)
 
     async def resident(self, first_at: float) -> None:
         """One place in the queue of residents: dialog after dialog, each from a new person."""
@@ -1092,9 +1033,9 @@ class Driver:
             r = Resident(self, self.next_resident, pacer)
             try:
                 await self.report(r)
-            except _Stop:
+            except PhaseOver:
                 return
-            except _Failed:
+            except DialogFailed:
                 pass
             else:
                 self.part.dialogs += 1

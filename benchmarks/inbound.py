@@ -133,11 +133,11 @@ STEPS = ("report", "category", "description", "photo", "done", "location", "new"
 DIALOG_STEPS = 7  # without "new", which only comes when similar tickets are offered
 
 
-class _Stop(Exception):
+class PhaseOver(Exception):
     """The phase is over: the resident stops before its next step."""
 
 
-class _Failed(Exception):
+class DialogFailed(Exception):
     """A step timed out or got an unexpected answer: the resident starts over as a new user."""
 
 
@@ -382,18 +382,26 @@ class Pacer:
         else:
             at = now
         if at >= self.phase.window_end:
-            raise _Stop
+            raise PhaseOver
         delay = at - now
         if delay > 0:
             await asyncio.sleep(delay)
         if time.perf_counter() >= self.phase.window_end:
-            raise _Stop
+            raise PhaseOver
         self.last_push = time.perf_counter()
 
 
 def buttons(message: dict) -> list[dict]:
     markup = message.get("reply_markup") or {}
     return [b for row in markup.get("inline_keyboard", []) for b in row]
+
+
+def button_data(offered: list[dict], label: str | None) -> str:
+    """The callback data of the first button whose text starts with `label`."""
+    found = [b for b in offered if b["text"].startswith(label or "")]
+    if not found:
+        raise DialogFailed(f"no button {label!r} in {[b['text'] for b in offered]}")
+    return found[0]["callback_data"]
 
 
 class Resident:
@@ -412,12 +420,17 @@ class Resident:
     def say(self, text: str | None = None, **extra: Any) -> None:
         self.fake.push_message(self.id, text, language_code=LANGUAGE, **extra)
 
+    @staticmethod
+    def buttons(message: dict) -> list[dict]:
+        return buttons(message)
+
+    @staticmethod
+    def text(message: dict) -> str:
+        return message.get("text") or message.get("caption") or ""
+
     def press(self, message: dict, label: str | None = None, data: str | None = None) -> None:
         if data is None:
-            found = [b for b in buttons(message) if b["text"].startswith(label or "")]
-            if not found:
-                raise _Failed(f"no button {label!r} in {[b['text'] for b in buttons(message)]}")
-            data = found[0]["callback_data"]
+            data = button_data(buttons(message), label)
         update = self.fake.push_callback(
             self.id, data, message["message_id"], language_code=LANGUAGE
         )
@@ -438,7 +451,7 @@ class Resident:
         assert pushed_at is not None
         try:
             push()
-        except _Failed as exc:
+        except DialogFailed as exc:
             self.phase.problem("unexpected", f"{name}: {exc}")
             raise
         deadline = pushed_at + self.timeout
@@ -447,11 +460,11 @@ class Resident:
         while True:
             if chat.problem is not None:
                 self.phase.problem("unexpected", f"{name}: {chat.problem}")
-                raise _Failed(chat.problem)
+                raise DialogFailed(chat.problem)
             while seen < len(chat.messages):
                 message = chat.messages[seen]
                 seen += 1
-                said = message.get("text") or message.get("caption") or ""
+                said = self.text(message)
                 if done(said):
                     assert chat.first_at is not None
                     self.pacer.last_sends = len(chat.messages)
@@ -461,11 +474,11 @@ class Resident:
                     return message
                 if not allowed or not said.startswith(allowed):
                     self.phase.problem("unexpected", f"{name}: {said!r}")
-                    raise _Failed(said)
+                    raise DialogFailed(said)
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 self.phase.problem("timeout", f"{name}: nothing after {self.timeout:g} s")
-                raise _Failed("timeout")
+                raise DialogFailed("timeout")
             chat.waiter = loop.create_future()
             try:
                 await asyncio.wait_for(chat.waiter, remaining)
@@ -494,6 +507,64 @@ def grid_boxes() -> list[tuple[float, float, float, float]]:
         dy = (max(lats) - min(lats)) * 0.1
         boxes.append((min(lons) + dx, min(lats) + dy, max(lons) - dx, max(lats) - dy))
     return boxes
+
+
+async def report_dialog(
+    r: Any,
+    rng: random.Random,
+    boxes: list[tuple[float, float, float, float]],
+    label: str,
+    number: int,
+) -> None:
+    """One whole /report dialog, ending with the ticket filed: every benchmark's residents.
+
+    `r` is the benchmark's resident: `step`, `say`, `press`, and `buttons` and `text` of one of
+    the messages its chat got (each benchmark keeps them in its own shape)."""
+    menu = await r.step(
+        "report", lambda: r.say("/report"), lambda s: s.startswith(ASK_CATEGORY), (RESTARTED,)
+    )
+    choices = [b for b in r.buttons(menu) if b["text"] != CANCEL_LABEL]
+    if not choices:
+        raise DialogFailed("no categories offered")
+    category = rng.choice(choices)["callback_data"]
+    await r.step(
+        "category",
+        lambda: r.press(menu, data=category),
+        lambda s: s.startswith(ASK_DESCRIPTION),
+    )
+    await r.step(
+        "description",
+        lambda: r.say(f"{label} {number}: rubbish piled up by the east gate since Monday"),
+        lambda s: s.startswith(ASK_PHOTOS),
+    )
+    n = number
+    photo = [
+        {"file_id": f"s{n}", "file_unique_id": f"us{n}", "width": 90, "height": 67},
+        {"file_id": f"b{n}", "file_unique_id": f"ub{n}", "width": 1280, "height": 960},
+    ]
+    received = await r.step(
+        "photo", lambda: r.say(None, photo=photo), lambda s: s.startswith(PHOTO_RECEIVED)
+    )
+    await r.step(
+        "done", lambda: r.press(received, DONE_LABEL), lambda s: s.startswith(ASK_LOCATION)
+    )
+    lon0, lat0, lon1, lat1 = rng.choice(boxes)
+    where = {
+        "latitude": round(rng.uniform(lat0, lat1), 6),
+        "longitude": round(rng.uniform(lon0, lon1), 6),
+    }
+    summary = await r.step(
+        "location",
+        lambda: r.say(None, location=where),
+        lambda s: s.startswith((SUMMARY, DUPLICATES)),
+        (LOCATED,),
+    )
+    if r.text(summary).startswith(DUPLICATES):
+        offered = summary
+        summary = await r.step(
+            "new", lambda: r.press(offered, NEW_LABEL), lambda s: s.startswith(SUMMARY)
+        )
+    await r.step("confirm", lambda: r.press(summary, CONFIRM_LABEL), lambda s: s.startswith(FILED))
 
 
 # -- the drivers -------------------------------------------------------------------------------
@@ -529,54 +600,8 @@ class Driver:
 
     async def report(self, r: Resident) -> None:
         """One whole /report dialog, ending with the ticket filed."""
-        menu = await r.step(
-            "report", lambda: r.say("/report"), lambda s: s.startswith(ASK_CATEGORY), (RESTARTED,)
-        )
-        choices = [b for b in buttons(menu) if b["text"] != CANCEL_LABEL]
-        if not choices:
-            raise _Failed("no categories offered")
-        category = self.rng.choice(choices)["callback_data"]
-        await r.step(
-            "category",
-            lambda: r.press(menu, data=category),
-            lambda s: s.startswith(ASK_DESCRIPTION),
-        )
         self.reports += 1
-        n = self.reports
-        await r.step(
-            "description",
-            lambda: r.say(f"Benchmark report {n}: rubbish piled up by the east gate since Monday"),
-            lambda s: s.startswith(ASK_PHOTOS),
-        )
-        photo = [
-            {"file_id": f"s{n}", "file_unique_id": f"us{n}", "width": 90, "height": 67},
-            {"file_id": f"b{n}", "file_unique_id": f"ub{n}", "width": 1280, "height": 960},
-        ]
-        received = await r.step(
-            "photo", lambda: r.say(None, photo=photo), lambda s: s.startswith(PHOTO_RECEIVED)
-        )
-        await r.step(
-            "done", lambda: r.press(received, DONE_LABEL), lambda s: s.startswith(ASK_LOCATION)
-        )
-        lon0, lat0, lon1, lat1 = self.rng.choice(self.boxes)
-        where = {
-            "latitude": round(self.rng.uniform(lat0, lat1), 6),
-            "longitude": round(self.rng.uniform(lon0, lon1), 6),
-        }
-        summary = await r.step(
-            "location",
-            lambda: r.say(None, location=where),
-            lambda s: s.startswith((SUMMARY, DUPLICATES)),
-            (LOCATED,),
-        )
-        if summary["text"].startswith(DUPLICATES):
-            offered = summary
-            summary = await r.step(
-                "new", lambda: r.press(offered, NEW_LABEL), lambda s: s.startswith(SUMMARY)
-            )
-        await r.step(
-            "confirm", lambda: r.press(summary, CONFIRM_LABEL), lambda s: s.startswith(FILED)
-        )
+        await report_dialog(r, self.rng, self.boxes, "Benchmark report", self.reports)
 
     async def echo(self, r: Resident) -> None:
         """One text to the echo bot, answered by its echo."""
@@ -589,9 +614,9 @@ class Driver:
         while True:
             try:
                 await dialog(r)
-            except _Stop:
+            except PhaseOver:
                 return
-            except _Failed:
+            except DialogFailed:
                 # Late answers of the failed step must not confuse the next one: a new person.
                 self.fake.chats.pop(r.id, None)
                 r = Resident(self.fake, self.new_user(), phase, pacer, self.timeout)

@@ -42,6 +42,18 @@ _UPSERT = (
 )
 _DELETE = 'DELETE FROM conversation_state WHERE "key" = {p}'
 _SELECT = 'SELECT state, data FROM conversation_state WHERE "key" = {p}'
+# In the `?` style of storage.dialect.Driver, which speaks each database's own.
+_DRIVER_UPSERT = _UPSERT.format(p="?")
+_DRIVER_DELETE = _DELETE.format(p="?")
+
+
+def _stored_data(data: dict[str, Any], dialect: str) -> Any:
+    """The data column's value as the database's driver takes it: JSON text, or jsonb."""
+    if dialect == "postgresql":
+        from psycopg.types.json import Jsonb  # only PostgreSQL deployments have it
+
+        return Jsonb(data, dumps=json_dumps)
+    return json_dumps(data)
 
 
 class ConversationStore(ABC):
@@ -80,15 +92,10 @@ class ConversationStore(ABC):
         with the rest of its update (its claim, what it changed), or not at all."""
         db = await Driver.of(session)
         if state is None and not data:
-            await db.rows(_DELETE.format(p="?"), (key,))
+            await db.rows(_DRIVER_DELETE, (key,))
             return
-        if db.dialect == "postgresql":
-            from psycopg.types.json import Jsonb
-
-            stored: Any = Jsonb(data, dumps=json_dumps)
-        else:
-            stored = json_dumps(data)
-        await db.rows(_UPSERT.format(p="?"), (key, state, stored, db_time(now, db.dialect)))
+        stored = _stored_data(data, db.dialect)
+        await db.rows(_DRIVER_UPSERT, (key, state, stored, db_time(now, db.dialect)))
 
     @abstractmethod
     async def load(self, key: str) -> Conversation:
@@ -144,7 +151,8 @@ class SQLiteConversations(ConversationStore):
     async def _upsert(
         self, key: str, now: datetime, state: str | None, data: dict[str, Any]
     ) -> None:
-        await self._run(self._upsert_sql, (key, state, json_dumps(data), db_time(now, "sqlite")))
+        stored = _stored_data(data, "sqlite")
+        await self._run(self._upsert_sql, (key, state, stored, db_time(now, "sqlite")))
 
     async def _delete(self, key: str) -> None:
         await self._run(self._delete_sql, (key,))
@@ -229,9 +237,8 @@ class PostgresConversations(ConversationStore):
     async def _upsert(
         self, key: str, now: datetime, state: str | None, data: dict[str, Any]
     ) -> None:
-        from psycopg.types.json import Jsonb
-
-        await self._run(self._upsert_sql, (key, state, Jsonb(data, dumps=json_dumps), now))
+        stored = _stored_data(data, "postgresql")
+        await self._run(self._upsert_sql, (key, state, stored, now))
 
     async def _delete(self, key: str) -> None:
         await self._run(self._delete_sql, (key,))

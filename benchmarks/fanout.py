@@ -66,7 +66,6 @@ from benchmarks.outbox import (  # noqa: E402
     start_fake,
 )
 from bot.outbox import OutboxSender  # noqa: E402
-from bot.render import default_renderer  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.throttle import ThrottleMiddleware  # noqa: E402
 from domain.calls import answer_call, create_call  # noqa: E402
@@ -83,6 +82,7 @@ from storage.models import (  # noqa: E402
     RoleAssignment,
 )
 from tests.factories import make_person, make_tree  # noqa: E402
+from views.outbox import default_renderer  # noqa: E402
 
 TOKEN = "123456:TEST"
 FIRST_CHAT = 100_000  # members' telegram ids: FIRST_CHAT + n

@@ -40,7 +40,6 @@ from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
 from bot.outbox import OutboxSender  # noqa: E402
-from bot.render import default_renderer  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.throttle import Throttle, ThrottleMiddleware  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
@@ -48,6 +47,7 @@ from domain.outbox import Outgoing, count_by_status, enqueue_many  # noqa: E402
 from storage.db import make_engine, make_sessionmaker  # noqa: E402
 from storage.enums import Lane, OutboxStatus  # noqa: E402
 from storage.models import OutboxMessage, Person  # noqa: E402
+from views.outbox import default_renderer  # noqa: E402
 
 TOKEN = "123456:TEST"
 FIRST_CHAT = 100_000

@@ -35,8 +35,8 @@ from domain.deadlines import Timing
 from domain.errors import DomainError
 from domain.people import LANGUAGES
 from domain.reference import Reference
-from handlers.common import refusal_text
 from storage.conversations import ConversationStore
+from views.common import refusal_text
 
 logger = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InputMediaPhoto
 
-from bot.render import Rendered, Renderer
 from bot.throttle import Throttle, lane_priority, slot_held
 from domain.outbox import PendingRow, Result, fetch_pending, record_results
 from storage.enums import Lane, OutboxStatus
+from views.outbox import Rendered, Renderer
 
 if TYPE_CHECKING:
     from aiogram import Bot

@@ -24,7 +24,6 @@ from bot.inbound import FloodLimit, Intake, Poller, UpdateQueue, webhook_handler
 from bot.leadership import Duty, Start, process_name
 from bot.middlewares import feed_update
 from bot.outbox import OutboxSender
-from bot.render import default_renderer
 from bot.settings import Settings
 from bot.throttle import Throttle
 from domain.clock import Clock, SystemClock
@@ -34,6 +33,7 @@ from storage.conversations import ConversationStore, open_store
 from storage.db import check_writable, make_engine, make_sessionmaker, setup_turn, upgrade
 from storage.org_loader import apply_org, org_is_empty, sample_path
 from storage.orgfile import read_org_file
+from views.outbox import default_renderer
 
 logger = logging.getLogger(__name__)
 

@@ -33,6 +33,18 @@ NAME_LIMIT = 100
 BRANCH_LIMIT = 200
 SECRETARY_ROLES = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
 ORGANISER_ROLES = (Role.COMMUNITY_SECRETARY, Role.GRID_LEADER, Role.ADMIN)
+# The kinds of service a member may offer (stored in Member.services by these codes; their
+# names are the locale keys member.service.<code>). Append only: a toggle names its index.
+SERVICE_KINDS = (
+    "building",
+    "patrol",
+    "environment",
+    "policy",
+    "elderly",
+    "mediation",
+    "emergency",
+    "professional",
+)
 
 
 async def community_unit(session: AsyncSession, community_id: int) -> OrgUnit:

@@ -14,9 +14,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.invitations import create_invitation
 from domain.text import clean_text
-from handlers.common import scope_name
 from storage.enums import Role
 from storage.models import Person
+from views.common import scope_name
 
 Translate = Callable[..., str]
 

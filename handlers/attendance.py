@@ -6,17 +6,16 @@ secretary, latest start first, five a page, each with places taken and its state
 opens a call's card; once the call is over the card carries the attendance sheet: a line per
 member who said "I'll come" (checked-in and -out times, minutes counted, a mark for those
 closed automatically), a Came / Did not come toggle each, and Confirm attendance. The marks
-live in the buttons' callback data (a bitmask, handlers.callbacks.Sheet), so the message
+live in the buttons' callback data (a bitmask, views.buttons.Sheet), so the message
 shows exactly what a press confirms; the domain (domain.attendance) decides who may see and
 confirm a sheet, and when. The "attendance waits" message and the monthly summaries come
-through the outbox, rendered by bot/render.py with the texts below.
+through the outbox, rendered by views.attendance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
-from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
@@ -35,12 +34,12 @@ from domain.attendance import (
 )
 from domain.calls import cancel_call
 from domain.clock import Clock
-from handlers.callbacks import Page, Sheet, SheetOp
-from handlers.cards import local_time
-from handlers.common import amount, hours
 from handlers.leader import edit_text, message_ref
 from storage.enums import CallStatus
 from storage.models import DutyCall, Person
+from views.buttons import Page, Sheet, SheetOp
+from views.cards import local_time
+from views.common import amount
 
 Translate = Callable[..., str]
 
@@ -48,7 +47,6 @@ CALLS = "calls"  # Page.list of /calls
 PAGE_SIZE = 5
 BUTTON_TITLE = 30  # characters of a title on a button
 BUTTON_NAME = 20  # and of a member's name
-MONTH_SERVED_LIMIT = 50  # members named in a secretary's monthly summary
 
 
 def _short(text: str, limit: int) -> str:
@@ -76,57 +74,6 @@ def state_text(call: DutyCall, claims: int, unconfirmed: int, now: datetime, t: 
     return t("attendance.state.confirmed")
 
 
-# -- texts shared with the outbox renderers (bot/render.py) ---------------------------------
-
-
-def due_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:
-    return t(
-        "attendance.due",
-        title=data["title"],
-        ends_at=local_time(data["ends_at"], tz),
-        claims=data["claims"],
-    )
-
-
-def due_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("attendance.btn.sheet"), callback_data=Sheet(op=SheetOp.OPEN, id=call_id))
-    return builder.as_markup()
-
-
-def month_member_text(data: Mapping[str, Any], t: Translate) -> str:
-    return t(
-        "attendance.month_member",
-        month=data["month"],
-        calls=data["calls"],
-        hours=hours(int(data["minutes"])),
-        points=amount(float(data["points"])),
-    )
-
-
-def month_secretary_text(data: Mapping[str, Any], t: Translate) -> str:
-    served = sorted(data.get("served") or (), key=lambda s: (-int(s["minutes"]), s["name"]))
-    lines = [t("attendance.month_secretary", month=data["month"])]
-    if served:
-        lines.append(t("attendance.month_served", count=len(served)))
-        lines += [
-            t("attendance.month_served_line", name=s["name"], hours=hours(int(s["minutes"])))
-            for s in served[:MONTH_SERVED_LIMIT]
-        ]
-        if len(served) > MONTH_SERVED_LIMIT:
-            lines.append(t("attendance.month_more", count=len(served) - MONTH_SERVED_LIMIT))
-    else:
-        lines.append(t("attendance.month_served_none"))
-    lines.append(
-        t(
-            "attendance.month_counts",
-            unfilled=data.get("unfilled", 0),
-            no_shows=data.get("no_shows", 0),
-        )
-    )
-    return "\n".join(lines)
-
-
 # -- /calls ----------------------------------------------------------------------------------
 
 
@@ -139,7 +86,6 @@ async def _list_page(
         # Past the end (a page from an old message): the last page.
         offset = (total - 1) // PAGE_SIZE * PAGE_SIZE
         calls, total = await calls_organised(session, person=person, offset=offset, limit=PAGE_SIZE)
-    await session.commit()
     if not calls:
         return t("attendance.list_empty"), None
     now = clock.now()

@@ -40,11 +40,11 @@ from domain.clock import Clock
 from domain.errors import DomainError
 from domain.geo import valid_point
 from domain.text import clean_text
-from handlers.callbacks import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
-from handlers.cards import local_time
-from handlers.common import amount, refusal_text, scope_name
 from handlers.resident import Label
 from storage.models import Person
+from views.buttons import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
+from views.cards import local_time
+from views.common import amount, refusal_text, scope_name
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,6 @@ async def call_command(
 ) -> None:
     """/call: which community (if several), then the dialog; refused for anyone else."""
     scopes = await call_scopes(session, person)
-    await session.commit()
     if not scopes:
         await message.answer(t("call_create.not_organiser"), reply_markup=ReplyKeyboardRemove())
         return
@@ -218,7 +217,6 @@ async def community_chosen(
     scope = await call_scope(
         session=session, clock=clock, person=person, community_id=callback_data.id
     )
-    await session.commit()
     await query.answer()
     await _drop_buttons(query)
     await _begin(_sender(query), state, scope, t, language)
@@ -271,7 +269,6 @@ async def _dialog_scope(
     scope = await call_scope(
         session=session, clock=clock, person=person, community_id=data["community_id"]
     )
-    await session.commit()
     return data, scope
 
 

@@ -1,18 +1,18 @@
 """The community's calls (社区吹哨) as a member sees them: I'll come / Can't, Withdraw,
 Check in (a shared location) and Check out.
 
-The call and its reminder come through the outbox (bot/render.py renders them with the texts
-and buttons below); the domain (domain.calls) decides everything: places, the check-in window
-and distance, the minutes counted. Check in is checked before the location is asked for
+The call and its reminder come through the outbox (views.calls renders them); the domain
+(domain.calls) decides everything: places, the check-in window and distance, the minutes
+counted. Check in is checked before the location is asked for
 (domain.calls.check_in_allowed, the same rules as check_in), so a refusal comes at once. The
 check-in step keeps only the call id in the FSM data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import suppress
-from datetime import timedelta, tzinfo
+from datetime import timedelta
 from typing import Any
 
 from aiogram import F, Router
@@ -22,7 +22,6 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     CallbackQuery,
-    InlineKeyboardMarkup,
     KeyboardButton,
     Message,
     ReplyKeyboardMarkup,
@@ -34,10 +33,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.calls import answer_call, check_in, check_in_allowed, check_out, withdraw
 from domain.clock import Clock
 from domain.errors import DomainError
-from handlers.callbacks import CallAction, CallOp
-from handlers.cards import local_time
-from handlers.common import refusal_text
 from storage.models import Person
+from views.buttons import CallAction, CallOp
+from views.common import refusal_text
 
 Translate = Callable[..., str]
 
@@ -49,35 +47,6 @@ class CheckIn(StatesGroup):
     """Check in pressed: waiting for the location (data: call_id)."""
 
     location = State()
-
-
-# -- texts shared with the outbox renderers (bot/render.py) ---------------------------------
-
-
-def call_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:
-    return t("calls.call", title=data["title"], starts_at=local_time(data["starts_at"], tz))
-
-
-def call_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=t("calls.btn.come"), callback_data=CallAction(op=CallOp.COME, id=call_id))
-    builder.button(text=t("calls.btn.cant"), callback_data=CallAction(op=CallOp.CANT, id=call_id))
-    return builder.as_markup()
-
-
-def reminder_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:
-    return t("calls.reminder", title=data["title"], starts_at=local_time(data["starts_at"], tz))
-
-
-def reminder_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("calls.btn.check_in"), callback_data=CallAction(op=CallOp.CHECK_IN, id=call_id)
-    )
-    builder.button(
-        text=t("calls.btn.check_out"), callback_data=CallAction(op=CallOp.CHECK_OUT, id=call_id)
-    )
-    return builder.as_markup()
 
 
 # -- the buttons ---------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, tzinfo
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
@@ -13,15 +12,15 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
-from domain.errors import DomainError
 from domain.geo import valid_point
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
 from domain.reference import Reference
 from domain.text import clean_text
-from handlers.callbacks import Button
 from storage.enums import Role
 from storage.models import Person
+from views.buttons import Button
+from views.common import scope_name
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +38,6 @@ def language_keyboard() -> InlineKeyboardMarkup:
     for code in LANGUAGES:
         builder.button(text=LANGUAGE_LABELS[code], callback_data=LanguageChoice(code=code))
     return builder.as_markup()
-
-
-def scope_name(language: str, name_zh: str, name_en: str) -> str:
-    return name_zh if language == "zh-hans" else name_en
 
 
 def role_lines(person: Person, assignments: list, t: Translate) -> list[str]:
@@ -81,7 +76,6 @@ async def start(message: Message, session: AsyncSession, person: Person, t: Tran
     """/start: greet, and say which roles the person holds."""
     lines = [t("start.welcome", name=person.full_name or "")]
     assignments = await roles_of(session=session, person_id=person.id)
-    await session.commit()
     roles = role_lines(person, assignments, t)
     lines.append("\n".join([t("start.roles"), *roles]) if roles else t("start.no_roles"))
     await message.answer("\n\n".join(lines))
@@ -93,7 +87,6 @@ async def help_command(
     """/help: the commands, and the person's roles."""
     parts = [t("help.text")]
     assignments = await roles_of(session=session, person_id=person.id)
-    await session.commit()
     if any(a.role is Role.ADMIN for a, _, _ in assignments):
         parts[0] += "\n" + t("help.admin")
     roles = role_lines(person, assignments, t)
@@ -158,26 +151,3 @@ def router() -> Router:
     r.message.register(location_shared, F.location, StateFilter(None))
     r.callback_query.register(lang_chosen, LanguageChoice.filter(F.code.in_(LANGUAGES)))
     return r
-
-
-def refusal_text(exc: DomainError, t: Translate, tz: tzinfo) -> str:
-    """A domain refusal in the person's words: states and levels named, times in the city's."""
-    params = dict(exc.params)
-    for name in ("status", "level"):
-        if name in params:
-            params[name] = t(f"{name}.{params[name]}")
-    for name, value in params.items():
-        if isinstance(value, datetime):
-            params[name] = f"{value.astimezone(tz):%Y-%m-%d %H:%M}"
-    return t(exc.key, **params)
-
-
-def amount(value: float) -> str:
-    """Hours or points as people read them, the same everywhere: up to two decimals, no
-    trailing zeros (1.25, 1.5, 2)."""
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-def hours(minutes: int) -> str:
-    """Minutes of service as hours, written like `amount`."""
-    return amount(minutes / 60)

@@ -36,9 +36,6 @@ from domain.summons import (
     summons_data,
 )
 from domain.tickets import DESCRIPTION_LIMIT, StaleAction, TicketContext, context_of
-from handlers.callbacks import SummonsAction, SummonsOp, SummonsReturnWhy
-from handlers.cards import LIAISON, summons_keyboard, summons_text
-from handlers.common import scope_name
 from handlers.leader import cancel_dialog, edit_text, message_ref, not_a_note, set_buttons
 from storage.enums import (
     ACTIVE_SUMMONS,
@@ -47,6 +44,9 @@ from storage.enums import (
     TicketStatus,
 )
 from storage.models import Department, Person, Ticket, TicketSummons
+from views.buttons import SummonsAction, SummonsOp, SummonsReturnWhy
+from views.cards import LIAISON, summons_keyboard, summons_text
+from views.common import scope_name
 
 Translate = Callable[..., str]
 
@@ -82,7 +82,6 @@ async def summons_view(
     """The summons card's data now (as the outbox would send it, without a reason)."""
     department = await Lookups(session).department(summons.department_id)
     data = summons_data(ctx, summons, department, clock.now())
-    await session.commit()
     return data
 
 

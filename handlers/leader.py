@@ -43,11 +43,11 @@ from domain.tickets import (
     resolve_ticket,
     return_ticket,
 )
-from handlers.callbacks import Button, Page, Redispatch, ReturnWhy, TicketAction, TicketOp
-from handlers.cards import card_keyboard, card_text, duration, local_time
-from handlers.common import scope_name
 from storage.enums import ReturnReason, TicketStatus
 from storage.models import Person, Ticket
+from views.buttons import Button, Page, Redispatch, ReturnWhy, TicketAction, TicketOp
+from views.cards import card_keyboard, card_text, duration, local_time
+from views.common import scope_name
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,6 @@ async def _card(
     if ctx.ticket.status == TicketStatus.REOPENED:
         data["reopen_reason"] = await last_reopen_reason(session, ctx.ticket.id)
     may_act = await can_act(session, person_id=person.id, ticket=ctx.ticket)
-    await session.commit()
     markup = card_keyboard(data, t) if may_act else None
     return card_text(data, t, language, tz=tz), markup
 
@@ -311,7 +310,6 @@ async def ask_grid(
         action=Action.REDISPATCH,
     )
     grids = await grids_for_redispatch(session, ticket)
-    await session.commit()
     builder = InlineKeyboardBuilder()
     for grid in grids:
         name = scope_name(language, grid.name_zh, grid.name_en)
@@ -576,7 +574,6 @@ async def _queue_page(
             session, person_id=person.id, offset=offset, limit=PAGE_SIZE
         )
     if not tickets:
-        await session.commit()
         return t("leader.queue_empty"), None
     now = clock.now()
     lines = [t("leader.queue_title", total=total, first=offset + 1, last=offset + len(tickets))]
@@ -604,7 +601,6 @@ async def _queue_page(
             text=t("leader.queue_open", number=ticket.number),
             callback_data=TicketAction(op=TicketOp.OPEN, id=ticket.id),
         )
-    await session.commit()
     builder.adjust(1)
     paging = []
     if offset > 0:

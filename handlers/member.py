@@ -12,7 +12,7 @@ outbox sends them; the domain checks who may decide and whether it is still pend
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ from domain.geo import valid_point
 from domain.members import (
     BRANCH_LIMIT,
     NAME_LIMIT,
+    SERVICE_KINDS,
     check_decide,
     communities_of_street,
     decide_member,
@@ -51,12 +52,13 @@ from domain.places import get_community, search_communities
 from domain.posts import posts_held
 from domain.reference import Reference
 from domain.text import clean_text
-from handlers.callbacks import Button, DutyPlace, DutyPlaceOp, DutyService, MemberDecision
-from handlers.cards import local_time
-from handlers.common import amount, hours, scope_name
 from handlers.resident import Label
 from storage.enums import MemberStatus, UnitKind
 from storage.models import Person
+from views.buttons import Button, DutyPlace, DutyPlaceOp, DutyService, MemberDecision
+from views.cards import local_time
+from views.common import amount, hours, scope_name
+from views.member import registration_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +66,6 @@ Translate = Callable[..., str]
 
 SKILLS_LIMIT = 10  # skills kept from the comma-separated list
 SKILL_LIMIT = 50  # characters per skill
-# The kinds of service a member may offer (stored in Member.services by these codes; their
-# names are the locale keys member.service.<code>). Append only: a toggle names its index.
-SERVICE_KINDS = (
-    "building",
-    "patrol",
-    "environment",
-    "policy",
-    "elderly",
-    "mediation",
-    "emergency",
-    "professional",
-)
 STREET_PAGE = 8
 COMMUNITY_MATCHES = 8
 
@@ -118,36 +108,6 @@ EXPECTED = {
 }
 
 
-# -- texts shared with the outbox renderers (bot/render.py) ---------------------------------
-
-
-def registration_text(data: Mapping[str, Any], t: Translate) -> str:
-    lines = [t("member.registration", full_name=data["full_name"], branch=data["branch"])]
-    services = [t(f"member.service.{c}") for c in data.get("services") or [] if c in SERVICE_KINDS]
-    if services:
-        lines.append(t("member.registration_services", services=", ".join(services)))
-    if data.get("skills"):
-        lines.append(t("member.registration_skills", skills=", ".join(data["skills"])))
-    return "\n".join(lines)
-
-
-def registration_keyboard(member_id: int, t: Translate) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=t("member.btn.approve"), callback_data=MemberDecision(id=member_id, ok=True)
-    )
-    builder.button(
-        text=t("member.btn.reject"), callback_data=MemberDecision(id=member_id, ok=False)
-    )
-    return builder.as_markup()
-
-
-def decision_text(data: Mapping[str, Any], t: Translate) -> str:
-    if data["status"] == MemberStatus.APPROVED.value:
-        return t("member.decision.approved")
-    return t("member.decision.rejected", reason=data.get("reason") or "")
-
-
 # -- /duty ---------------------------------------------------------------------------------
 
 
@@ -168,7 +128,6 @@ async def duty_command(
 ) -> None:
     """/duty: the state of the person's registration, or the registration dialog."""
     member = await member_of(session, person)
-    await session.commit()
     if member is not None:
         await message.answer(_state_text(member, t))
         if member.status != MemberStatus.REJECTED:
@@ -313,7 +272,6 @@ async def by_hand(
 ) -> None:
     """ "Choose the community": the reply keyboard goes; the streets, or type a name."""
     streets = await streets_with_communities(session)
-    await session.commit()
     await state.set_state(Register.community)
     await message.answer(t("member.by_hand"), reply_markup=ReplyKeyboardRemove())
     text, markup = _streets_view(streets, 0, language, t)
@@ -331,7 +289,6 @@ async def community_typed(
     """Part of a community's name: one match is taken, several are offered as buttons."""
     query = clean_text(message.text or "").strip()
     choices, total = await search_communities(session, query=query, limit=COMMUNITY_MATCHES)
-    await session.commit()
     if raw_state == Register.location.state:
         await message.answer(t("member.by_hand"), reply_markup=ReplyKeyboardRemove())
     await state.set_state(Register.community)
@@ -356,7 +313,6 @@ async def streets_page(
     t: Translate,
 ) -> None:
     streets = await streets_with_communities(session)
-    await session.commit()
     await state.set_state(Register.community)
     offset = max(0, min(callback_data.id, max(0, len(streets) - 1)))
     text, markup = _streets_view(streets, offset, language, t)
@@ -372,7 +328,6 @@ async def street_chosen(
     t: Translate,
 ) -> None:
     street, communities = await communities_of_street(session, callback_data.id)
-    await session.commit()
     text = t("member.ask_community", street=scope_name(language, street.name_zh, street.name_en))
     markup = _communities_markup(communities, language, t, with_street=False)
     await query.answer()
@@ -404,7 +359,6 @@ async def _community_chosen(
 ) -> None:
     """A community chosen by hand: no grid (the secretary knows their grids)."""
     community = await get_community(session, community_id)  # NotFound for anything else
-    await session.commit()
     name = scope_name(language, community.name_zh, community.name_en)
     await out.answer(t("member.community_chosen", community=name))
     await state.update_data(
@@ -705,11 +659,9 @@ async def me_command(
     posts held and the calls ahead (said "I'll come", not ended; start in the city's time)."""
     member = await member_of(session, person)
     if member is None:
-        await session.commit()
         await message.answer(t("member.me_none"))
         return
     if member.status != MemberStatus.APPROVED:
-        await session.commit()
         await message.answer(_state_text(member, t))
         return
     month_start, month_end, year_start, year_end = _bounds(clock.now(), settings.tz)
@@ -717,7 +669,6 @@ async def me_command(
     year = await service_between(session, member, year_start, year_end)
     held = await posts_held(session, member)
     ahead = await calls_ahead(session, clock, member)
-    await session.commit()
     lines = [
         t(
             "member.me_approved",

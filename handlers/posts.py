@@ -25,10 +25,10 @@ from domain.errors import DomainError
 from domain.members import member_of
 from domain.places import get_community
 from domain.posts import PostView, claim_post, leave_post, posts_of_member
-from handlers.callbacks import PostAction, PostOp
-from handlers.common import refusal_text, scope_name
 from storage.enums import MemberStatus
 from storage.models import Person
+from views.buttons import PostAction, PostOp
+from views.common import refusal_text, scope_name
 
 Translate = Callable[..., str]
 
@@ -80,13 +80,11 @@ async def _view(
     """The list as it is now (text, buttons, posts); for someone not approved, what to do."""
     member = await member_of(session, person)
     if member is None or member.status != MemberStatus.APPROVED:
-        await session.commit()
         if member is None:
             return t("posts.not_member"), None, []
         return t(f"posts.{member.status.value}"), None, []
     views = await posts_of_member(session=session, person=person)
     community = await get_community(session, member.community_id)
-    await session.commit()
     name = scope_name(language, community.name_zh, community.name_en)
     markup = posts_keyboard(views, language, t) if views else None
     return posts_text(name, views, language, t), markup, views

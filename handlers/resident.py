@@ -44,12 +44,12 @@ from domain.tickets import (
     reopen_ticket,
     tickets_of,
 )
-from handlers import report_keyboards as kb
-from handlers.callbacks import FollowUp, MeToo, Page, Rating
-from handlers.common import scope_name
-from handlers.report_keyboards import PARTS, ReportButton, Step
 from storage.enums import OPEN_STATUSES, UnitKind
 from storage.models import Person
+from views import report as kb
+from views.buttons import FollowUp, MeToo, Page, Rating
+from views.common import scope_name
+from views.report import PARTS, ReportButton, Step
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,6 @@ async def _communities_view(
     choices, total = await search_communities(
         session, query=query, offset=offset, limit=COMMUNITY_PAGE
     )
-    await session.commit()
     if not total:
         return t("report.no_community", query=query or ""), kb.list_or_cancel(t), choices
     key = "report.communities_matching" if query else "report.communities"
@@ -181,7 +180,6 @@ async def _grids_view(
     items, total = await grids_of(
         session, community_id=community_id, offset=offset, limit=GRID_PAGE
     )
-    await session.commit()
     name = scope_name(language, community.name_zh, community.name_en)
     text = t("report.ask_grid", community=name)
     return text, kb.grids(items, language, t, offset=offset, size=GRID_PAGE, total=total), items
@@ -275,7 +273,6 @@ async def _to_summary(
             radius_m=settings.duplicate_radius_m,
             exclude_person_id=data.get("person_id"),
         )
-        await session.commit()
         # What "me too" may join in this dialog: exactly the tickets shown now.
         data["offered"] = [ticket.id for ticket in found]
         if found:
@@ -822,7 +819,6 @@ async def _my_view(
             session, person_id=person.id, offset=offset, limit=MY_PAGE
         )
     if not total:
-        await session.commit()
         return t("my.empty"), None
     parts = [t("my.header", first=offset + 1, last=offset + len(tickets), total=total)]
     for ticket in tickets:
@@ -837,7 +833,6 @@ async def _my_view(
                 holder=_held_by(ctx, t, language),
             ).rstrip()
         )
-    await session.commit()
     return "\n\n".join(parts), kb.my_pager(offset, MY_PAGE, total, t)
 
 

@@ -31,7 +31,11 @@ from domain.summons import (
     whistle,
 )
 from domain.tickets import Action, StaleAction, TicketContext, check_move, context_of
-from handlers.callbacks import (
+from handlers.department import answer_stale, department_name, short, summons_view
+from handlers.leader import _card, edit_text, message_ref, set_buttons
+from storage.enums import ACTIVE_SUMMONS, SummonsStatus, TicketStatus
+from storage.models import Department, Person, Ticket
+from views.buttons import (
     SummonsAction,
     SummonsOp,
     TicketAction,
@@ -39,12 +43,8 @@ from handlers.callbacks import (
     WhistleOp,
     WhistlePick,
 )
-from handlers.cards import STREET, summons_keyboard, summons_text
-from handlers.common import scope_name
-from handlers.department import answer_stale, department_name, short, summons_view
-from handlers.leader import _card, edit_text, message_ref, set_buttons
-from storage.enums import ACTIVE_SUMMONS, SummonsStatus, TicketStatus
-from storage.models import Department, Person, Ticket
+from views.cards import STREET, summons_keyboard, summons_text
+from views.common import scope_name
 
 Translate = Callable[..., str]
 
@@ -178,7 +178,6 @@ async def _open_picker(
     choices = await _choices(session, ticket)
     ctx = await context_of(session, ticket)
     if not choices:
-        await session.commit()
         text = t("whistle.none_available", number=ticket.number)
         await query.answer(short(text), show_alert=True)
         return
@@ -247,7 +246,6 @@ async def _current(
     the picker redrawn) when the list changed since the picker was drawn."""
     ticket = await _whistle_check(session, clock, person, callback_data.id)
     choices = await _choices(session, ticket)
-    await session.commit()
     mask = _mask(callback_data.sel)
     if mask is None or mask >> len(choices) or callback_data.v != _fingerprint(choices):
         if choices:

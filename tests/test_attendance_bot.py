@@ -13,13 +13,11 @@ from datetime import UTC, datetime, time, timedelta
 
 from sqlmodel import select
 
-from bot.render import default_renderer
 from domain.attendance import ask_attendance, send_monthly_summaries
 from domain.calls import answer_call, check_in, check_out, close_forgotten, create_call
 from domain.clock import FrozenClock
 from domain.deadlines import Timing
 from domain.errors import DomainError
-from handlers.callbacks import Page, Sheet, SheetOp
 from scheduler import jobs
 from storage.enums import MemberStatus, Role
 from storage.models import (
@@ -36,6 +34,8 @@ from tests.botkit import running_bot
 from tests.factories import make_person, make_tree
 from tests.fake_telegram import FakeTelegram
 from tests.test_member_bot import buttons, press, session_of
+from views.buttons import Page, Sheet, SheetOp
+from views.outbox import default_renderer
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in the city
 COMMUNITY = "EQ-JZJ-01"
@@ -125,8 +125,8 @@ def sheet(op: SheetOp, call_id: int, sel: str = "", n: int = 0) -> str:
 
 HEAD = "📋 Clear the stairwell\n🕒 2026-11-25 12:00 – 2026-11-25 14:00\n👥 3/3 places · "
 TITLE = "Attendance — press a name to change its mark, then “Confirm attendance”:"
-LINE_0 = "1. {} Member 0 — in 12:00, out 13:00, 60 min"
-LINE_1 = "2. {} Member 1 — in 12:00, ⚠️ never checked out (closed at the end, 14:00), 120 min"
+LINE_0 = "1. {} Member 0 — in 12:00, out 13:00, 60 minutes"
+LINE_1 = "2. {} Member 1 — in 12:00, ⚠️ never checked out (closed at the end, 14:00), 120 minutes"
 LINE_2 = "3. {} Member 2 — did not check in"
 
 
@@ -202,7 +202,7 @@ async def test_attendance_confirmed_after_the_call(db_url: str) -> None:
         due = await told(fake, SECRETARY, "🕒")
         assert due["text"] == (
             "🕒 Clear the stairwell ended at 2026-11-25 14:00. "
-            "3 member(s) said they would come: please confirm who came."
+            "3 members said they would come: please confirm who came."
         )
         assert buttons(due["reply_markup"]) == [("📋 Attendance sheet", open_)]
 
@@ -234,7 +234,7 @@ async def test_attendance_confirmed_after_the_call(db_url: str) -> None:
             ("✔️ Confirm attendance", confirm),
         ]
         done = await press(fake, SECRETARY, confirm, card["message_id"])
-        assert done.params["text"] == "Attendance confirmed: 1 came, 2 did not; 1 points given."
+        assert done.params["text"] == "Attendance confirmed: 1 came, 2 did not; 1 point given."
         assert await claims(db_url, call_id) == [
             ("Member 0", True, 1.0, 60),
             ("Member 1", False, 0.0, 120),
@@ -242,7 +242,7 @@ async def test_attendance_confirmed_after_the_call(db_url: str) -> None:
         ]
         edit = last_edit(fake, SECRETARY)
         assert edit["text"].startswith(f"{HEAD}confirmed\n")
-        assert f"{LINE_0.format('✅')} · 1 points\n{LINE_1.format('❌')}\n" in edit["text"]
+        assert f"{LINE_0.format('✅')} · 1 point\n{LINE_1.format('❌')}\n" in edit["text"]
         assert edit["text"].endswith(
             "Confirmed. You may change the marks and confirm again until the month's summary "
             "goes out."
@@ -250,11 +250,11 @@ async def test_attendance_confirmed_after_the_call(db_url: str) -> None:
 
         me = await ask(fake, MEMBERS[0], "/me", "Member 0")
         assert (
-            "This month: 1 h confirmed, 1 points.\nThis year: 1 h confirmed, 1 points."
+            "This month: 1 hour confirmed, 1 point.\nThis year: 1 hour confirmed, 1 point."
             in me["text"]
         )
         me = await ask(fake, MEMBERS[1], "/me", "Member 1")
-        assert "This month: 0 h confirmed, 0 points." in me["text"]
+        assert "This month: 0 hours confirmed, 0 points." in me["text"]
 
         # A stranger's forged presses are refused (and audited); nothing changes.
         before = await claims(db_url, call_id)
@@ -295,14 +295,14 @@ async def test_attendance_confirmed_after_the_call(db_url: str) -> None:
             assert await send_monthly_summaries(session=session, clock=clock, tz=tz) == 3
         summary = await told(fake, MEMBERS[1], "📊")
         assert summary["text"] == (
-            "📊 Your duty in 2026-11: 1 call(s), 2 h confirmed, 2 points. Thank you!"
+            "📊 Your duty in 2026-11: 1 call, 2 hours confirmed, 2 points. Thank you!"
         )
         summary = await told(fake, SECRETARY, "📊")
         assert summary["text"] == (
             "📊 Your community's duty in 2026-11\n"
             "Served (2):\n"
-            "• Member 1: 2 h\n"
-            "• Member 0: 1 h\n"
+            "• Member 1: 2 hours\n"
+            "• Member 0: 1 hour\n"
             "Calls not filled: 0\n"
             "No-shows: 1"
         )
@@ -319,7 +319,7 @@ def test_monthly_summaries_render_in_both_languages() -> None:
     renderer = default_renderer()
     member = {"month": "2026-11", "minutes": 90, "points": 1.5, "calls": 2}
     assert renderer.render("duty_month_member", member, "en").text == (
-        "📊 Your duty in 2026-11: 2 call(s), 1.5 h confirmed, 1.5 points. Thank you!"
+        "📊 Your duty in 2026-11: 2 calls, 1.5 hours confirmed, 1.5 points. Thank you!"
     )
     assert renderer.render("duty_month_member", member, "zh-hans").text == (
         "📊 您 2026-11 的服务：2 次活动，确认 1.5 小时，1.5 积分。谢谢您！"
@@ -335,8 +335,8 @@ def test_monthly_summaries_render_in_both_languages() -> None:
         "no_shows": 0,
     }
     text = renderer.render("duty_month_secretary", many, "en").text
-    assert "Served (60):\n• M00: 1 h\n" in text
-    assert "• M49: 1 h\n…and 10 more\n" in text and "M50" not in text
+    assert "Served (60):\n• M00: 1 hour\n" in text
+    assert "• M49: 1 hour\n…and 10 more\n" in text and "M50" not in text
 
 
 LEADER, OTHER_LEADER = 4210, 4211
@@ -544,7 +544,7 @@ async def test_the_organiser_cancels_a_call_before_it_starts(db_url: str) -> Non
         # Asked once more, "No" keeps it; then "Yes" cancels it and tells the two coming.
         await press(fake, SECRETARY, cancel, card["message_id"])
         asked = last_edit(fake, SECRETARY)
-        assert asked["text"].endswith("Cancel this call? The 2 member(s) coming will be told.")
+        assert asked["text"].endswith("Cancel this call? The 2 members coming will be told.")
         yes, keep = sheet(SheetOp.CANCEL_YES, call_id), sheet(SheetOp.KEEP, call_id)
         assert buttons(asked["reply_markup"]) == [("Yes, cancel it", yes), ("No, keep it", keep)]
         await press(fake, SECRETARY, keep, card["message_id"])
@@ -552,7 +552,7 @@ async def test_the_organiser_cancels_a_call_before_it_starts(db_url: str) -> Non
             ("✖️ Cancel the call", cancel)
         ]
         done = await press(fake, SECRETARY, yes, card["message_id"])
-        assert done.params["text"] == "Call cancelled; 2 member(s) told."
+        assert done.params["text"] == "Call cancelled; 2 members told."
         cancelled = last_edit(fake, SECRETARY)
         assert cancelled["text"].startswith(f"{HEAD[: HEAD.index('👥')]}👥 2/3 places · cancelled")
         assert buttons(cancelled.get("reply_markup")) == []

@@ -23,12 +23,9 @@ from bot.runtime import seed_sample_city
 from domain.calls import answer_call
 from domain.clock import FrozenClock
 from domain.text import clean_text
-from handlers import callbacks
-from handlers.callbacks import Button, CallAction, CallOp, MemberDecision
 from handlers.common import LanguageChoice
 from handlers.leader import CardBack, SkipPhoto
 from handlers.member import RegisterStep
-from handlers.report_keyboards import ReportButton
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import MemberStatus, Role
 from storage.models import (
@@ -54,6 +51,9 @@ from tests.test_resident import (
     start_report,
     to_location_step,
 )
+from views import buttons as callbacks
+from views.buttons import Button, CallAction, CallOp, MemberDecision
+from views.report import ReportButton
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in the city
 HUGE = 123456789012345678901234567890

@@ -21,17 +21,6 @@ from domain.deadlines import Timing
 from domain.reference import load_snapshot
 from domain.tickets import file_ticket
 from handlers.call_create import parse_local_time
-from handlers.callbacks import (
-    CallAction,
-    CallCommunity,
-    CallGrid,
-    CallGridOp,
-    CallOp,
-    CallStep,
-    TicketAction,
-    TicketOp,
-    TicketToCall,
-)
 from storage.enums import MemberStatus, Role
 from storage.models import (
     AuditEntry,
@@ -46,6 +35,17 @@ from storage.models import (
 from tests.botkit import running_bot
 from tests.fake_telegram import Call, FakeTelegram
 from tests.test_member_bot import STICKER, buttons, keys, press, reply, say, session_of
+from views.buttons import (
+    CallAction,
+    CallCommunity,
+    CallGrid,
+    CallGridOp,
+    CallOp,
+    CallStep,
+    TicketAction,
+    TicketOp,
+    TicketToCall,
+)
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in the city
 COMMUNITY, OTHER_COMMUNITY, FAR_COMMUNITY = "EQ-JZJ-01", "EQ-JZJ-02", "EQ-JFL-01"

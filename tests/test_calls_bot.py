@@ -14,11 +14,11 @@ from sqlmodel import select
 
 from domain.calls import create_call, remind_calls
 from domain.clock import FrozenClock
-from handlers.callbacks import CallAction, CallOp
 from storage.enums import MemberStatus, Role
 from storage.models import CallClaim, Member, OrgUnit, Person, RoleAssignment
 from tests.botkit import running_bot
 from tests.test_member_bot import buttons, keys, press, reply, say, session_of
+from views.buttons import CallAction, CallOp
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in the city
 COMMUNITY = "EQ-JZJ-01"
@@ -147,9 +147,9 @@ async def test_call_claim_check_in_and_out(db_url: str) -> None:
         # 45 minutes later: check out, the minutes counted.
         clock.advance(timedelta(minutes=45))
         out = await press(fake, user, check_out, reminder["message_id"])
-        assert out.params["text"] == "Checked out: 45 min counted. Thank you!"
+        assert out.params["text"] == "Checked out: 45 minutes counted. Thank you!"
         told = await reply(fake, user)
-        assert told["text"] == "Checked out: 45 min counted. Thank you!"
+        assert told["text"] == "Checked out: 45 minutes counted. Thank you!"
 
         # A member without a place pressing Check in is told so at once, not asked for a place.
         refused = await press(fake, IDLE, check_in, cards[IDLE])

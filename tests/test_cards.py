@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from bot.i18n import translator
-from bot.render import Place, Rendered, Renderer, RenderError, default_renderer
-from handlers.callbacks import FollowUp, TicketAction, TicketOp, TicketToCall
-from handlers.cards import card_keyboard, card_text, duration
+from views.buttons import FollowUp, TicketAction, TicketOp, TicketToCall
+from views.cards import card_keyboard, card_text, duration
+from views.outbox import Place, Rendered, Renderer, RenderError, default_renderer
 
 NUMBER = "ZZ-20261125-0001"
 
@@ -77,8 +77,8 @@ def test_a_new_card_in_english() -> None:
             "Status: waiting to be accepted",
             "Held by: Qingtong Grid 1 (grid) since 2026-11-25 10:00",
             "Reported by: Wang Fang",
-            "Filed: 2026-11-25 10:00 (35 min ago)",
-            "Deadline: 2026-11-25 12:00 (1 h 25 min left)",
+            "Filed: 2026-11-25 10:00 (35 minutes ago)",
+            "Deadline: 2026-11-25 12:00 (1 hour 25 minutes left)",
             "Place: Qingtong Grid 1, Qingtong Community",
             "",
             "Report: A pile of rubbish by gate 3.",
@@ -118,8 +118,8 @@ def test_anonymous_hides_the_name_and_many_affected_are_counted() -> None:
 def test_overdue_deadline_and_age_in_days_at_a_later_moment() -> None:
     later = datetime(2026, 11, 27, 5, 10, tzinfo=UTC)
     text = en(card(), now=later)
-    assert "Filed: 2026-11-25 10:00 (2 d 3 h ago)" in text
-    assert "⚠️ Deadline: 2026-11-25 12:00, overdue by 2 d 1 h" in text
+    assert "Filed: 2026-11-25 10:00 (2 days 3 hours ago)" in text
+    assert "⚠️ Deadline: 2026-11-25 12:00, overdue by 2 days 1 hour" in text
     assert "已超时 2天1小时" in zh(card(), now=later)
 
 
@@ -161,7 +161,7 @@ def test_resolved_returned_and_reopened_details() -> None:
     )
     text = en(reopened)
     assert "Answer: Cleared." in text
-    assert "Reopened by residents 2 time(s)" in text
+    assert "Reopened by residents 2 times" in text
     assert "The resident says: Still there." in text
     assert "居民已退回重办 2 次" in zh(reopened)
 
@@ -170,10 +170,10 @@ def test_durations() -> None:
     from datetime import timedelta
 
     t = translator("en")
-    assert duration(timedelta(seconds=59), t) == "0 min"
-    assert duration(timedelta(minutes=61), t) == "1 h 1 min"
-    assert duration(timedelta(days=3, hours=2, minutes=5), t) == "3 d 2 h"
-    assert duration(timedelta(minutes=-5), t) == "0 min"
+    assert duration(timedelta(seconds=59), t) == "0 minutes"
+    assert duration(timedelta(minutes=61), t) == "1 hour 1 minute"
+    assert duration(timedelta(days=3, hours=2, minutes=5), t) == "3 days 2 hours"
+    assert duration(timedelta(minutes=-5), t) == "0 minutes"
 
 
 def _cb(op: TicketOp) -> str:

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from domain.clock import FrozenClock
-from handlers.callbacks import CallAction, CallOp, DutyService, MemberDecision, Sheet, SheetOp
 from handlers.member import RegisterStep
 from storage.enums import MemberStatus, Role
 from storage.models import (
@@ -37,6 +36,7 @@ from storage.models import (
 from tests.botkit import running_bot
 from tests.fake_telegram import FakeTelegram
 from tests.test_member_bot import buttons, keys, press, reply, say, session_of
+from views.buttons import CallAction, CallOp, DutyService, MemberDecision, Sheet, SheetOp
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 10:00 in the city (UTC+8)
 
@@ -204,7 +204,8 @@ async def post_call(fake: FakeTelegram, *, sent: int = 5) -> None:
     )
     await press(fake, SECRETARY, button(summary, "✅ Confirm"), summary["message_id"])
     posted = await reply(fake, SECRETARY)
-    assert posted["text"] == f"📣 Call posted: “{TITLE}” was sent to {sent} members."
+    members = "1 member" if sent == 1 else f"{sent} members"
+    assert posted["text"] == f"📣 Call posted: “{TITLE}” was sent to {members}."
 
 
 async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
@@ -312,7 +313,7 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         # 6. 10:45: Li checks out, 09:30-10:45 counted; Wang never checks out.
         clock.set(local(26, 10, 45))
         out = await press(fake, LI, check_out, reminders[LI])
-        assert out.params["text"] == "Checked out: 75 min counted. Thank you!"
+        assert out.params["text"] == "Checked out: 75 minutes counted. Thank you!"
         assert (await told(fake, LI, "Checked out"))["text"] == out.params["text"]
 
         # 7. Past the end: the sweep closes Wang's check-out and tells the organiser that
@@ -321,7 +322,7 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         due = await told(fake, SECRETARY, "🕒")
         assert due["text"] == (
             f"🕒 {TITLE} ended at 2026-11-26 11:00. "
-            "3 member(s) said they would come: please confirm who came."
+            "3 members said they would come: please confirm who came."
         )
         late = await press(fake, ZHAO, check_in, reminders[ZHAO])
         assert late.params["text"] == "This call ended at 2026-11-26 11:00; check-in is closed."
@@ -339,8 +340,9 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         sheet = await told(fake, SECRETARY, "📋")
         assert sheet["text"].endswith(
             "Attendance — press a name to change its mark, then “Confirm attendance”:\n"
-            "1. ✅ Li Ming — in 09:30, out 10:45, 75 min\n"
-            "2. ✅ Wang Fang — in 09:30, ⚠️ never checked out (closed at the end, 11:00), 90 min\n"
+            "1. ✅ Li Ming — in 09:30, out 10:45, 75 minutes\n"
+            "2. ✅ Wang Fang — in 09:30, ⚠️ never checked out (closed at the end, 11:00), "
+            "90 minutes\n"
             "3. ❌ Zhao Lei — did not check in"
         )
         assert [label for label, _ in buttons(sheet["reply_markup"])] == [
@@ -355,7 +357,7 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         # 75 min and 90 min at one point an hour: 1.25 + 1.5.
         assert done.params["text"] == "Attendance confirmed: 2 came, 1 did not; 2.75 points given."
         assert (
-            "1. ✅ Li Ming — in 09:30, out 10:45, 75 min · 1.25 points"
+            "1. ✅ Li Ming — in 09:30, out 10:45, 75 minutes · 1.25 points"
             in (last_edit(fake, SECRETARY)["text"])
         )
 
@@ -364,18 +366,18 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         # 75 minutes: 1.25 h and 1.25 points, written as the organiser's sheet writes them.
         assert me["text"].startswith(
             "Li Ming: approved, on duty with your community.\n"
-            "This month: 1.25 h confirmed, 1.25 points.\n"
-            "This year: 1.25 h confirmed, 1.25 points.\n"
+            "This month: 1.25 hours confirmed, 1.25 points.\n"
+            "This year: 1.25 hours confirmed, 1.25 points.\n"
         )
         assert me["text"].endswith("No calls ahead.")
         me = await say(fake, WANG, "/me")
         assert (
-            "This month: 1.5 h confirmed, 1.5 points.\nThis year: 1.5 h confirmed, 1.5 points."
-            in me["text"]
+            "This month: 1.5 hours confirmed, 1.5 points.\n"
+            "This year: 1.5 hours confirmed, 1.5 points." in me["text"]
         )
         me = await say(fake, ZHAO, "/me")
         assert (
-            "This month: 0 h confirmed, 0 points.\nThis year: 0 h confirmed, 0 points."
+            "This month: 0 hours confirmed, 0 points.\nThis year: 0 hours confirmed, 0 points."
             in (me["text"])
         )
 

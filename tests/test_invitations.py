@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from bot.render import default_renderer
 from domain.errors import DomainError, InvitationRefused, NotAllowed, NotFound
 from domain.invitations import create_invitation, hash_code, redeem_invitation
 from storage.enums import Role
 from storage.models import AuditEntry, Invitation, OutboxMessage, RoleAssignment
 from tests.factories import make_person, make_tree
+from views.outbox import default_renderer
 
 
 async def test_invitation_binds_role_once(sessionmaker, clock) -> None:

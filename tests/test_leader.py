@@ -20,7 +20,12 @@ from domain.clock import FrozenClock
 from domain.deadlines import Timing
 from domain.reference import load_snapshot
 from domain.tickets import events_of, file_ticket
-from handlers.callbacks import (
+from storage.db import make_engine, make_sessionmaker
+from storage.enums import Level, ReturnReason, Role, TicketStatus
+from storage.models import AuditEntry, Category, OrgUnit, Person, RoleAssignment, Ticket
+from tests.botkit import running_bot
+from tests.fake_telegram import Call, FakeTelegram
+from views.buttons import (
     Page,
     Redispatch,
     ReturnWhy,
@@ -28,11 +33,6 @@ from handlers.callbacks import (
     TicketOp,
     TicketToCall,
 )
-from storage.db import make_engine, make_sessionmaker
-from storage.enums import Level, ReturnReason, Role, TicketStatus
-from storage.models import AuditEntry, Category, OrgUnit, Person, RoleAssignment, Ticket
-from tests.botkit import running_bot
-from tests.fake_telegram import Call, FakeTelegram
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Zhengzhou
 CALENDAR = Timing.plain(ZoneInfo("Asia/Shanghai"))
@@ -218,7 +218,7 @@ async def test_card_accept_and_resolve_with_a_photo(db_url: str) -> None:
         assert text.startswith(f"🆕 A new report in your grid\n\n📋 Ticket {number}\n")
         assert "Reported by: Wang Fang" in text
         assert "Status: waiting to be accepted" in text
-        assert "Deadline: 2026-11-25 12:00 (2 h 0 min left)" in text
+        assert "Deadline: 2026-11-25 12:00 (2 hours 0 minutes left)" in text
         assert "Report: A pile of rubbish by gate 3." in text
         assert buttons(card["reply_markup"]) == [
             ("✅ Accept", action(TicketOp.ACCEPT, tid)),

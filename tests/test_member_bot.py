@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from sqlmodel import select
 
 from domain.clock import FrozenClock
-from handlers.callbacks import DutyService, MemberDecision
 from handlers.member import RegisterStep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import MemberStatus, Role
 from storage.models import Member, OrgUnit, Person, RoleAssignment
 from tests.botkit import running_bot
 from tests.fake_telegram import Call, FakeTelegram
+from views.buttons import DutyService, MemberDecision
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 COMMUNITY = "EQ-JZJ-01"
@@ -227,8 +227,8 @@ async def test_register_approve_and_me(db_url: str) -> None:
         me = await say(fake, MEMBER, "/me")
         assert me["text"] == (
             "Zhang Wei: approved, on duty with your community.\n"
-            "This month: 0 h confirmed, 0 points.\n"
-            "This year: 0 h confirmed, 0 points.\n"
+            "This month: 0 hours confirmed, 0 points.\n"
+            "This year: 0 hours confirmed, 0 points.\n"
             "\n"
             "You hold no service post yet (/posts lists them).\n"
             "No calls ahead."

@@ -20,7 +20,6 @@ from aiogram.exceptions import TelegramRetryAfter
 from sqlmodel import select
 
 from bot.outbox import OutboxSender
-from bot.render import Place, Rendered, Renderer, RenderError, UnknownKind, default_renderer
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import FrozenClock, SystemClock
 from domain.outbox import (
@@ -35,6 +34,7 @@ from storage.db import sync_url, upgrade
 from storage.enums import Lane, OutboxStatus
 from storage.models import OutboxMessage, Person
 from tests.fake_telegram import FakeTelegram
+from views.outbox import Place, Rendered, Renderer, RenderError, UnknownKind, default_renderer
 
 RATE = 200.0
 CHAT_INTERVAL = 0.05

@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import select
 
 from domain.clock import FrozenClock
-from handlers.callbacks import DutyPlace, DutyPlaceOp, DutyService, PostAction, PostOp
-from handlers.member import SERVICE_KINDS, RegisterStep
+from domain.members import SERVICE_KINDS
+from handlers.member import RegisterStep
 from storage.enums import ClaimStatus, MemberStatus
 from storage.models import CallClaim, DutyCall, Member, OrgUnit, Person, PostHolder, ServicePost
 from tests.botkit import running_bot
 from tests.test_member_bot import buttons, keys, press, reply, say, session_of
+from views.buttons import DutyPlace, DutyPlaceOp, DutyService, PostAction, PostOp
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in the city
 QINGTONG, SONGFENG = "EQ-JZJ-01", "EQ-JZJ-02"
@@ -143,7 +144,7 @@ async def test_claim_leave_and_a_full_post(db_url: str) -> None:
         full, now = await press_edit(fake, BOB, claim, bobs["message_id"])
         assert full["text"] == "This post has no place left (it has 1)."
         assert full["show_alert"] is True
-        assert now["text"] == LIST.format(policy="• Policy explainer: full (all 1 taken)")
+        assert now["text"] == LIST.format(policy="• Policy explainer: full (1 of 1 taken)")
         assert await holders(db_url, policy.id) == [ALICE]
         # Leaving a post he does not hold is refused too.
         not_held = await press(fake, BOB, leave, bobs["message_id"])
@@ -243,8 +244,8 @@ async def test_me_lists_the_posts_held_and_the_calls_ahead(db_url: str) -> None:
         me = await say(fake, ALICE, "/me")
         assert me["text"] == (
             "Member 4201: approved, on duty with your community.\n"
-            "This month: 0 h confirmed, 0 points.\n"
-            "This year: 0 h confirmed, 0 points.\n"
+            "This month: 0 hours confirmed, 0 points.\n"
+            "This year: 0 hours confirmed, 0 points.\n"
             "\n"
             "Posts you hold: Building helper, Safety patrol\n"
             "Calls ahead:\n"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from bot.i18n import translator
 from domain.errors import DomainError
-from handlers.common import refusal_text
+from views.common import refusal_text
 
 
 def test_times_are_shown_in_the_city_and_states_in_words() -> None:

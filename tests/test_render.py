@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.i18n import catalogs, translator
-from bot.render import RenderError, default_renderer
-from handlers.callbacks import (
+from storage.enums import Role, SummonsReturnReason, SummonsStatus, TicketStatus
+from tests.test_cards import NUMBER, card
+from views.buttons import (
     SummonsAction,
     SummonsOp,
     TicketAction,
@@ -19,9 +20,8 @@ from handlers.callbacks import (
     WhistleOp,
     WhistlePick,
 )
-from handlers.cards import card_keyboard
-from storage.enums import Role, SummonsReturnReason, SummonsStatus, TicketStatus
-from tests.test_cards import NUMBER, card
+from views.cards import card_keyboard
+from views.outbox import RenderError, default_renderer
 
 RENDERER = default_renderer(tz=ZoneInfo("Asia/Shanghai"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def test_a_summoned_department_gets_report_in_and_return() -> None:
     assert "Held by: Jianzhongjie Subdistrict (street)" in rendered.text
     assert rendered.text.endswith(
         "\n\nDepartment: Erqi District Urban Management Bureau — summoned, waiting to report in\n"
-        "Department's deadline: 2026-11-25 12:35 (2 h 0 min left)"
+        "Department's deadline: 2026-11-25 12:35 (2 hours 0 minutes left)"
     )
     assert buttons(rendered) == [
         ("✅ Report in (签收)", _s(SummonsOp.REPORT_IN)),

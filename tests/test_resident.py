@@ -17,7 +17,6 @@ from domain.clock import FrozenClock, SystemClock
 from domain.deadlines import Timing
 from domain.reference import load_snapshot
 from domain.tickets import accept_ticket, events_of, file_ticket, resolve_ticket
-from handlers.callbacks import FollowUp, MeToo
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import Role, TicketStatus, WatcherKind
 from storage.models import (
@@ -32,6 +31,7 @@ from storage.models import (
 )
 from tests.botkit import running_bot
 from tests.fake_telegram import FakeTelegram
+from views.buttons import FollowUp, MeToo
 
 INSIDE = {"latitude": 34.742, "longitude": 113.632}  # in EQ-JZJ-01-G1 (Qingtong Grid 1)
 NEARBY = {"latitude": 34.7423, "longitude": 113.6323}  # about 40 m away, same grid

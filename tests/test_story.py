@@ -11,12 +11,12 @@ from __future__ import annotations
 from sqlmodel import select
 
 from domain.tickets import events_of
-from handlers.callbacks import TicketAction, TicketOp
 from storage.enums import Role, TicketStatus
 from storage.models import Ticket
 from tests.test_e2e_bot import _invite
 from tests.test_leader import buttons, press
 from tests.test_resident import INSIDE, Resident, _query, start_report, to_location_step
+from views.buttons import TicketAction, TicketOp
 
 LEADER = 7001
 RESIDENT = 7002

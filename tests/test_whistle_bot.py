@@ -16,15 +16,6 @@ from sqlmodel import select
 from domain.clock import FrozenClock
 from domain.summons import summonses_of, whistle
 from domain.tickets import escalate_ticket
-from handlers.callbacks import (
-    SummonsAction,
-    SummonsOp,
-    SummonsReturnWhy,
-    TicketAction,
-    TicketOp,
-    WhistleOp,
-    WhistlePick,
-)
 from storage.enums import Level, Role, SummonsReturnReason, SummonsStatus, TicketStatus
 from storage.models import (
     AuditEntry,
@@ -47,6 +38,15 @@ from tests.test_leader import (
     buttons,
     last_edit,
     press,
+)
+from views.buttons import (
+    SummonsAction,
+    SummonsOp,
+    SummonsReturnWhy,
+    TicketAction,
+    TicketOp,
+    WhistleOp,
+    WhistlePick,
 )
 
 STREET_CODE = "EQ-JZJ"

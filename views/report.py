@@ -15,9 +15,9 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from domain.tickets import Nearby
-from handlers.callbacks import Button, MeToo, Page, Rating
-from handlers.common import scope_name
 from storage.models import Category, OrgUnit
+from views.buttons import Button, MeToo, Page, Rating
+from views.common import scope_name
 
 Translate = Callable[..., str]
 

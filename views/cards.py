@@ -17,7 +17,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from domain.summons import WHISTLE_LEVELS
 from domain.tickets import NEXT_LEVEL, Action, allowed
-from handlers.callbacks import (
+from storage.enums import Level, SummonsStatus, TicketStatus
+from views.buttons import (
     SummonsAction,
     SummonsOp,
     TicketAction,
@@ -26,7 +27,6 @@ from handlers.callbacks import (
     WhistleOp,
     WhistlePick,
 )
-from storage.enums import Level, SummonsStatus, TicketStatus
 
 Translate = Callable[..., str]
 

@@ -17,9 +17,9 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import catalogs, text, translator
-from handlers import attendance, calls, member
-from handlers.callbacks import FollowUp, TicketAction, TicketOp
-from handlers.cards import (
+from views import attendance, calls, member
+from views.buttons import FollowUp, TicketAction, TicketOp
+from views.cards import (
     AUDIENCES,
     DEFAULT_TZ,
     card_keyboard,
@@ -204,7 +204,7 @@ def _when(data: Mapping[str, Any], key: str, tz: tzinfo) -> str:
 
 
 def render_ticket_card(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
-    """Kind "ticket_card": the card (handlers.cards) with a header saying why it came."""
+    """Kind "ticket_card": the card (views.cards) with a header saying why it came."""
     t = translator(language)
     body = card_text(data, t, language, tz=tz)
     reason = data.get("reason")

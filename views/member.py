@@ -1,0 +1,43 @@
+"""A member's registration as the secretary receives it (with Approve / Reject), and the
+decision as the member receives it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from domain.members import SERVICE_KINDS
+from storage.enums import MemberStatus
+from views.buttons import MemberDecision
+
+Translate = Callable[..., str]
+
+
+def registration_text(data: Mapping[str, Any], t: Translate) -> str:
+    lines = [t("member.registration", full_name=data["full_name"], branch=data["branch"])]
+    services = [t(f"member.service.{c}") for c in data.get("services") or [] if c in SERVICE_KINDS]
+    if services:
+        lines.append(t("member.registration_services", services=", ".join(services)))
+    if data.get("skills"):
+        lines.append(t("member.registration_skills", skills=", ".join(data["skills"])))
+    return "\n".join(lines)
+
+
+def registration_keyboard(member_id: int, t: Translate) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("member.btn.approve"), callback_data=MemberDecision(id=member_id, ok=True)
+    )
+    builder.button(
+        text=t("member.btn.reject"), callback_data=MemberDecision(id=member_id, ok=False)
+    )
+    return builder.as_markup()
+
+
+def decision_text(data: Mapping[str, Any], t: Translate) -> str:
+    if data["status"] == MemberStatus.APPROVED.value:
+        return t("member.decision.approved")
+    return t("member.decision.rejected", reason=data.get("reason") or "")

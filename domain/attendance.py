@@ -17,15 +17,15 @@ from domain.access import require_role
 from domain.calls import require_organiser
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
-from domain.members import SECRETARY_ROLES, community_unit
+from domain.members import community_unit
 from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue_many
+from domain.roles import approving_roles, member_hearing_roles
 from storage.enums import (
     AssignmentStatus,
     CallStatus,
     ClaimStatus,
     Lane,
-    Role,
 )
 from storage.models import (
     CallClaim,
@@ -55,7 +55,7 @@ async def confirm_attendance(
             session,
             clock=clock,
             person_id=actor.id,
-            roles=SECRETARY_ROLES,
+            roles=approving_roles(),
             unit=community,
             action=f"duty.confirm:{call_id}",
         )
@@ -204,7 +204,7 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
             select(RoleAssignment.unit_id, Person.telegram_id)
             .join(Person, Person.id == RoleAssignment.person_id)
             .where(
-                RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+                RoleAssignment.role.in_(member_hearing_roles()),
                 RoleAssignment.status == AssignmentStatus.ACTIVE,
                 RoleAssignment.unit_id.in_(list(by_community)),
             )
@@ -247,7 +247,7 @@ def _organised_by(person: Person) -> sa.ColumnElement[bool]:
     """Calls the person organised, or of a community where they are the secretary."""
     communities = select(RoleAssignment.unit_id).where(
         RoleAssignment.person_id == person.id,
-        RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+        RoleAssignment.role.in_(member_hearing_roles()),
         RoleAssignment.status == AssignmentStatus.ACTIVE,
     )
     return sa.or_(DutyCall.organiser_id == person.id, DutyCall.community_id.in_(communities))

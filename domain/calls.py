@@ -23,12 +23,11 @@ from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.geo import distance_m, require_point, valid_point
 from domain.members import (
-    ORGANISER_ROLES,
-    SECRETARY_ROLES,
     approved_member,
     community_unit,
 )
 from domain.outbox import Outgoing, enqueue_many
+from domain.roles import approving_roles, calling_roles, organising_roles, powers
 from domain.text import clean_text
 from storage.enums import (
     AssignmentStatus,
@@ -36,7 +35,6 @@ from storage.enums import (
     ClaimStatus,
     Lane,
     MemberStatus,
-    Role,
     TicketStatus,
     UnitKind,
 )
@@ -106,7 +104,7 @@ async def create_call(
                 session,
                 clock=clock,
                 person_id=actor.id,
-                roles=ORGANISER_ROLES,
+                roles=organising_roles(),
                 unit=grid,
                 action="duty.call",
             )
@@ -115,7 +113,7 @@ async def create_call(
             session,
             clock=clock,
             person_id=actor.id,
-            roles=SECRETARY_ROLES,
+            roles=approving_roles(),
             unit=community,
             action="duty.call",
         )
@@ -468,19 +466,21 @@ async def call_scopes(session: AsyncSession, person: Person) -> list[CallScope]:
             .where(
                 RoleAssignment.person_id == person.id,
                 RoleAssignment.status == AssignmentStatus.ACTIVE,
-                RoleAssignment.role.in_([Role.COMMUNITY_SECRETARY, Role.GRID_LEADER]),
+                RoleAssignment.role.in_(calling_roles()),
             )
         )
     ).all()
     whole = {
         unit.id
         for role, unit in rows
-        if role == Role.COMMUNITY_SECRETARY and unit.kind == UnitKind.COMMUNITY
+        if powers(role).call_scope is UnitKind.COMMUNITY and unit.kind == UnitKind.COMMUNITY
     }
     own = {
         unit.id: unit
         for role, unit in rows
-        if role == Role.GRID_LEADER and unit.kind == UnitKind.GRID and unit.parent_id is not None
+        if powers(role).call_scope is UnitKind.GRID
+        and unit.kind == UnitKind.GRID
+        and unit.parent_id is not None
     }
     community_ids = whole | {grid.parent_id for grid in own.values()}
     if not community_ids:
@@ -527,7 +527,7 @@ async def call_scope(
         person_id=person.id,
         unit=community,
         action="duty.call",
-        roles=ORGANISER_ROLES,
+        roles=organising_roles(),
     )
 
 
@@ -557,7 +557,7 @@ async def ticket_for_call(
         session,
         clock=clock,
         person_id=person.id,
-        roles=(Role.COMMUNITY_SECRETARY, Role.GRID_LEADER),
+        roles=calling_roles(),
         unit=grid,
         action=f"duty.call_ticket:{ticket.number}",
     )
@@ -611,7 +611,7 @@ async def require_organiser(
         session,
         clock=clock,
         person_id=actor.id,
-        roles=SECRETARY_ROLES,
+        roles=approving_roles(),
         unit=community,
         action=action,
     )

@@ -21,17 +21,12 @@ from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue_many
-from storage.enums import OPEN_STATUSES, AssignmentStatus, Lane, Level, Role, TicketStatus
+from domain.roles import digest_roles, powers
+from storage.enums import OPEN_STATUSES, AssignmentStatus, Lane, Role, TicketStatus
 from storage.models import Category, OrgUnit, Person, RoleAssignment, Ticket
 
 logger = logging.getLogger(__name__)
 
-# Who gets a digest, and the level at which their unit holds tickets.
-DIGEST_ROLES: dict[Role, Level] = {
-    Role.GRID_LEADER: Level.GRID,
-    Role.COMMUNITY_SECRETARY: Level.COMMUNITY,
-    Role.STREET_OFFICER: Level.STREET,
-}
 LISTED = 10
 # Waiting on the holder (a resolved ticket waits on the resident).
 HELD = [s.value for s in OPEN_STATUSES if s != TicketStatus.RESOLVED]
@@ -141,7 +136,7 @@ async def send_digests(
             .join(Person, Person.id == RoleAssignment.person_id)
             .join(OrgUnit, OrgUnit.id == RoleAssignment.unit_id)
             .where(
-                RoleAssignment.role.in_(list(DIGEST_ROLES)),
+                RoleAssignment.role.in_(digest_roles()),
                 RoleAssignment.status == AssignmentStatus.ACTIVE,
             )
             .order_by(RoleAssignment.id)
@@ -160,7 +155,8 @@ async def send_digests(
         if (role, chat_id, unit.id) in seen:
             continue  # the same role twice in one unit (two active rows): one digest
         seen.add((role, chat_id, unit.id))
-        level = DIGEST_ROLES[Role(role)].value
+        # The rung at which the unit holds the tickets this role hears about.
+        level = powers(Role(role)).digest.value
         counts = figures.get((unit.id, level))
         if counts is None:
             continue  # nothing open: no message (a quiet day is not news)

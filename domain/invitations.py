@@ -18,6 +18,7 @@ from domain.access import require_role
 from domain.clock import Clock
 from domain.errors import DomainError, InvitationRefused, NotFound
 from domain.outbox import enqueue
+from domain.roles import inviting_roles, powers
 from storage.enums import AssignmentStatus, Lane, Role, UnitKind
 from storage.models import Department, Invitation, OrgUnit, Person, RoleAssignment
 
@@ -25,15 +26,6 @@ logger = logging.getLogger(__name__)
 
 # Deep-link payloads allow [A-Za-z0-9_-] and 64 characters; 18 random bytes give 24.
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-# The unit kind each role is bound to; a department liaison is bound to a department instead.
-ROLE_UNIT_KIND: dict[Role, UnitKind | None] = {
-    Role.GRID_LEADER: UnitKind.GRID,
-    Role.COMMUNITY_SECRETARY: UnitKind.COMMUNITY,
-    Role.STREET_OFFICER: UnitKind.STREET,
-    Role.DEPARTMENT_LIAISON: None,
-    Role.ADMIN: None,  # any unit; the whole city when none is named
-}
 
 
 def hash_code(code: str) -> str:
@@ -83,7 +75,9 @@ async def create_invitation(
         raise DomainError("invite.bad_ttl")
     unit: OrgUnit | None = None
     department: Department | None = None
-    if role is Role.DEPARTMENT_LIAISON:
+    row = powers(role)
+    expected = row.unit_kind
+    if row.department:
         if not department_code:
             raise DomainError("invite.needs_department")
         department = (
@@ -91,7 +85,8 @@ async def create_invitation(
         ).first()
         if department is None:
             raise NotFound("department.unknown", code=department_code)
-    elif role is Role.ADMIN:
+    elif expected is None:
+        # Held in any unit: the whole city when none is named.
         if unit_code:
             unit = await _unit_by_code(session, unit_code)
         else:
@@ -102,9 +97,8 @@ async def create_invitation(
                 raise NotFound("unit.no_city")
     else:
         if not unit_code:
-            raise DomainError("invite.needs_unit", kind=ROLE_UNIT_KIND[role].value)
+            raise DomainError("invite.needs_unit", kind=expected.value)
         unit = await _unit_by_code(session, unit_code)
-        expected = ROLE_UNIT_KIND[role]
         if unit.kind != expected:
             raise DomainError(
                 "invite.wrong_unit_kind",
@@ -123,7 +117,7 @@ async def create_invitation(
             session,
             clock=clock,
             person_id=created_by_id,
-            roles=[Role.ADMIN],
+            roles=inviting_roles(),
             unit=target,
             action=f"invite:{role.value}",
         )

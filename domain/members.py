@@ -15,11 +15,11 @@ from domain.access import require_role
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.outbox import enqueue
+from domain.roles import approving_roles, member_hearing_roles
 from domain.text import clean_text
 from storage.enums import (
     Lane,
     MemberStatus,
-    Role,
     UnitKind,
 )
 from storage.models import (
@@ -31,8 +31,6 @@ from storage.models import (
 
 NAME_LIMIT = 100
 BRANCH_LIMIT = 200
-SECRETARY_ROLES = (Role.COMMUNITY_SECRETARY, Role.ADMIN)
-ORGANISER_ROLES = (Role.COMMUNITY_SECRETARY, Role.GRID_LEADER, Role.ADMIN)
 # The kinds of service a member may offer (stored in Member.services by these codes; their
 # names are the locale keys member.service.<code>). Append only: a toggle names its index.
 SERVICE_KINDS = (
@@ -110,7 +108,7 @@ async def register_member(
             .join(RoleAssignment, RoleAssignment.person_id == Person.id)
             .where(
                 RoleAssignment.unit_id == community.id,
-                RoleAssignment.role == Role.COMMUNITY_SECRETARY,
+                RoleAssignment.role.in_(member_hearing_roles()),
             )
         )
     ).all()
@@ -145,7 +143,7 @@ async def _pending_member(
         session,
         clock=clock,
         person_id=actor.id,
-        roles=SECRETARY_ROLES,
+        roles=approving_roles(),
         unit=community,
         action=f"duty.decide:{member_id}",
     )

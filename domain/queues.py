@@ -9,12 +9,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
 from domain.clock import Clock
+from domain.roles import viewing_roles
 from domain.tickets import Action, can_act, get_ticket
-from storage.enums import Role, UnitKind
+from storage.enums import UnitKind
 from storage.models import OrgUnit, Person, Ticket, TicketEvent
-
-# Holder roles that may look at any ticket of a grid they cover (not only the one they hold).
-VIEW_ROLES = (Role.GRID_LEADER, Role.COMMUNITY_SECRETARY, Role.STREET_OFFICER, Role.ADMIN)
 
 
 async def open_ticket(
@@ -36,7 +34,7 @@ async def open_ticket(
         session,
         clock=clock,
         person_id=person.id,
-        roles=VIEW_ROLES,
+        roles=viewing_roles(),
         unit=grid,
         action=f"ticket.view:{ticket.number}",
     )

@@ -23,8 +23,8 @@ from domain.clock import Clock
 from domain.deadlines import Policies, Timing, due, first_at, phase_alerts
 from domain.errors import DomainError, NotFound
 from domain.lookups import Lookups
+from domain.roles import department_roles, level_roles, primary_role
 from domain.tickets import (
-    LEVEL_ROLES,
     Action,
     StaleAction,
     TicketContext,
@@ -44,7 +44,6 @@ from storage.enums import (
     AssignmentStatus,
     Lane,
     Level,
-    Role,
     SummonsReturnReason,
     SummonsStatus,
     TicketStatus,
@@ -165,17 +164,21 @@ def _plan_summons(
 
 
 async def _liaisons(lk: Lookups, department_id: int) -> list[Person]:
-    return await lk.holders(Role.DEPARTMENT_LIAISON, department_id=department_id)
+    return [
+        person
+        for role in department_roles()
+        for person in await lk.holders(role, department_id=department_id)
+    ]
 
 
 async def _district_admins(lk: Lookups, ticket: Ticket) -> list[Person]:
     district = await lk.ancestor(await lk.unit(ticket.grid_id), UnitKind.DISTRICT)
-    return await lk.holders(LEVEL_ROLES[Level.DISTRICT][0], unit_id=district.id)
+    return await lk.holders(primary_role(Level.DISTRICT), unit_id=district.id)
 
 
 async def _holders_now(lk: Lookups, ticket: Ticket) -> list[Person]:
     holder = await lk.unit(ticket.holder_unit_id)
-    return await lk.holders(LEVEL_ROLES[ticket.level][0], unit_id=holder.id)
+    return await lk.holders(primary_role(ticket.level), unit_id=holder.id)
 
 
 def _ticket_clock(
@@ -302,7 +305,7 @@ async def load_summons(
             await session.exec(
                 select(RoleAssignment.id).where(
                     RoleAssignment.person_id == actor.id,
-                    RoleAssignment.role == Role.DEPARTMENT_LIAISON,
+                    RoleAssignment.role.in_(department_roles()),
                     RoleAssignment.department_id == department.id,
                     RoleAssignment.status == AssignmentStatus.ACTIVE,
                 )
@@ -317,7 +320,7 @@ async def load_summons(
                 person_id=actor.id,
                 unit=unit,
                 action=f"summons.{department.code}:{ticket.number}",
-                roles=[Role.DEPARTMENT_LIAISON],
+                roles=department_roles(),
             )
     else:
         holder = await session.get(OrgUnit, ticket.holder_unit_id)
@@ -326,7 +329,7 @@ async def load_summons(
             session,
             clock=clock,
             person_id=actor.id,
-            roles=LEVEL_ROLES[ticket.level],
+            roles=level_roles(ticket.level),
             unit=holder,
             action=f"summons.arbitrate:{ticket.number}",
         )
@@ -575,7 +578,8 @@ async def sweep_summons(
             await lk.session.exec(select(Ticket).where(Ticket.id.in_({s.ticket_id for s in rows})))
         ).all()
     }
-    await lk.prefetch(list(tickets.values()), roles=[Role.ADMIN])
+    # The district's holders are brought in when a department stays silent.
+    await lk.prefetch(list(tickets.values()), roles=[primary_role(Level.DISTRICT)])
     for summons in rows:
         ticket = tickets[summons.ticket_id]
         if summons.status not in ACTIVE_SUMMONS or ticket.status != TicketStatus.SUMMONED:

@@ -24,9 +24,9 @@ from domain.changes import Changes
 from domain.clock import Clock
 from domain.deadlines import Policies, Timing, due, first_at
 from domain.lookups import Lookups
+from domain.roles import ladder_roles
 from domain.summons import sweep_summons
 from domain.tickets import (
-    LADDER_ROLES,
     NEXT_LEVEL,
     Action,
     allowed,
@@ -121,7 +121,7 @@ async def _ticket_batch(
         await session.commit()
         return report, 0
     lk = Lookups(session)
-    await lk.prefetch(tickets, roles=LADDER_ROLES)
+    await lk.prefetch(tickets, roles=ladder_roles())
     policies = await Policies.load(session)
     out = Changes(clock)
     for ticket in tickets:

@@ -27,6 +27,13 @@ from domain.errors import DomainError, NotAllowed, NotFound
 from domain.geo import distance_m
 from domain.lookups import Lookups
 from domain.reference import OrgSnapshot
+from domain.roles import (
+    held_levels,
+    ladder_roles,
+    level_roles,
+    primary_role,
+    returns_roles,
+)
 from domain.text import clean_text
 from storage.bulk import insert_returning, insert_rows
 from storage.dialect import Driver, next_in_sequence
@@ -113,13 +120,6 @@ PHASES: dict[TicketStatus, str] = {
     S.RESOLVED: "followup",
 }
 
-# Who holds a ticket at each level of the ladder (administrators of a covering unit may too).
-LEVEL_ROLES: dict[Level, tuple[Role, ...]] = {
-    Level.GRID: (Role.GRID_LEADER, Role.ADMIN),
-    Level.COMMUNITY: (Role.COMMUNITY_SECRETARY, Role.ADMIN),
-    Level.STREET: (Role.STREET_OFFICER, Role.ADMIN),
-    Level.DISTRICT: (Role.ADMIN,),
-}
 NEXT_LEVEL: dict[Level, Level] = {
     Level.GRID: Level.COMMUNITY,
     Level.COMMUNITY: Level.STREET,
@@ -132,8 +132,6 @@ LEVEL_KIND: dict[Level, UnitKind] = {
     Level.DISTRICT: UnitKind.DISTRICT,
 }
 RESIDENT_ACTIONS = frozenset({Action.CONFIRM, Action.REOPEN, Action.RATE})
-# Everyone who may hold a ticket somewhere on the way up from its grid.
-LADDER_ROLES = (Role.GRID_LEADER, Role.COMMUNITY_SECRETARY, Role.STREET_OFFICER, Role.ADMIN)
 
 
 class StaleAction(DomainError):
@@ -282,14 +280,14 @@ async def queue_of(
     clauses = []
     holder = sa.orm.aliased(OrgUnit)
     for assignment, unit in assignments:
-        levels = [level for level, roles in LEVEL_ROLES.items() if assignment.role in roles]
+        levels = held_levels(assignment.role)
         if not levels:
             continue
         in_subtree = sa.func.substr(holder.path, 1, len(unit.path)) == unit.path
         level_match = Ticket.level.in_([lv.value for lv in levels])
         returned = sa.and_(
             Ticket.status == S.RETURNED,
-            sa.literal(assignment.role in (Role.COMMUNITY_SECRETARY, Role.ADMIN)),
+            sa.literal(assignment.role in returns_roles()),
         )
         clauses.append(sa.and_(in_subtree, sa.or_(level_match, returned)))
     if not clauses:
@@ -314,13 +312,13 @@ async def queue_of(
 def holder_roles(ticket: Ticket) -> tuple[Role, ...]:
     """Who may act on the ticket where it is held now (administrators of a covering unit too)."""
     if ticket.status == S.RETURNED:
-        return (Role.COMMUNITY_SECRETARY, Role.ADMIN)
-    return LEVEL_ROLES[ticket.level]
+        return returns_roles()
+    return level_roles(ticket.level)
 
 
 async def _holders(lk: Lookups, unit: OrgUnit, level: Level) -> list[Person]:
     """People who hold tickets at `level` in `unit`: its role holders, not the admins above."""
-    return await lk.holders(LEVEL_ROLES[level][0], unit_id=unit.id)
+    return await lk.holders(primary_role(level), unit_id=unit.id)
 
 
 async def can_act(session: AsyncSession, *, person_id: int, ticket: Ticket) -> bool:
@@ -741,7 +739,7 @@ async def load_for_action(
             grid = await session.get(OrgUnit, ticket.grid_id)
             assert grid is not None
             if await covering_assignment(
-                session, person_id=actor.id, roles=LADDER_ROLES, unit=grid
+                session, person_id=actor.id, roles=ladder_roles(), unit=grid
             ):
                 # Someone on this ticket's ladder pressing an old button: it moved on.
                 raise StaleAction(

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.invitations import create_invitation
+from domain.roles import powers
 from domain.text import clean_text
 from storage.enums import Role
 from storage.models import Person
@@ -47,8 +48,8 @@ async def invite_command(
         session=session,
         clock=clock,
         role=role,
-        unit_code=None if role is Role.DEPARTMENT_LIAISON else code,
-        department_code=code if role is Role.DEPARTMENT_LIAISON else None,
+        unit_code=None if powers(role).department else code,
+        department_code=code if powers(role).department else None,
         ttl=timedelta(days=settings.invite_ttl_days),
         created_by_id=person.id,
     )

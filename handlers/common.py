@@ -16,8 +16,8 @@ from domain.geo import valid_point
 from domain.invitations import redeem_invitation
 from domain.people import LANGUAGES, roles_of, set_language
 from domain.reference import Reference
+from domain.roles import powers
 from domain.text import clean_text
-from storage.enums import Role
 from storage.models import Person
 from views.buttons import Button
 from views.common import scope_name
@@ -87,7 +87,7 @@ async def help_command(
     """/help: the commands, and the person's roles."""
     parts = [t("help.text")]
     assignments = await roles_of(session=session, person_id=person.id)
-    if any(a.role is Role.ADMIN for a, _, _ in assignments):
+    if any(powers(a.role).invites for a, _, _ in assignments):
         parts[0] += "\n" + t("help.admin")
     roles = role_lines(person, assignments, t)
     if roles:

@@ -102,7 +102,6 @@ from benchmarks.inbound import (  # noqa: E402
     percentile,
     report_dialog,
 )
-from bot.i18n import text as i18n_text  # noqa: E402
 from bot.inbound import SECRET_HEADER, webhook_secret  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from domain.calls import create_call  # noqa: E402
@@ -124,6 +123,7 @@ from storage.models import (  # noqa: E402
 from storage.org_loader import apply_org, sample_path  # noqa: E402
 from storage.orgfile import read_org_file  # noqa: E402
 from tests.fake_telegram import FakeTelegram, is_send_method  # noqa: E402
+from views.i18n import text as i18n_text  # noqa: E402
 
 TOKEN = "123456:CLUSTER-BENCH"
 BOT_ID = int(TOKEN.split(":", 1)[0])

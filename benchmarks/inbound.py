@@ -84,7 +84,6 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
-from bot.i18n import text as i18n_text  # noqa: E402
 from domain.calls import create_call  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
 from storage.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
@@ -93,6 +92,7 @@ from storage.models import Member, OrgUnit, Person, RoleAssignment  # noqa: E402
 from storage.org_loader import sample_path  # noqa: E402
 from storage.orgfile import read_org_file  # noqa: E402
 from tests.fake_telegram import REJECTION_KINDS, FakeTelegram  # noqa: E402
+from views.i18n import text as i18n_text  # noqa: E402
 
 GRIDBOT_TOKEN = "123456:GRIDBOT-BENCH"
 BARE_TOKEN = "654321:BARE-BENCH"

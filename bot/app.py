@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 import handlers
 from bot.api_session import JsonSession
 from bot.fsm import DatabaseEventIsolation, DatabaseStorage
-from bot.i18n import text, translator
 from bot.middlewares import ContextMiddleware, EndTransactionMiddleware
 from bot.routing import IndexedDispatcher
 from bot.settings import Settings
@@ -37,6 +36,7 @@ from domain.people import LANGUAGES
 from domain.reference import Reference
 from storage.conversations import ConversationStore
 from views.common import refusal_text
+from views.i18n import text, translator
 
 logger = logging.getLogger(__name__)
 

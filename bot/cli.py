@@ -99,7 +99,7 @@ def invite(
     ),
 ) -> None:
     """Print a one-time invitation link that binds whoever opens it to ROLE in UNIT."""
-    from bot.i18n import text
+    from views.i18n import text
     from domain.errors import DomainError
     from storage.enums import Role
 

@@ -39,11 +39,11 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.i18n import text
 from domain.clock import Clock
 from domain.people import guess_language
 from storage.faults import is_disconnect
 from storage.inbox import record_received, unhandled
+from views.i18n import text
 
 logger = logging.getLogger(__name__)
 

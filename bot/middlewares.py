@@ -13,12 +13,12 @@ from aiogram.types import TelegramObject, Update, User
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.i18n import translator
 from domain.clock import Clock
 from domain.outbox import QUEUED
 from domain.people import ensure_person
 from storage.faults import is_disconnect
 from storage.inbox import claim_update
+from views.i18n import translator
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from bot.i18n import translator
 from views.buttons import FollowUp, TicketAction, TicketOp, TicketToCall
 from views.cards import card_keyboard, card_text, duration
+from views.i18n import translator
 from views.outbox import Place, Rendered, Renderer, RenderError, default_renderer
 
 NUMBER = "ZZ-20261125-0001"
@@ -371,7 +371,7 @@ def test_rendered_shapes_telegram_would_refuse() -> None:
 
 
 def test_leader_locale_files_have_the_same_keys_and_placeholders() -> None:
-    locales = Path(__file__).resolve().parents[1] / "bot" / "locales"
+    locales = Path(__file__).resolve().parents[1] / "views" / "locales"
     zh_table = yaml.safe_load((locales / "zh-hans" / "leader.yaml").read_text(encoding="utf-8"))
     en_table = yaml.safe_load((locales / "en" / "leader.yaml").read_text(encoding="utf-8"))
     assert zh_table.keys() == en_table.keys()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from bot.i18n import catalogs, text, translator
+from views.i18n import catalogs, text, translator
 
 
 def _fields(template: str) -> set[str]:

@@ -688,7 +688,7 @@ def test_register_more_kinds() -> None:
 
 
 def test_outbox_locale_keys_match() -> None:
-    locales = Path(__file__).resolve().parents[1] / "bot" / "locales"
+    locales = Path(__file__).resolve().parents[1] / "views" / "locales"
     zh = yaml.safe_load((locales / "zh-hans" / "outbox.yaml").read_text(encoding="utf-8"))
     en = yaml.safe_load((locales / "en" / "outbox.yaml").read_text(encoding="utf-8"))
     assert zh.keys() == en.keys()

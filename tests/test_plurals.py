@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.i18n import CatalogError, catalogs, load_catalog, plural_category, text
+from views.i18n import CatalogError, catalogs, load_catalog, plural_category, text
 
 
 def en(key: str, **params: object) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bot.i18n import translator
 from domain.errors import DomainError
 from views.common import refusal_text
+from views.i18n import translator
 
 
 def test_times_are_shown_in_the_city_and_states_in_words() -> None:

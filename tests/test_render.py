@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.i18n import catalogs, translator
 from storage.enums import Role, SummonsReturnReason, SummonsStatus, TicketStatus
 from tests.test_cards import NUMBER, card
 from views.buttons import (
@@ -21,6 +20,7 @@ from views.buttons import (
     WhistlePick,
 )
 from views.cards import card_keyboard
+from views.i18n import catalogs, translator
 from views.outbox import RenderError, default_renderer
 
 RENDERER = default_renderer(tz=ZoneInfo("Asia/Shanghai"))

@@ -170,7 +170,7 @@ def test_the_functions_read_the_table(monkeypatch) -> None:
 @pytest.mark.parametrize("language", ["zh-hans", "en"])
 def test_every_role_has_its_texts(language: str) -> None:
     catalog: dict = {}
-    for path in sorted((ROOT / "bot" / "locales" / language).glob("*.yaml")):
+    for path in sorted((ROOT / "views" / "locales" / language).glob("*.yaml")):
         catalog.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     missing = [role.value for role in Role if f"role.{role.value}" not in catalog]
     assert missing == []

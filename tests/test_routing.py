@@ -16,13 +16,13 @@ from aiogram.types import Message
 
 import handlers
 from bot.app import COMMANDS, build_dispatcher
-from bot.i18n import translator
 from bot.routing import ALWAYS, CallbackGate, IndexedDispatcher, MessageGate, gate_for
 from bot.settings import Settings
 from domain.clock import FrozenClock
 from domain.people import LANGUAGES
 from handlers.resident import Label
 from tests.factories import PHOTO, tg_message, tg_query
+from views.i18n import translator
 
 
 @pytest.fixture

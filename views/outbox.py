@@ -16,7 +16,6 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.i18n import catalogs, text, translator
 from views import attendance, calls, member
 from views.buttons import FollowUp, TicketAction, TicketOp
 from views.cards import (
@@ -29,6 +28,7 @@ from views.cards import (
     summons_keyboard,
     summons_text,
 )
+from views.i18n import catalogs, text, translator
 
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 

@@ -1,4 +1,4 @@
-"""Bot texts in Simplified Chinese (default) and English, read from bot/locales/<lang>/*.yaml.
+"""Bot texts in Simplified Chinese (default) and English, read from views/locales/<lang>/*.yaml.
 
 A template is a `str.format` text. Where a number decides the words next to it ("1 member",
 "2 members"), its field lists the words for each plural category of the language instead of a
@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import yaml
 
-from bot.settings import LANGUAGES
+from domain.people import LANGUAGES
 
 LOCALES_DIR = Path(__file__).parent / "locales"
 

@@ -166,7 +166,7 @@ async def location_given(
 
 async def cancel_command(message: Message, state: FSMContext, t: Translate) -> None:
     await state.clear()
-    await message.answer(t("calls.cancelled"), reply_markup=ReplyKeyboardRemove())
+    await message.answer(t("calls.check_in_cancelled"), reply_markup=ReplyKeyboardRemove())
 
 
 async def unexpected(message: Message, t: Translate) -> None:

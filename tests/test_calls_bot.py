@@ -235,6 +235,29 @@ async def test_an_impossible_location_at_check_in_is_asked_again(db_url: str) ->
         assert claim.checked_in_at == T0 + timedelta(hours=2)
 
 
+async def test_cancel_while_checking_in_says_check_in_was_cancelled(db_url: str) -> None:
+    """/cancel at the location step drops the check-in, in its own words (the call itself is
+    not cancelled: that text is the organiser's)."""
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake = running.fake
+        call_id = await world(db_url, clock)
+        user = MEMBERS[0]
+        card = await reply(fake, user)
+        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+        await reply(fake, user)
+        clock.set(T0 + timedelta(hours=2))
+        await press(fake, user, data(CallOp.CHECK_IN, call_id), card["message_id"])
+        await reply(fake, user)
+        told = await say(fake, user, "/cancel")
+        assert told["text"] == "Check-in cancelled."
+        assert told["reply_markup"] == {"remove_keyboard": True}
+        # Nobody was checked in.
+        async with session_of(db_url) as session:
+            claim = (await session.exec(select(CallClaim))).one()
+        assert claim.checked_in_at is None
+
+
 async def test_the_check_in_radius_and_window_come_from_the_settings(db_url: str) -> None:
     clock = FrozenClock(T0)
     async with running_bot(

@@ -174,6 +174,13 @@ def test_durations() -> None:
     assert duration(timedelta(minutes=61), t) == "1 hour 1 minute"
     assert duration(timedelta(days=3, hours=2, minutes=5), t) == "3 days 2 hours"
     assert duration(timedelta(minutes=-5), t) == "0 minutes"
+    # No zero part: "2 days", not "2 days 0 hours".
+    assert duration(timedelta(days=2, minutes=30), t) == "2 days"
+    assert duration(timedelta(hours=3), t) == "3 hours"
+    assert duration(timedelta(days=1, hours=1), t) == "1 day 1 hour"
+    zh = translator("zh-hans")
+    assert duration(timedelta(days=2, hours=4), zh) == "2天4小时"
+    assert duration(timedelta(hours=2), zh) == "2小时"
 
 
 def _cb(op: TicketOp) -> str:

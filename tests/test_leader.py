@@ -218,7 +218,7 @@ async def test_card_accept_and_resolve_with_a_photo(db_url: str) -> None:
         assert text.startswith(f"🆕 A new report in your grid\n\n📋 Ticket {number}\n")
         assert "Reported by: Wang Fang" in text
         assert "Status: waiting to be accepted" in text
-        assert "Deadline: 2026-11-25 12:00 (2 hours 0 minutes left)" in text
+        assert "Deadline: 2026-11-25 12:00 (2 hours left)" in text
         assert "Report: A pile of rubbish by gate 3." in text
         assert buttons(card["reply_markup"]) == [
             ("✅ Accept", action(TicketOp.ACCEPT, tid)),
@@ -636,7 +636,7 @@ async def test_queue_is_ordered_by_deadline_and_paged(db_url: str) -> None:
         shown = [line.split(" · ")[0].split(". ")[1] for line in lines if " · " in line]
         assert shown == expected[:5]
         assert lines[1] == f"1. {expected[0]} · 供水问题 · 待签收"
-        assert lines[2] == "    ⚠️ 2026-11-25 10:40，已超时 1小时0分钟"
+        assert lines[2] == "    ⚠️ 2026-11-25 10:40，已超时 1小时"
         assert lines[-1] == "    ⏰ 2026-11-25 12:20"  # ROAD, filed 10:20
         keys = buttons(page["reply_markup"])
         assert keys[:5] == [(f"📋 {n}", action(TicketOp.OPEN, tickets[n].id)) for n in expected[:5]]

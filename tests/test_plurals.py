@@ -93,10 +93,10 @@ def test_hours_and_points_written_as_text_count_like_numbers() -> None:
 def test_durations_on_a_card() -> None:
     assert en("card.duration.minutes", minutes=0) == "0 minutes"
     assert en("card.duration.minutes", minutes=1) == "1 minute"
-    assert en("card.duration.hours", hours=1, minutes=1) == "1 hour 1 minute"
-    assert en("card.duration.hours", hours=2, minutes=30) == "2 hours 30 minutes"
-    assert en("card.duration.days", days=1, hours=0) == "1 day 0 hours"
-    assert en("card.duration.days", days=3, hours=1) == "3 days 1 hour"
+    assert en("card.duration.hours", hours=1) == "1 hour"
+    assert en("card.duration.hours", hours=2) == "2 hours"
+    assert en("card.duration.days", days=1) == "1 day"
+    assert en("card.duration.days", days=3) == "3 days"
     assert en("calls.checked_out", minutes=1) == "Checked out: 1 minute counted. Thank you!"
     assert en("calls.checked_out", minutes=45) == "Checked out: 45 minutes counted. Thank you!"
 
@@ -123,7 +123,7 @@ def test_chinese_words_do_not_change_with_the_number() -> None:
         assert text("zh-hans", "call_create.posted", title="扫雪", count=count) == (
             f"📣 召集已发出：“扫雪”已发送给 {count} 名党员。"
         )
-    assert text("zh-hans", "card.duration.hours", hours=1, minutes=1) == "1小时1分钟"
+    assert text("zh-hans", "card.duration.hours", hours=1) == "1小时"
 
 
 def test_the_english_plural_rule() -> None:
@@ -215,6 +215,21 @@ def test_a_key_defined_in_two_files_is_still_refused(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text('team.told: "again"\n')
     with pytest.raises(CatalogError, match="b.yaml: keys defined twice: team.told"):
         load_catalog(tmp_path, "en")
+
+
+def test_a_key_defined_twice_in_one_file_is_refused_with_both_lines(tmp_path: Path) -> None:
+    # YAML alone would keep the second and drop the first without a word.
+    path = _catalog(
+        tmp_path,
+        "en",
+        'calls.cancelled: "Check-in cancelled."\nx: "y"\n'
+        'calls.cancelled: "The call was cancelled."\n',
+    )
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(tmp_path, "en")
+    assert str(caught.value) == (
+        f"{path}:3: calls.cancelled is defined twice in this file (first at line 1)"
+    )
 
 
 def test_well_formed_plurals_load(tmp_path: Path) -> None:

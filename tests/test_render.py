@@ -171,7 +171,7 @@ def test_a_summoned_department_gets_report_in_and_return() -> None:
     assert "Held by: Jianzhongjie Subdistrict (street)" in rendered.text
     assert rendered.text.endswith(
         "\n\nDepartment: Erqi District Urban Management Bureau — summoned, waiting to report in\n"
-        "Department's deadline: 2026-11-25 12:35 (2 hours 0 minutes left)"
+        "Department's deadline: 2026-11-25 12:35 (2 hours left)"
     )
     assert buttons(rendered) == [
         ("✅ Report in (签收)", _s(SummonsOp.REPORT_IN)),
@@ -182,7 +182,7 @@ def test_a_summoned_department_gets_report_in_and_return() -> None:
         f"📣 街道吹哨，召集二七区城市管理局办理工单 {NUMBER}：请报到签收，或说明原因退单。\n\n"
     )
     assert "协办部门：二七区城市管理局——已召集，待报到签收" in zh.text
-    assert "部门时限：2026-11-25 12:35（剩余 2小时0分钟）" in zh.text
+    assert "部门时限：2026-11-25 12:35（剩余 2小时）" in zh.text
     assert [text for text, _ in buttons(zh)] == ["✅ 报到签收", "↩️ 退单"]
 
 

@@ -68,15 +68,24 @@ def local_time(value: str | datetime, tz: tzinfo) -> str:
 
 
 def duration(delta: timedelta, t: Translate) -> str:
-    """A span as "12 min", "3 h 5 min" or "2 d 4 h" (never negative)."""
+    """A span as people say it, its two largest parts and no zero part: "12 minutes",
+    "3 hours 5 minutes", "2 days", "2 days 4 hours" (never negative)."""
     minutes = max(0, int(delta.total_seconds() // 60))
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
     if days:
-        return t("card.duration.days", days=days, hours=hours)
-    if hours:
-        return t("card.duration.hours", hours=hours, minutes=mins)
-    return t("card.duration.minutes", minutes=mins)
+        parts = [t("card.duration.days", days=days)]
+        if hours:
+            parts.append(t("card.duration.hours", hours=hours))
+    elif hours:
+        parts = [t("card.duration.hours", hours=hours)]
+        if mins:
+            parts.append(t("card.duration.minutes", minutes=mins))
+    else:
+        parts = [t("card.duration.minutes", minutes=mins)]
+    if len(parts) == 2:
+        return t("card.duration.two", first=parts[0], second=parts[1])
+    return parts[0]
 
 
 def card_text(

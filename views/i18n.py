@@ -112,15 +112,16 @@ def _check_template(language: str, template: object) -> None:
 def load_catalog(directory: Path, language: str) -> dict[str, str]:
     """One language's flat key -> template table from the *.yaml files of `directory`.
 
-    A key defined twice, or a template that could not be rendered (not text, broken braces,
-    malformed plural forms) is a CatalogError naming the file and the key.
+    A key defined twice (in one file or in two), or a template that could not be rendered (not
+    text, broken braces, malformed plural forms) is a CatalogError naming the file and the key.
     """
     if language not in PLURAL_RULES:
         raise CatalogError(f"{directory}: no plural rule for language {language!r}")
     table: dict[str, str] = {}
     for path in sorted(directory.glob("*.yaml")):
-        with open(path, encoding="utf-8") as fh:
-            part = yaml.safe_load(fh) or {}
+        source = path.read_text(encoding="utf-8")
+        _refuse_repeated_keys(path, source)
+        part = yaml.safe_load(source) or {}
         clash = table.keys() & part.keys()
         if clash:
             raise CatalogError(f"{path}: keys defined twice: {', '.join(sorted(clash))}")
@@ -131,6 +132,23 @@ def load_catalog(directory: Path, language: str) -> dict[str, str]:
                 raise CatalogError(f"{path}: {key}: {exc}") from None
         table.update(part)
     return table
+
+
+def _refuse_repeated_keys(path: Path, source: str) -> None:
+    """YAML keeps the last of two equal keys without a word, so one text would silently stand
+    in for another: refused, with both lines."""
+    root = yaml.compose(source)
+    if not isinstance(root, yaml.MappingNode):
+        return
+    first_line: dict[object, int] = {}
+    for key, _ in root.value:
+        line = key.start_mark.line + 1
+        if key.value in first_line:
+            raise CatalogError(
+                f"{path}:{line}: {key.value} is defined twice in this file "
+                f"(first at line {first_line[key.value]})"
+            )
+        first_line[key.value] = line
 
 
 @cache

@@ -138,10 +138,11 @@ def localized(key: str, language: str, params: Mapping[str, Any] | None = None) 
     """Like i18n.text, but an unknown key or a missing parameter is an error, not a fallback."""
     if key not in catalogs()["zh-hans"]:
         raise RenderError(f"unknown locale key {key!r}")
-    # Always formatted (i18n.text leaves a template as is when given no parameters).
-    template = text(language, key)
     try:
-        return template.format(**dict(params or {}))
+        body = text(language, key, **dict(params or {}))
+        # Given no parameters, i18n.text leaves the template as it is: formatting it here
+        # finds a field that needed one.
+        return body if params else body.format()
     except (KeyError, IndexError) as exc:
         raise RenderError(f"locale key {key!r} needs parameter {exc}") from exc
 

@@ -26,7 +26,7 @@ import handlers
 from bot.api_session import JsonSession
 from bot.fsm import DatabaseEventIsolation, DatabaseStorage
 from bot.middlewares import ContextMiddleware, EndTransactionMiddleware
-from bot.routing import IndexedDispatcher
+from bot.routing import install_gates
 from bot.settings import Settings
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import Clock
@@ -111,7 +111,7 @@ def build_dispatcher(
     `conversations` dialogs are kept in memory only: for tests that never restart.
     """
     storage, isolation = _dialog_state(settings, clock, conversations, across_processes)
-    dp = IndexedDispatcher(
+    dp = Dispatcher(
         storage=storage,
         events_isolation=isolation,
         settings=settings,
@@ -123,10 +123,11 @@ def build_dispatcher(
     dp.update.outer_middleware(
         ContextMiddleware(sessionmaker, clock, settings.default_language, on_queued)
     )
-    dp.include_routers(*handlers.routers())
+    routers = handlers.routers()
+    for router in routers:
+        install_gates(router)
+    dp.include_routers(*routers)
     dp.errors.register(on_error)
-    dp.build_index()
-    run_filters_inline(dp)
     return dp
 
 
@@ -152,29 +153,6 @@ def _dialog_state(
     else:
         isolation = SimpleEventIsolation()
     return DatabaseStorage(conversations, clock), isolation
-
-
-def run_filters_inline(dp: Dispatcher) -> None:
-    """Check synchronous filters (F.text, F.photo...) on the loop, not in a thread.
-
-    aiogram hands every synchronous callable to a worker thread, a round trip per filter per
-    update; these filters read one attribute of the update, so the hand-off costs far more
-    than the check.
-    """
-    for router in dp.chain_tail:
-        for observer in router.observers.values():
-            for handler in [observer._handler, *observer.handlers]:
-                for event_filter in handler.filters or []:
-                    if not event_filter.awaitable:
-                        event_filter.callback = _inline(event_filter.callback)
-                        event_filter.awaitable = True
-
-
-def _inline(check: Callable[..., Any]) -> Callable[..., Any]:
-    async def run(*args: Any, **kwargs: Any) -> Any:
-        return check(*args, **kwargs)
-
-    return run
 
 
 async def on_error(event: ErrorEvent, **data: Any) -> bool:

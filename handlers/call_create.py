@@ -40,6 +40,7 @@ from domain.clock import Clock
 from domain.errors import DomainError
 from domain.geo import valid_point
 from domain.text import clean_text
+from handlers.filters import Has
 from handlers.resident import Label
 from storage.models import Person
 from views.buttons import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
@@ -694,7 +695,7 @@ def router() -> Router:
     r = Router(name="call_create")
     msg, cb = r.message, r.callback_query
     dialog = StateFilter(CallDialog)
-    text = F.text & ~F.text.startswith("/")
+    text = Has(F.text & ~F.text.startswith("/"))
 
     msg.register(cancel_command, Command("cancel"), dialog)
     msg.register(cancel_command, dialog, Label("call_create.btn.cancel"))
@@ -705,7 +706,7 @@ def router() -> Router:
         description_skipped, StateFilter(CallDialog.description), Label("call_create.btn.skip")
     )
     msg.register(description_given, StateFilter(CallDialog.description), text)
-    msg.register(location_given, StateFilter(CallDialog.place), F.location)
+    msg.register(location_given, StateFilter(CallDialog.place), Has(F.location))
     msg.register(ticket_place, StateFilter(CallDialog.place), Label("call_create.btn.ticket_place"))
     msg.register(starts_given, StateFilter(CallDialog.starts), text)
     msg.register(ends_given, StateFilter(CallDialog.ends), text)

@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.calls import answer_call, check_in, check_in_allowed, check_out, withdraw
 from domain.clock import Clock
 from domain.errors import DomainError
+from handlers.filters import Has
 from storage.models import Person
 from views.buttons import CallAction, CallOp
 from views.common import refusal_text
@@ -194,7 +195,7 @@ def router() -> Router:
     msg, cb = r.message, r.callback_query
 
     msg.register(cancel_command, Command("cancel"), StateFilter(CheckIn))
-    msg.register(location_given, StateFilter(CheckIn.location), F.location)
+    msg.register(location_given, StateFilter(CheckIn.location), Has(F.location))
     msg.register(unexpected, StateFilter(CheckIn))
 
     cb.register(come, CallAction.filter(F.op == CallOp.COME))

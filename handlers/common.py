@@ -18,6 +18,7 @@ from domain.people import LANGUAGES, roles_of, set_language
 from domain.reference import Reference
 from domain.roles import powers
 from domain.text import clean_text
+from handlers.filters import Has
 from storage.models import Person
 from views.buttons import Button
 from views.common import scope_name
@@ -148,6 +149,6 @@ def router() -> Router:
     r.message.register(help_command, Command("help"))
     r.message.register(lang_command, Command("lang"))
     # Outside any dialog only: a dialog that asks for a place takes the location itself.
-    r.message.register(location_shared, F.location, StateFilter(None))
+    r.message.register(location_shared, Has(F.location), StateFilter(None))
     r.callback_query.register(lang_chosen, LanguageChoice.filter(F.code.in_(LANGUAGES)))
     return r

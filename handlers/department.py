@@ -36,6 +36,7 @@ from domain.summons import (
     summons_data,
 )
 from domain.tickets import DESCRIPTION_LIMIT, StaleAction, TicketContext, context_of
+from handlers.filters import Has
 from handlers.leader import cancel_dialog, edit_text, message_ref, not_a_note, set_buttons
 from storage.enums import (
     ACTIVE_SUMMONS,
@@ -406,8 +407,8 @@ def router() -> Router:
     r = Router(name="department")
     dialogs = StateFilter(ReturnNote, FinishNote)
     r.message.register(cancel_dialog, Command("cancel"), dialogs)
-    r.message.register(return_note, StateFilter(ReturnNote.note), F.text)
-    r.message.register(finish_note, StateFilter(FinishNote.note), F.text)
+    r.message.register(return_note, StateFilter(ReturnNote.note), Has(F.text))
+    r.message.register(finish_note, StateFilter(FinishNote.note), Has(F.text))
     r.message.register(not_a_note, dialogs)
 
     ops = {

@@ -43,6 +43,7 @@ from domain.tickets import (
     resolve_ticket,
     return_ticket,
 )
+from handlers.filters import Has
 from storage.enums import ReturnReason, TicketStatus
 from storage.models import Person, Ticket
 from views.buttons import Button, Page, Redispatch, ReturnWhy, TicketAction, TicketOp
@@ -654,11 +655,11 @@ def router() -> Router:
     dialogs = StateFilter(ResolveDialog, CloseDialog)
     r.message.register(cancel_dialog, Command("cancel"), dialogs)
     r.message.register(queue_command, Command("queue"))
-    r.message.register(resolve_note, StateFilter(ResolveDialog.note), F.text)
+    r.message.register(resolve_note, StateFilter(ResolveDialog.note), Has(F.text))
     r.message.register(not_a_note, StateFilter(ResolveDialog.note))
-    r.message.register(resolve_photo, StateFilter(ResolveDialog.photo), F.photo)
+    r.message.register(resolve_photo, StateFilter(ResolveDialog.photo), Has(F.photo))
     r.message.register(not_a_photo, StateFilter(ResolveDialog.photo))
-    r.message.register(close_note, StateFilter(CloseDialog.note), F.text)
+    r.message.register(close_note, StateFilter(CloseDialog.note), Has(F.text))
     r.message.register(not_a_note, StateFilter(CloseDialog.note))
 
     ops = {

@@ -52,6 +52,7 @@ from domain.places import get_community, search_communities
 from domain.posts import posts_held
 from domain.reference import Reference
 from domain.text import clean_text
+from handlers.filters import Has
 from handlers.resident import Label
 from storage.enums import MemberStatus, UnitKind
 from storage.models import Person
@@ -701,7 +702,7 @@ def router() -> Router:
     """A fresh router for Party members and their community secretaries."""
     r = Router(name="member")
     msg, cb = r.message, r.callback_query
-    text = F.text & ~F.text.startswith("/")
+    text = Has(F.text & ~F.text.startswith("/"))
 
     msg.register(cancel_command, Command("cancel"), StateFilter(Register, RejectReason))
     msg.register(duty_command, Command("duty"))
@@ -709,7 +710,9 @@ def router() -> Router:
 
     msg.register(name_given, StateFilter(Register.name), text)
     msg.register(branch_given, StateFilter(Register.branch), text)
-    msg.register(location_given, StateFilter(Register.location, Register.community), F.location)
+    msg.register(
+        location_given, StateFilter(Register.location, Register.community), Has(F.location)
+    )
     msg.register(
         by_hand, StateFilter(Register.location, Register.community), Label("member.btn.by_hand")
     )
@@ -722,7 +725,7 @@ def router() -> Router:
     cb.register(service_toggled, StateFilter(Register.services), DutyService.filter())
     msg.register(skills_skipped, StateFilter(Register.skills), Label("member.btn.skip"))
     msg.register(skills_given, StateFilter(Register.skills), text)
-    msg.register(contact_given, StateFilter(Register.phone), F.contact)
+    msg.register(contact_given, StateFilter(Register.phone), Has(F.contact))
     msg.register(phone_skipped, StateFilter(Register.phone), Label("member.btn.skip"))
     cb.register(confirmed, StateFilter(Register.summary), RegisterStep.filter(F.step == "ok"))
     cb.register(cancel_button, StateFilter(Register), RegisterStep.filter(F.step == "x"))

@@ -44,6 +44,7 @@ from domain.tickets import (
     reopen_ticket,
     tickets_of,
 )
+from handlers.filters import Has
 from storage.enums import OPEN_STATUSES, UnitKind
 from storage.models import Person
 from views import report as kb
@@ -975,7 +976,7 @@ def router() -> Router:
     r = Router(name="resident")
     msg, cb = r.message, r.callback_query
     button = ReportButton.filter
-    text = F.text & ~F.text.startswith("/")
+    text = Has(F.text & ~F.text.startswith("/"))
 
     msg.register(report_command, Command("report"))
     msg.register(my_command, Command("my"))
@@ -990,9 +991,9 @@ def router() -> Router:
     # The steps, each taking only what it expects.
     cb.register(category_chosen, StateFilter(Report.category), button(F.step == Step.CATEGORY))
     msg.register(description_given, StateFilter(Report.description), text)
-    msg.register(photo_given, StateFilter(Report.photos), F.photo)
+    msg.register(photo_given, StateFilter(Report.photos), Has(F.photo))
     cb.register(photos_done, StateFilter(Report.photos), button(F.step == Step.DONE))
-    msg.register(location_given, StateFilter(Report.location), F.location)
+    msg.register(location_given, StateFilter(Report.location), Has(F.location))
     msg.register(by_hand, StateFilter(Report.location), Label("report.btn.by_hand"))
     # The share button's label typed (or sent by a client that cannot share a location).
     msg.register(unexpected, StateFilter(Report.location), Label("report.btn.share"))

@@ -6,8 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
@@ -23,7 +25,6 @@ from aiogram.types import (
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 import handlers
-from bot.api_session import JsonSession
 from bot.fsm import DatabaseEventIsolation, DatabaseStorage
 from bot.middlewares import ContextMiddleware, EndTransactionMiddleware
 from bot.routing import install_gates
@@ -77,11 +78,20 @@ def build_throttle(settings: Settings) -> Throttle:
     )
 
 
+def _json_text(value: Any) -> str:
+    """orjson for the JSON inside a Bot API call (keyboards, entities): aiogram takes text."""
+    return orjson.dumps(value).decode()
+
+
 def build_bot(settings: Settings, throttle: Throttle) -> Bot:
     """A Bot talking to the configured Bot API base; replies paced per chat by the throttle."""
     if settings.bot_token is None:
         raise ValueError("no bot token")
-    session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session = AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_base),
+        json_loads=orjson.loads,
+        json_dumps=_json_text,
+    )
     session.middleware(EndTransactionMiddleware())
     session.middleware(ThrottleMiddleware(throttle))
     return Bot(

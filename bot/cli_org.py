@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli_support import database_setup, load_settings
-from domain.clock import SystemClock
-from storage.db import check_writable, make_engine, make_sessionmaker, upgrade
-from storage.org_loader import LoadReport, apply_org, sample_path
-from storage.orgfile import Organisation, OrgFileError, read_org_file
+
+# The organisation file's reader (YAML, shapely, numpy) is imported by the commands that read
+# one, not by every `gridbot` command.
+if TYPE_CHECKING:
+    from storage.org_loader import LoadReport
+    from storage.orgfile import Organisation, OrgFileError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ def _refuse(file: Path, error: OrgFileError) -> None:
 
 
 async def _load(database_url: str, org: Organisation) -> LoadReport:
+    from domain.clock import SystemClock
+    from storage.db import make_engine, make_sessionmaker
+    from storage.org_loader import apply_org
+
     engine = make_engine(database_url)
     try:
         async with make_sessionmaker(engine)() as session:
@@ -58,6 +63,11 @@ def load(
 
     Migrations run first; the database is GRIDBOT_DATABASE_URL.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.db import check_writable, upgrade
+    from storage.orgfile import OrgFileError, read_org_file
+
     try:
         org = read_org_file(file)
     except OrgFileError as exc:
@@ -89,5 +99,7 @@ def sample() -> None:
 
     The format is documented at the top: save it, edit it, then load it with `org load`.
     """
+    from storage.org_loader import sample_path
+
     # No migrations here: printing a file must work before any database is set up.
     typer.echo(sample_path().read_text(encoding="utf-8"), nl=False)

@@ -9,14 +9,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import User
-from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.app import build_bot, build_dispatcher, build_throttle, set_commands
@@ -32,8 +30,13 @@ from scheduler import jobs
 from storage.conversations import ConversationStore, open_store
 from storage.db import check_writable, make_engine, make_sessionmaker, setup_turn, upgrade
 from storage.org_loader import apply_org, org_is_empty, sample_path
-from storage.orgfile import read_org_file
 from views.outbox import default_renderer
+
+# The scheduler and the webhook's web server are imported when a process takes them on, not
+# before its first answer (as is the organisation file's reader, by a first start only).
+if TYPE_CHECKING:
+    from aiohttp import web
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +50,18 @@ DRAIN_TIMEOUT = 15.0
 # collected every GC_THRESHOLDS[0] allocations (the inbound benchmark: p99 at 200 updates/s
 # from about 400 ms to under 100 ms).
 GC_THRESHOLDS = (50_000, 20, 20)
+# That first collection walks everything the process holds (about 0.15 s): it waits until the
+# bot has served this long, so that the first answers after a start do not wait for it.
+SETTLE_DELAY = 1.0
 
 
 def settle_memory() -> None:
-    """Collect once, freeze what survives, and space out later collections."""
+    """Collect once, freeze what survives, and space out later collections; the collector is
+    on afterwards (`gridbot run` starts with it off)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    gc.enable()
 
 
 class StartupError(Exception):
@@ -65,6 +73,9 @@ async def seed_sample_city(sessionmaker: async_sessionmaker, clock: Clock) -> st
     async with sessionmaker() as session:
         if not await org_is_empty(session):
             return None
+        # Imported here: only a first start reads an organisation file.
+        from storage.orgfile import read_org_file
+
         org = await asyncio.to_thread(read_org_file, sample_path())
         report = await apply_org(session=session, org=org, clock=clock)
     return report.summary()
@@ -235,11 +246,14 @@ class City:
             duty: asyncio.create_task(duty.run(stops[duty]), name=f"duty-{duty.name}")
             for duty in stops
         }
+        settling = None
         if tune_memory:
-            settle_memory()
+            settling = asyncio.get_running_loop().call_later(SETTLE_DELAY, settle_memory)
         try:
             await stop.wait()
         finally:
+            if settling is not None:
+                settling.cancel()
             # In order: take no more updates, finish those taken, then stop sending and
             # scheduling (what the last updates queued is sent by whoever sends next).
             for duty in intake_duties:
@@ -309,6 +323,8 @@ class City:
         return stop
 
     async def _start_webhook(self, dp: Dispatcher) -> web.AppRunner:
+        from aiohttp import web
+
         assert self.intake is not None and self.settings.webhook_url is not None
         settings = self.settings
         if settings.webhook_secret is not None:
@@ -374,6 +390,9 @@ def _stop_on_signals() -> asyncio.Event:
 
 def start_scheduler(context: jobs.JobContext, interval: float) -> AsyncIOScheduler:
     """The deadline sweep every `interval` seconds, the first one now (it catches up)."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
     jobs.configure(context)
     scheduler = AsyncIOScheduler(timezone=UTC)
     scheduler.add_job(

@@ -8,21 +8,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.sqlite_driver import DRIVER as SQLITE_DRIVER
+
+# Alembic is imported where a migration needs it, not here: this module serves every command
+# and the bot's update handling, which never migrate.
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,8 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Alembic's config is %-interpolated; escape percent signs in passwords.
@@ -189,8 +191,37 @@ def _sync_engine(url: str) -> sa.Engine:
     return sa.create_engine(sync_url(url), poolclass=sa.NullPool, connect_args=connect_args)
 
 
+def _no_driver_transactions(dbapi_connection: Any, _record: Any = None) -> None:
+    # The sqlite3 module begins a transaction before INSERT, UPDATE and DELETE only, so each
+    # CREATE, ALTER or DROP commits on its own. With isolation_level None it begins none, and
+    # _begin_immediate begins every one (SQLAlchemy's recipe for transactional DDL on SQLite).
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _migration_engine(url: str) -> sa.Engine:
+    """The engine migrations run through: on SQLite, every transaction it begins is a real one
+    that takes the write lock at once.
+
+    The migrations of a new database then commit once instead of once per statement (each
+    commit a sync to disk: most of the time of migrating a new database), a failed migration
+    leaves nothing half done, and a second process migrating the same file waits for the first
+    and then finds nothing left to do.
+    """
+    engine = _sync_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _no_driver_transactions)
+        sa.event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
 def current_revision(url: str) -> str | None:
     """The migration the database is at (None for a database never migrated)."""
+    from alembic.migration import MigrationContext
+
     engine = _sync_engine(url)
     try:
         with engine.connect() as conn:
@@ -207,7 +238,13 @@ def upgrade(url: str, revision: str = "head") -> str | None:
 
     Never downgrades: a target older than the database's revision is RevisionRefused, as are
     an unknown target and a database migrated by a newer gridbot.
+
+    All the migrations to run are one transaction, on SQLite as on PostgreSQL.
     """
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     config = alembic_config(url)
     script = ScriptDirectory.from_config(config)
     known = [each.revision for each in script.walk_revisions()]  # newest first
@@ -229,10 +266,21 @@ def upgrade(url: str, revision: str = "head") -> str | None:
                 f"{describe(url)} is at revision {current}, newer than {target.revision}: "
                 "gridbot never downgrades"
             )
+    if current == target.revision:
+        # Nothing to run, so no write transaction: a read-only database that is up to date
+        # gets as far as check_writable, which says what is wrong.
+        return current
+    engine = _migration_engine(url)
     try:
-        command.upgrade(config, target.revision)
+        # Alembic runs inside a transaction its caller began, and leaves committing to it
+        # (the cookbook's "sharing a connection" with env.py's config.attributes["connection"]).
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, target.revision)
     except CommandError as exc:
         raise RevisionRefused(str(exc)) from exc
+    finally:
+        engine.dispose()
     return current_revision(url)
 
 

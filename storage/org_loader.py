@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -32,7 +32,11 @@ from storage.models import (
     OrgUnit,
     ServicePost,
 )
-from storage.orgfile import Organisation, OrgFileError
+
+# The file reader (YAML, shapely, pydantic models) is imported where a file is applied: the
+# running bot imports this module for read_revision, and a restart applies no file.
+if TYPE_CHECKING:
+    from storage.orgfile import Organisation
 
 logger = logging.getLogger(__name__)
 
@@ -264,6 +268,8 @@ async def _apply_units(
         if spec.code in existing and existing[spec.code]["kind"] != spec.kind
     ]
     if problems:
+        from storage.orgfile import OrgFileError
+
         raise OrgFileError(problems)
 
     ids = {code: row["id"] for code, row in existing.items()}
@@ -583,6 +589,8 @@ async def _apply_posts(
             elif any(row[name] != value for name, value in wanted.items()):
                 updates.append({"id": row["id"], **wanted})
     if problems:
+        from storage.orgfile import OrgFileError
+
         raise OrgFileError(problems)
     gone = [row for key, row in existing.items() if key not in seen]
     stale_ids = sorted(row["id"] for row in gone if row["held"] == 0)

@@ -19,6 +19,8 @@ Two baselines are measured in the same run: the smallest size, so the ratios sho
 two times grow with the open tickets (flat is the goal); and, at each size, writing exactly
 the rows the escalation wrote through the same bulk path and nothing else (the floor), so
 "x" shows what deciding and composing them costs on top, whatever the machine's speed.
+The collector runs with the thresholds a serving bot sets (bot.runtime.GC_THRESHOLDS), where
+the sweep runs in production.
 Targets: idle < 20 ms and --due escalated in < 3 s at 1,000,000 open tickets.
 The last line printed is JSON.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import statistics
@@ -41,9 +44,10 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
+from bot.runtime import GC_THRESHOLDS  # noqa: E402
 from domain.clock import FrozenClock  # noqa: E402
 from domain.deadlines import Timing  # noqa: E402
-from domain.sweep import SWEPT_COLUMNS, sweep  # noqa: E402
+from domain.sweep import sweep  # noqa: E402
 from storage.bulk import insert_rows, update_rows  # noqa: E402
 from storage.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
 from storage.enums import Role, UnitKind  # noqa: E402
@@ -61,6 +65,20 @@ ROLE_OF = {
     UnitKind.DISTRICT: Role.ADMIN,
 }
 RESIDENTS = 5000
+# The ticket columns an escalation sets (the sweep writes each column its steps set): what the
+# floor writes for each escalated ticket.
+ESCALATED_COLUMNS = (
+    "id",
+    "status",
+    "level",
+    "holder_unit_id",
+    "holder_since",
+    "accept_deadline",
+    "next_deadline",
+    "alerts",
+    "alert_at",
+    "updated_at",
+)
 
 
 async def load_city(url: str) -> None:
@@ -259,7 +277,7 @@ async def write_floor(url: str, chosen: list[int], events_after: int, outbox_aft
 
             events = await rows(sa.select(events_table).where(events_table.c.id > events_after))
             outbox = await rows(sa.select(outbox_table).where(outbox_table.c.id > outbox_after))
-            columns = [ticket_table.c[name] for name in SWEPT_COLUMNS]
+            columns = [ticket_table.c[name] for name in ESCALATED_COLUMNS]
             tickets = await rows(sa.select(*columns).where(ticket_table.c.id.in_(chosen)))
             for row in events + outbox:
                 del row["id"]
@@ -286,6 +304,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = random.Random(args.seed)
     timing = Timing.plain(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
+    gc.set_threshold(*GC_THRESHOLDS)
     results = []
     with database(args.database_url) as (url, dialect):
         asyncio.run(load_city(url))

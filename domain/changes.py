@@ -1,8 +1,8 @@
 """What a ticket use case writes besides the ticket row: its events and its outbox messages.
 
-Both are collected in memory and inserted with one executemany each (storage.bulk), in
-the use case's own transaction, just before it commits. The sweep escalates thousands of
-tickets in one transaction through the same path.
+Both are collected in memory and inserted together (storage.changes), in the use case's own
+transaction, just before it commits. The sweep escalates thousands of tickets in one
+transaction through the same path.
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.outbox import QUEUED
-from storage.bulk import insert_rows
-from storage.dialect import Driver
+from storage.changes import write_changes
 from storage.enums import Lane, OutboxStatus, TicketStatus
-from storage.models import OutboxMessage, Ticket, TicketEvent
-
-_events = TicketEvent.__table__
-_outbox = OutboxMessage.__table__
+from storage.models import Ticket
 
 
 class Changes:
@@ -69,21 +65,15 @@ class Changes:
             }
         )
 
-    async def write(self, session: AsyncSession, db: Driver | None = None) -> None:
-        """Insert what was collected into the session's transaction; the caller commits.
-
-        `db`: the session's driver connection, when the caller has it already.
-        """
-        if not (self.events or self.messages):
-            return
-        if db is None:
-            db = await Driver.of(session)  # flushes: the tickets the events refer to go first
-        await insert_rows(db, _events, self.events)
-        await insert_rows(db, _outbox, self.messages)
+    async def write(self, session: AsyncSession) -> None:
+        """Insert what was collected into the session's transaction, after what the session
+        holds; the caller commits."""
+        await write_changes(session, self.events, self.messages)
         if self.messages:
             session.info[QUEUED] = True
         self.events, self.messages = [], []
 
-    async def commit(self, session: AsyncSession, db: Driver | None = None) -> None:
-        await self.write(session, db)
+    async def commit(self, session: AsyncSession) -> None:
+        """Write what was collected, then commit the session's transaction."""
+        await self.write(session)
         await session.commit()

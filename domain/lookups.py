@@ -2,7 +2,7 @@
 
 One ticket at a time, each read is a query the first time and a dictionary lookup after.
 The sweep calls `prefetch` with a whole batch first, so escalating thousands of tickets
-costs a handful of queries, not a handful per ticket.
+costs a handful of queries, not a handful per ticket. The queries are storage.lookups'.
 """
 
 from __future__ import annotations
@@ -10,57 +10,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-import sqlalchemy as sa
-from sqlalchemy.orm import defer
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.errors import NotFound
-from storage.dialect import Driver, utc_time
-from storage.enums import AssignmentStatus, Role, UnitKind
-from storage.models import (
-    Category,
-    Department,
-    OrgUnit,
-    Person,
-    Ticket,
-    TicketWatcher,
-)
+from storage import lookups as reads
+from storage.enums import Role, UnitKind
+from storage.models import Category, Department, OrgUnit, Person, Ticket
 
-_person = Person.__table__
-_PERSON_COLUMNS = tuple(_person.columns.keys())
-_TIMES = {"created_at", "updated_at"}
-# Holders of roles in units (or departments): what filing, moving and sweeping tickets ask
-# for, straight to the driver (storage.dialect) rather than built as a query each time.
-_HOLDERS_SQL = (
-    "SELECT r.{column}, r.role, "
-    + ", ".join("p." + c for c in _PERSON_COLUMNS)
-    + " FROM role_assignment AS r JOIN person AS p ON r.person_id = p.id"
-    " WHERE r.{column} IN ({owners}) AND r.role IN ({roles})"
-    f" AND r.status = '{AssignmentStatus.ACTIVE.value}' ORDER BY p.id"
-)
-
-
-class PersonRow:
-    """A person as plain attributes (the table's names): what bulk reads hand out.
-
-    Notifications only read ids, chat ids and names, and loading thousands of people this
-    way costs a fraction of ORM objects.
-    """
-
-    __slots__ = tuple(_person.columns.keys())
-
-    def __init__(self, mapping) -> None:
-        for name in self.__slots__:
-            setattr(self, name, mapping[name])
-
-    @classmethod
-    def from_driver(cls, values: Sequence) -> PersonRow:
-        """From a driver row of the person columns, in table order."""
-        row = dict(zip(_PERSON_COLUMNS, values, strict=True))
-        for name in _TIMES:
-            row[name] = utc_time(row[name])
-        return cls(row)
+HolderKey = tuple[reads.Owner, int | None, Role]
 
 
 def ancestor_ids(unit: OrgUnit) -> list[int]:
@@ -77,7 +34,7 @@ class Lookups:
         self._categories: dict[int, Category] = {}
         self._people: dict[int, Person] = {}
         self._departments: dict[int, Department] = {}
-        self._holders: dict[tuple[str, int, Role], list[Person]] = {}
+        self._holders: dict[HolderKey, list[Person]] = {}
         self._watchers: dict[int, list[Person]] = {}
 
     async def unit(self, unit_id: int) -> OrgUnit:
@@ -131,7 +88,7 @@ class Lookups:
         self, role: Role, *, unit_id: int | None = None, department_id: int | None = None
     ) -> list[Person]:
         """Active holders of `role` in exactly this unit (or department), by id."""
-        key = (
+        key: HolderKey = (
             ("unit", unit_id, role) if unit_id is not None else ("department", department_id, role)
         )
         if key not in self._holders:
@@ -156,73 +113,49 @@ class Lookups:
         ancestors = {i for uid in unit_ids for i in ancestor_ids(self._units[uid])}
         await self._load_units(ancestors)
         categories = {t.category_id for t in tickets} - self._categories.keys()
-        if categories:
-            rows = await self.session.exec(select(Category).where(Category.id.in_(categories)))
-            self._categories.update({c.id: c for c in rows.all()})
+        for category in await reads.categories_by_id(self.session, categories):
+            self._categories[category.id] = category
         # Reporters are watchers: their rows come with the watchers'.
         await self._load_watchers([t.id for t in tickets])
         await self._load_people({t.reporter_id for t in tickets if t.reporter_id is not None})
-        keys = [("unit", uid, role) for uid in ancestors | unit_ids for role in roles]
+        keys: list[HolderKey] = [
+            ("unit", uid, role) for uid in ancestors | unit_ids for role in roles
+        ]
         await self._load_holders(keys)
 
+    def _known(self, person: Person) -> Person:
+        return self._people.setdefault(person.id, person)
+
     async def _load_units(self, ids: Iterable[int]) -> None:
-        missing = [i for i in set(ids) if i not in self._units]
-        for start in range(0, len(missing), 500):
-            rows = await self.session.exec(
-                select(OrgUnit)
-                .where(OrgUnit.id.in_(missing[start : start + 500]))
-                # Not the polygons: only the locator reads them, and they are the bulk of a row.
-                .options(defer(OrgUnit.boundary, raiseload=True))
-            )
-            self._units.update({u.id: u for u in rows.all()})
+        missing = {i for i in ids if i not in self._units}
+        for unit in await reads.units_by_id(self.session, missing):
+            self._units[unit.id] = unit
 
     async def _load_people(self, ids: Iterable[int]) -> None:
-        missing = [i for i in set(ids) if i not in self._people]
-        for start in range(0, len(missing), 500):
-            rows = await self.session.exec(
-                sa.select(_person).where(_person.c.id.in_(missing[start : start + 500]))
-            )
-            self._people.update({p["id"]: PersonRow(p) for p in rows.mappings()})
+        missing = {i for i in ids if i not in self._people}
+        for person in await reads.people_by_id(self.session, missing):
+            self._known(person)
 
     async def _load_watchers(self, ticket_ids: Sequence[int]) -> None:
         missing = [i for i in ticket_ids if i not in self._watchers]
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            found: dict[int, list[Person]] = defaultdict(list)
-            watcher = TicketWatcher.__table__
-            rows = await self.session.exec(
-                sa.select(watcher.c.ticket_id.label("watched"), _person)
-                .join(_person, watcher.c.person_id == _person.c.id)
-                .where(watcher.c.ticket_id.in_(chunk))
-                .order_by(watcher.c.created_at, _person.c.id)
-            )
-            for row in rows.mappings():
-                person = self._people.setdefault(row["id"], PersonRow(row))
-                found[row["watched"]].append(person)
-            for ticket_id in chunk:
-                self._watchers[ticket_id] = found.get(ticket_id, [])
+        if not missing:
+            return
+        found: dict[int, list[Person]] = defaultdict(list)
+        for ticket_id, person in await reads.watchers_of(self.session, missing):
+            found[ticket_id].append(self._known(person))
+        for ticket_id in missing:
+            self._watchers[ticket_id] = found.get(ticket_id, [])
 
-    async def _load_holders(self, keys: Sequence[tuple[str, int | None, Role]]) -> None:
+    async def _load_holders(self, keys: Sequence[HolderKey]) -> None:
         missing = [k for k in set(keys) if k not in self._holders]
-        for kind in ("unit", "department"):
-            wanted = [k for k in missing if k[0] == kind]
+        for owner in ("unit", "department"):
+            wanted = [k for k in missing if k[0] == owner]
             if not wanted:
                 continue
-            column = "unit_id" if kind == "unit" else "department_id"
-            found: dict[tuple[str, int | None, Role], list[Person]] = defaultdict(list)
-            ids = sorted({k[1] for k in wanted})
-            roles = sorted({k[2].value for k in wanted})
-            db = await Driver.of(self.session)
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                sql = _HOLDERS_SQL.format(
-                    column=column,
-                    owners=", ".join("?" * len(chunk)),
-                    roles=", ".join("?" * len(roles)),
-                )
-                for owner, held, *values in await db.rows(sql, (*chunk, *roles)):
-                    person = PersonRow.from_driver(values)
-                    person = self._people.setdefault(person.id, person)
-                    found[(kind, owner, Role(held))].append(person)
+            ids = {k[1] for k in wanted if k[1] is not None}
+            roles = sorted({k[2] for k in wanted})
+            found: dict[HolderKey, list[Person]] = defaultdict(list)
+            for owner_id, role, person in await reads.holders_in(self.session, owner, ids, roles):
+                found[(owner, owner_id, role)].append(self._known(person))
             for key in wanted:
                 self._holders[key] = found.get(key, [])

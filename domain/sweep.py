@@ -1,23 +1,23 @@
 """The deadline sweep: reminders before a deadline, escalation after it, each exactly once.
 
 A sweep reads only rows whose first alert is due (an index on `alert_at`), oldest first, in
-batches; each batch is one transaction. On PostgreSQL the rows are claimed with
-`FOR UPDATE SKIP LOCKED`, so two schedulers never take the same ticket; SQLite runs one
-writer at a time anyway. After downtime the first sweep catches up: every alert that came
-due meanwhile is handled once, in deadline order (not once per missed sweep), and an
-escalation replaces what was left of the old holder's schedule.
+batches; each batch is one transaction. A batch is claimed (storage.sweep) so that two
+schedulers never take the same ticket. After downtime the first sweep catches up: every
+alert that came due meanwhile is handled once, in deadline order (not once per missed
+sweep), and an escalation replaces what was left of the old holder's schedule.
+
+The steps (escalate, remind, close_unanswered) change the claimed tickets, the session's
+own objects; every column they set is written back with the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.changes import Changes
@@ -34,27 +34,16 @@ from domain.tickets import (
     escalate,
     remind,
 )
-from storage.bulk import update_rows
 from storage.enums import OPEN_STATUSES, AlertKind, TicketStatus
-from storage.models import Ticket, TicketSummons
+from storage.models import Ticket
+from storage.sweep import (
+    claim_due_summonses,
+    claim_due_tickets,
+    claims_skip_locked,
+    save_swept_tickets,
+)
 
 logger = logging.getLogger(__name__)
-
-# Every ticket column a sweep may change (escalate, remind, close_unanswered, plan).
-SWEPT_COLUMNS = (
-    "id",
-    "status",
-    "level",
-    "holder_unit_id",
-    "holder_since",
-    "accept_deadline",
-    "resolve_deadline",
-    "next_deadline",
-    "alerts",
-    "alert_at",
-    "closed_at",
-    "updated_at",
-)
 
 
 @dataclass
@@ -77,46 +66,12 @@ class SweepReport:
         return sum(getattr(self, f.name) for f in fields(self))
 
 
-class TicketRow:
-    """A ticket as plain attributes with the table's names: what the sweep works on.
-
-    The use cases' steps (escalate, remind, plan...) only read and set attributes, so a row
-    serves as well as the ORM object and costs a fraction of it per ticket; the sweep writes
-    the changed columns back with one executemany.
-    """
-
-    __slots__ = tuple(Ticket.__table__.columns.keys())
-
-    def __init__(self, mapping: Mapping[str, object]) -> None:
-        for name in self.__slots__:
-            setattr(self, name, mapping[name])
-
-
-def _claim(model: type, now: datetime, limit: int, session: AsyncSession, *, core: bool = False):
-    table = model.__table__
-    statement = (
-        (sa.select(table) if core else select(model))
-        .where(table.c.alert_at <= now)
-        .order_by(table.c.alert_at, table.c.id)
-        .limit(limit)
-    )
-    if session.bind.dialect.name == "postgresql":
-        # Another scheduler's batch is skipped, not waited for (and never taken twice); a row
-        # it handled meanwhile is read again, and left out once no longer due.
-        statement = statement.with_for_update(skip_locked=True)
-    if not core:
-        # The locked rows as they are now, not as this session's identity map last saw them.
-        statement = statement.execution_options(populate_existing=True)
-    return statement
-
-
 async def _ticket_batch(
     session: AsyncSession, clock: Clock, timing: Timing, batch: int
 ) -> tuple[SweepReport, int]:
     report = SweepReport()
     now = clock.now()
-    result = await session.exec(_claim(Ticket, now, batch, session, core=True))
-    tickets = [TicketRow(row) for row in result.mappings()]
+    tickets = await claim_due_tickets(session, now, batch)
     if not tickets:
         await session.commit()
         return report, 0
@@ -126,9 +81,7 @@ async def _ticket_batch(
     out = Changes(clock)
     for ticket in tickets:
         await _ticket_alerts(lk, out, timing, policies, ticket, now, report)
-    # The changed rows go out in one executemany, not through the ORM's unit of work.
-    rows = [{c: getattr(t, c) for c in SWEPT_COLUMNS} for t in tickets]
-    await update_rows(session, Ticket.__table__, rows)
+    await save_swept_tickets(session, tickets)
     await out.commit(session)
     return report, len(tickets)
 
@@ -171,7 +124,7 @@ async def _summons_batch(
 ) -> tuple[SweepReport, int]:
     report = SweepReport()
     now = clock.now()
-    rows = list((await session.exec(_claim(TicketSummons, now, batch, session))).all())
+    rows = await claim_due_summonses(session, now, batch)
     if not rows:
         await session.commit()
         return report, 0
@@ -195,12 +148,13 @@ async def sweep(
 ) -> SweepReport:
     """Everything due by now, batch after batch (each its own transaction).
 
-    On PostgreSQL the sessions in `also` work at the same time as `session`, each claiming
-    its own batches (SKIP LOCKED), so one's Python overlaps another's database round trips;
-    SQLite has one writer at a time, and they are not used there.
+    Where claims skip each other's rows (storage.sweep.claims_skip_locked), the sessions in
+    `also` work at the same time as `session`, each claiming its own batches, so one's Python
+    overlaps another's database round trips; where the database has one writer at a time,
+    they are not used.
     """
     sessions = [session]
-    if session.bind.dialect.name == "postgresql":
+    if claims_skip_locked(session):
         sessions += list(also)
     report = SweepReport()
     for step in (_ticket_batch, _summons_batch):

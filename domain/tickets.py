@@ -641,7 +641,7 @@ async def file_ticket(
         lane=Lane.INTERACTIVE,
         reason="new",
     )
-    await out.commit(session, db)
+    await out.commit(session)
     logger.info("ticket %s filed in %s", ticket.number, grid.code)
     return ctx
 

@@ -37,8 +37,17 @@ def _time_converter(name: str, dialect: str) -> Callable[[datetime], Any]:
     return convert
 
 
-def _enum_value(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
+def _enum_converter() -> Callable[[Any], Any]:
+    # Memoised like the times: an enum's `.value` is a property, slow next to a dict lookup.
+    memo: dict[Any, Any] = {}
+
+    def convert(value: Any) -> Any:
+        found = memo.get(value)
+        if found is None:
+            found = memo[value] = value.value if isinstance(value, Enum) else value
+        return found
+
+    return convert
 
 
 def _converters(columns: Sequence[sa.Column], dialect: str) -> list[tuple[int, Callable]]:
@@ -51,7 +60,7 @@ def _converters(columns: Sequence[sa.Column], dialect: str) -> list[tuple[int, C
         elif isinstance(kind, sa.types.TypeDecorator) and isinstance(kind.impl, sa.DateTime):
             found.append((position, _time_converter(column.name, dialect)))
         elif isinstance(kind, sa.Enum):
-            found.append((position, _enum_value))
+            found.append((position, _enum_converter()))
     return found
 
 

@@ -75,3 +75,43 @@ def test_handlers_never_commit_nor_touch_sql() -> None:
         for path in sorted((ROOT / "handlers").rglob("*.py"))
     }
     assert {path: names for path, names in sql.items() if names} == {}
+
+
+# Domain modules that reach the database only through storage's query modules: no statement
+# built, no driver, no question of which database it is. (The rest of domain/ is to follow.)
+THROUGH_STORAGE = ("domain/changes.py", "domain/lookups.py", "domain/sweep.py")
+SQL_MODULES = {"sqlalchemy", "sqlmodel", "storage.bulk", "storage.dialect", "storage.sqlite_driver"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The modules a module imports from, dotted, anywhere in it."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _attributes_named(path: Path, names: set[str]) -> list[int]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr in names
+    ]
+
+
+@pytest.mark.parametrize("module", THROUGH_STORAGE)
+def test_domain_modules_leave_sql_and_database_kinds_to_storage(module: str) -> None:
+    path = ROOT / module
+    sql = {
+        name
+        for name in imported_modules(path)
+        # The session's type is all a use case needs to know of SQLModel.
+        if name != "sqlmodel.ext.asyncio.session"
+        and any(name == m or name.startswith(m + ".") for m in SQL_MODULES)
+    }
+    assert sql == set()
+    assert _attributes_named(path, {"dialect", "bind", "get_bind", "connection"}) == []

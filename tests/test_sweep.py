@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,7 @@ from domain.tickets import (
     resolve_ticket,
 )
 from storage.db import make_engine, make_sessionmaker
-from storage.enums import Level, Role, TicketStatus, Urgency
+from storage.enums import Level, ReturnReason, Role, TicketStatus, Urgency
 from storage.models import (
     Category,
     DeadlinePolicy,
@@ -88,7 +89,7 @@ async def _file(session, clock, tree, category, people, timing=TIMING) -> Ticket
 
 
 async def _reload(session, ticket_id: int) -> Ticket:
-    """The ticket as the database has it now (the sweep writes rows, not the session's objects)."""
+    """The ticket as the database has it now, not as this session last saw it."""
     statement = (
         select(Ticket).where(Ticket.id == ticket_id).execution_options(populate_existing=True)
     )
@@ -379,3 +380,47 @@ async def test_a_second_session_shares_the_sweep_on_postgresql(db_url, clock) ->
             assert len(counts) == len(tickets) and {c for _, c in counts} == {1}
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("step", ["escalate", "remind"])
+async def test_a_column_a_step_starts_setting_reaches_the_database(
+    sessionmaker, clock, monkeypatch, step
+) -> None:
+    """Whatever a sweep step sets in a ticket is written with the batch: here the step also
+    sets columns that no step sets today (text, number, JSON, enum and time), as a future
+    escalate or remind might."""
+    import domain.sweep
+
+    later = clock.now() + timedelta(hours=1)
+    real = getattr(domain.sweep, step)
+
+    async def and_more(*args, **kwargs):
+        result = await real(*args, **kwargs)
+        ticket = inspect.signature(real).bind(*args, **kwargs).arguments["ticket"]
+        ticket.resolution_note = f"set by {step}"
+        ticket.reopen_count = 7
+        ticket.photos = ["from-the-sweep"]
+        ticket.return_reason = ReturnReason.NOT_OUR_REMIT
+        ticket.accepted_at = later
+        return result
+
+    monkeypatch.setattr(domain.sweep, step, and_more)
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        ticket_id = (await _file(session, clock, tree, category, people)).id
+        # The reminder is due at 15 minutes, the escalation at 30.
+        clock.advance(timedelta(minutes=15 if step == "remind" else 31))
+        report = await sweep(session=session, clock=clock, timing=TIMING)
+        assert (report.reminded if step == "remind" else report.escalated) == 1
+
+    async with sessionmaker() as session:
+        ticket = (await session.exec(select(Ticket).where(Ticket.id == ticket_id))).one()
+        assert ticket.resolution_note == f"set by {step}"
+        assert ticket.reopen_count == 7
+        assert ticket.photos == ["from-the-sweep"]
+        assert ticket.return_reason == ReturnReason.NOT_OUR_REMIT
+        assert ticket.accepted_at == later
+        # And what the step itself set.
+        if step == "escalate":
+            assert (ticket.level, ticket.holder_unit_id) == (Level.COMMUNITY, tree.community.id)
+        assert ticket.alert_at is not None and ticket.alert_at > clock.now()

@@ -33,7 +33,7 @@ from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.errors import DomainError
-from domain.people import LANGUAGES
+from domain.languages import LANGUAGES
 from domain.reference import Reference
 from storage.conversations import ConversationStore
 from views.common import refusal_text

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from domain.people import LANGUAGES
+from domain.languages import LANGUAGES
 
 # What a `gridbot run` process may do; every process does all three unless told otherwise.
 ROLES = frozenset({"serve", "send", "schedule"})

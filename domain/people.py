@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
+from domain.languages import LANGUAGES
 from domain.text import clean_text
 from storage.enums import AssignmentStatus
 from storage.models import Department, OrgUnit, Person, RoleAssignment
@@ -16,7 +17,6 @@ from storage.people import person_by_telegram_id
 
 logger = logging.getLogger(__name__)
 
-LANGUAGES = ("zh-hans", "en")
 
 # session.info key: Telegram ids of people a use case changed, for caches to forget them.
 

@@ -14,7 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.geo import valid_point
 from domain.invitations import redeem_invitation
-from domain.people import LANGUAGES, roles_of, set_language
+from domain.languages import LANGUAGES
+from domain.people import roles_of, set_language
 from domain.reference import Reference
 from domain.roles import powers
 from domain.text import clean_text

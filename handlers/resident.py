@@ -25,7 +25,7 @@ from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.errors import NotFound
 from domain.geo import valid_point
-from domain.people import LANGUAGES
+from domain.languages import LANGUAGES
 from domain.places import get_community, grids_of, search_communities
 from domain.reference import OrgSnapshot, Reference
 from domain.text import clean_text

@@ -20,7 +20,7 @@ from bot.app import COMMANDS, build_dispatcher
 from bot.routing import ALWAYS, CallbackGate, MessageGate, gate_for, install_gates
 from bot.settings import Settings
 from domain.clock import FrozenClock
-from domain.people import LANGUAGES
+from domain.languages import LANGUAGES
 from handlers.resident import Label
 from tests.factories import PHOTO, tg_message, tg_query
 from views.i18n import translator

@@ -22,9 +22,12 @@ from typing import NamedTuple
 
 import yaml
 
-from domain.people import LANGUAGES
+from domain.languages import LANGUAGES
 
 LOCALES_DIR = Path(__file__).parent / "locales"
+# libyaml's safe loader where PyYAML was built with it: the catalogs are read at every start,
+# in 0.12-0.14 s by the pure-Python loader and 0.014 s by libyaml's.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Translate = Callable[..., str]
 
@@ -121,7 +124,7 @@ def load_catalog(directory: Path, language: str) -> dict[str, str]:
     for path in sorted(directory.glob("*.yaml")):
         source = path.read_text(encoding="utf-8")
         _refuse_repeated_keys(path, source)
-        part = yaml.safe_load(source) or {}
+        part = yaml.load(source, Loader=_LOADER) or {}
         clash = table.keys() & part.keys()
         if clash:
             raise CatalogError(f"{path}: keys defined twice: {', '.join(sorted(clash))}")
@@ -137,7 +140,7 @@ def load_catalog(directory: Path, language: str) -> dict[str, str]:
 def _refuse_repeated_keys(path: Path, source: str) -> None:
     """YAML keeps the last of two equal keys without a word, so one text would silently stand
     in for another: refused, with both lines."""
-    root = yaml.compose(source)
+    root = yaml.compose(source, Loader=_LOADER)
     if not isinstance(root, yaml.MappingNode):
         return
     first_line: dict[object, int] = {}

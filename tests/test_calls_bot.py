@@ -203,20 +203,24 @@ async def test_check_in_says_at_once_why_not(db_url: str) -> None:
             assert claim.checked_in_at == T0 + timedelta(hours=1, minutes=30)
 
 
+async def _asked_for_a_place(fake, db_url: str, clock: FrozenClock, user) -> dict:
+    """A member says "I'll come" to a call, and two hours later presses Check in: the bot's
+    request for their location."""
+    call_id = await world(db_url, clock)
+    card = await reply(fake, user)
+    await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+    await reply(fake, user)
+    clock.set(T0 + timedelta(hours=2))
+    await press(fake, user, data(CallOp.CHECK_IN, call_id), card["message_id"])
+    return await reply(fake, user)
+
+
 async def test_an_impossible_location_at_check_in_is_asked_again(db_url: str) -> None:
     """A location no place on Earth has is refused, and the same check-in asks again."""
     clock = FrozenClock(T0)
     async with running_bot(db_url, clock=clock) as running:
-        fake = running.fake
-        call_id = await world(db_url, clock)
-        user = MEMBERS[0]
-        card = await reply(fake, user)
-        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
-        await reply(fake, user)
-
-        clock.set(T0 + timedelta(hours=2))
-        await press(fake, user, data(CallOp.CHECK_IN, call_id), card["message_id"])
-        asked = await reply(fake, user)
+        fake, user = running.fake, MEMBERS[0]
+        asked = await _asked_for_a_place(fake, db_url, clock, user)
         assert asked["text"].startswith("Please press “📍 Share location” below to check in")
         for impossible in ({"latitude": 91.0, "longitude": 113.632}, {**NEAR, "longitude": 181.0}):
             told = await say(fake, user, None, location=impossible)
@@ -240,15 +244,8 @@ async def test_cancel_while_checking_in_says_check_in_was_cancelled(db_url: str)
     not cancelled: that text is the organiser's)."""
     clock = FrozenClock(T0)
     async with running_bot(db_url, clock=clock) as running:
-        fake = running.fake
-        call_id = await world(db_url, clock)
-        user = MEMBERS[0]
-        card = await reply(fake, user)
-        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
-        await reply(fake, user)
-        clock.set(T0 + timedelta(hours=2))
-        await press(fake, user, data(CallOp.CHECK_IN, call_id), card["message_id"])
-        await reply(fake, user)
+        fake, user = running.fake, MEMBERS[0]
+        await _asked_for_a_place(fake, db_url, clock, user)
         told = await say(fake, user, "/cancel")
         assert told["text"] == "Check-in cancelled."
         assert told["reply_markup"] == {"remove_keyboard": True}

@@ -43,10 +43,11 @@ from bot.outbox import OutboxSender  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.throttle import Throttle, ThrottleMiddleware  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
-from domain.outbox import Outgoing, count_by_status, enqueue_many  # noqa: E402
+from domain.outbox import Outgoing, enqueue_many  # noqa: E402
 from storage.db import make_engine, make_sessionmaker  # noqa: E402
 from storage.enums import Lane, OutboxStatus  # noqa: E402
 from storage.models import OutboxMessage, Person  # noqa: E402
+from storage.outbox import count_by_status  # noqa: E402
 from views.outbox import default_renderer  # noqa: E402
 
 TOKEN = "123456:TEST"

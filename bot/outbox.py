@@ -37,8 +37,8 @@ from aiogram.exceptions import (
 from aiogram.types import InputMediaPhoto
 
 from bot.throttle import Throttle, lane_priority, slot_held
-from domain.outbox import PendingRow, Result, fetch_pending, record_results
 from storage.enums import Lane, OutboxStatus
+from storage.outbox import PendingRow, Result, fetch_pending, record_results
 from views.outbox import Rendered, Renderer
 
 if TYPE_CHECKING:

@@ -2,32 +2,26 @@
 
 Use cases call `enqueue` (or `enqueue_many` for a call to thousands) inside their own
 transaction and commit it together with their change; nothing here commits. The sender
-(bot/outbox.py) reads rows with `fetch_pending` and writes outcomes with `record_results`.
+(bot/outbox.py) reads rows and writes outcomes through storage.outbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
-from storage.bulk import insert_rows
 from storage.enums import Lane, OutboxStatus
-from storage.models import OutboxMessage, Person
+from storage.models import OutboxMessage
+from storage.outbox import insert_outbox_rows
 
 # Set in session.info when rows were queued, so whoever runs the session can wake the sender.
 QUEUED = "gridbot_outbox_queued"
-
-_outbox = OutboxMessage.__table__
-_person = Person.__table__
-# Spelled as a literal so SQLite and PostgreSQL match it to the partial index ix_outbox_pending.
-_PENDING = sa.text("outbox.status = 'pending'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +69,7 @@ async def enqueue_many(
     clock: Clock,
     chunk_size: int = 5000,
 ) -> int:
-    """Insert many outbox rows in the caller's transaction (storage.bulk: COPY on PostgreSQL,
-    executemany on SQLite; no ORM objects)."""
+    """Insert many outbox rows in the caller's transaction, in chunks, without ORM objects."""
     now = clock.now()
     rows = (
         {
@@ -93,7 +86,7 @@ async def enqueue_many(
     )
     total = 0
     while chunk := list(islice(rows, chunk_size)):
-        await insert_rows(session, _outbox, chunk)
+        await insert_outbox_rows(session, chunk)
         total += len(chunk)
     if total:
         session.info[QUEUED] = True
@@ -105,100 +98,3 @@ def broadcast(
 ) -> Iterable[Outgoing]:
     """The same message for many chats, for enqueue_many."""
     return (Outgoing(chat_id, kind, data, lane) for chat_id in chat_ids)
-
-
-@dataclass(slots=True)
-class PendingRow:
-    """A row the sender may send now, with the recipient's language if they are a Person."""
-
-    id: int
-    chat_id: int
-    lane: int
-    kind: str
-    data: dict[str, Any]
-    attempts: int
-    language: str | None
-
-
-def pending_query(
-    *, now: datetime, limit: int, exclude_chats: Collection[int] = ()
-) -> sa.Select[Any]:
-    """The sender's read: pending rows due by `now`, by lane then age, skipping some chats.
-
-    The recipient's language comes along (a join on person.telegram_id).
-    """
-    statement = (
-        sa.select(
-            _outbox.c.id,
-            _outbox.c.chat_id,
-            _outbox.c.lane,
-            _outbox.c.kind,
-            _outbox.c.data,
-            _outbox.c.attempts,
-            _person.c.language,
-        )
-        .select_from(_outbox.outerjoin(_person, _person.c.telegram_id == _outbox.c.chat_id))
-        .where(_PENDING, _outbox.c.not_before <= now)
-        .order_by(_outbox.c.lane, _outbox.c.id)
-        .limit(limit)
-    )
-    if exclude_chats:
-        statement = statement.where(_outbox.c.chat_id.not_in(list(exclude_chats)))
-    return statement
-
-
-async def fetch_pending(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    limit: int,
-    exclude_chats: Collection[int] = (),
-) -> list[PendingRow]:
-    """Run pending_query; rows as PendingRow."""
-    result = await session.exec(pending_query(now=now, limit=limit, exclude_chats=exclude_chats))
-    return [PendingRow(*row) for row in result]
-
-
-@dataclass(slots=True)
-class Result:
-    """What happened to one row: its new status and bookkeeping."""
-
-    id: int
-    status: OutboxStatus
-    attempts: int
-    not_before: datetime
-    sent_at: datetime | None = None
-    telegram_message_id: int | None = None
-    error: str | None = None
-
-
-async def record_results(session: AsyncSession, results: Sequence[Result]) -> None:
-    """Write outcomes by primary key in one executemany; the caller commits."""
-    if not results:
-        return
-    await session.exec(
-        sa.update(OutboxMessage),
-        params=[
-            {
-                "id": r.id,
-                "status": r.status,
-                "attempts": r.attempts,
-                "not_before": r.not_before,
-                "sent_at": r.sent_at,
-                "telegram_message_id": r.telegram_message_id,
-                "error": r.error,
-            }
-            for r in results
-        ],
-    )
-
-
-async def count_by_status(session: AsyncSession) -> dict[OutboxStatus, int]:
-    """How many rows are pending, sent and failed."""
-    result = await session.exec(
-        sa.select(_outbox.c.status, sa.func.count()).group_by(_outbox.c.status)
-    )
-    counts = dict.fromkeys(OutboxStatus, 0)
-    for status, count in result:
-        counts[OutboxStatus(status)] = count
-    return counts

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from domain.outbox import fetch_pending
 from storage.bulk import insert_rows, update_rows
 from storage.enums import Lane, OutboxStatus
 from storage.models import OutboxMessage
+from storage.outbox import fetch_pending
 
 AWKWARD = {
     "text": 'tab\there, new\nline, back\\slash, quote " and 中文 ✅',

@@ -22,17 +22,11 @@ from sqlmodel import select
 from bot.outbox import OutboxSender
 from bot.throttle import Throttle, ThrottleMiddleware
 from domain.clock import FrozenClock, SystemClock
-from domain.outbox import (
-    Outgoing,
-    broadcast,
-    count_by_status,
-    enqueue,
-    enqueue_many,
-    pending_query,
-)
+from domain.outbox import Outgoing, broadcast, enqueue, enqueue_many
 from storage.db import sync_url, upgrade
 from storage.enums import Lane, OutboxStatus
 from storage.models import OutboxMessage, Person
+from storage.outbox import count_by_status, pending_query
 from tests.fake_telegram import FakeTelegram
 from views.outbox import Place, Rendered, Renderer, RenderError, UnknownKind, default_renderer
 

@@ -19,7 +19,7 @@ Two baselines are measured in the same run: the smallest size, so the ratios sho
 two times grow with the open tickets (flat is the goal); and, at each size, writing exactly
 the rows the escalation wrote through the same bulk path and nothing else (the floor), so
 "x" shows what deciding and composing them costs on top, whatever the machine's speed.
-The collector runs with the thresholds a serving bot sets (bot.runtime.GC_THRESHOLDS), where
+The collector runs with the thresholds a serving bot sets (bot.memory.GC_THRESHOLDS), where
 the sweep runs in production.
 Targets: idle < 20 ms and --due escalated in < 3 s at 1,000,000 open tickets.
 The last line printed is JSON.
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.common import database  # noqa: E402
-from bot.runtime import GC_THRESHOLDS  # noqa: E402
+from bot.memory import GC_THRESHOLDS  # noqa: E402
 from domain.clock import FrozenClock  # noqa: E402
 from domain.deadlines import Timing  # noqa: E402
 from domain.sweep import sweep  # noqa: E402

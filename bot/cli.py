@@ -8,11 +8,8 @@ a start-up) nor the handlers, the scheduler, Alembic or the organisation file's 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -20,6 +17,7 @@ import typer
 
 from bot.cli_org import org_app
 from bot.cli_support import database_setup, fail, load_settings
+from bot.memory import collector_off
 from bot.settings import MAX_INVITE_DAYS, Settings, invite_days_problem
 from storage.db import DatabaseSetupError, require_driver, upgrade
 
@@ -43,24 +41,6 @@ def setup_logging(settings: Settings) -> None:
     # aiogram logs every handled update at INFO, alembic every step of every start: noise.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-@contextmanager
-def collector_off() -> Iterator[None]:
-    """The garbage collector off for the block, as it was afterwards.
-
-    Start-up builds hundreds of thousands of objects that live as long as the process (aiogram's
-    types above all) and almost no garbage; the collections their allocations trigger walk them
-    again and again for nothing: about half a second of `gridbot run`'s start-up. The bot turns
-    the collector back on once it serves (bot.runtime.settle_memory collects what start-up left).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @app.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bot.app import build_bot, build_dispatcher, build_throttle, set_commands
 from bot.inbound import FloodLimit, Intake, Poller, UpdateQueue, webhook_handler, webhook_secret
 from bot.leadership import Duty, Start, process_name
+from bot.memory import settle_memory
 from bot.middlewares import feed_update
 from bot.outbox import OutboxSender
 from bot.settings import Settings
@@ -43,25 +43,9 @@ logger = logging.getLogger(__name__)
 # How long a stopping bot waits for updates already being handled.
 DRAIN_TIMEOUT = 15.0
 
-# The collector's default first threshold (700 allocations) runs a collection every few updates
-# of a busy bot, and the full collections that follow walk every object the process holds:
-# pauses of hundreds of milliseconds under load. So what exists once the bot is set up (modules,
-# routers, caches) is frozen out of the collector's sight, and the youngest generation is
-# collected every GC_THRESHOLDS[0] allocations (the inbound benchmark: p99 at 200 updates/s
-# from about 400 ms to under 100 ms).
-GC_THRESHOLDS = (50_000, 20, 20)
-# That first collection walks everything the process holds (about 0.15 s): it waits until the
-# bot has served this long, so that the first answers after a start do not wait for it.
+# settle_memory's collection walks everything the process holds (about 0.15 s): it waits until
+# the bot has served this long, so that the first answers after a start do not wait for it.
 SETTLE_DELAY = 1.0
-
-
-def settle_memory() -> None:
-    """Collect once, freeze what survives, and space out later collections; the collector is
-    on afterwards (`gridbot run` starts with it off)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-    gc.enable()
 
 
 class StartupError(Exception):

@@ -1,11 +1,9 @@
 """What `gridbot` loads and does before it answers: commands that do not serve never import the
-bot's serving stack, the garbage collector is off while `gridbot run` starts and on once it
-serves, and migrating a new SQLite database is one transaction that processes take in turn."""
+bot's serving stack, and migrating a new SQLite database is one transaction that processes take
+in turn (the garbage collector through start-up: tests/test_memory.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
 import os
 import secrets
@@ -16,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import collector_off, start_link
-from bot.runtime import GC_THRESHOLDS, serve, settle_memory
+from bot.cli import start_link
 from storage.org_loader import sample_path
-from tests.botkit import TOKEN, bot_settings
-from tests.fake_telegram import FakeTelegram
 from tests.test_migrations import head_revision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,62 +98,6 @@ def test_the_invitation_link_is_the_one_aiogram_makes() -> None:
         assert start_link("gridbot_test_bot", code) == create_deep_link(
             "gridbot_test_bot", "start", code
         )
-
-
-def test_collector_off_restores_the_collector_as_it_was() -> None:
-    assert gc.isenabled()
-    with collector_off():
-        assert not gc.isenabled()
-        with collector_off():
-            assert not gc.isenabled()
-        assert not gc.isenabled()  # the inner block found it off and leaves it off
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError), collector_off():
-        raise RuntimeError("start-up failed")
-    assert gc.isenabled()
-
-
-def _unsettle(before: tuple[int, int, int]) -> None:
-    gc.unfreeze()
-    gc.set_threshold(*before)
-    gc.enable()
-
-
-def test_settle_memory_turns_the_collector_back_on() -> None:
-    before = gc.get_threshold()
-    gc.disable()
-    try:
-        settle_memory()
-        assert gc.isenabled()
-        assert gc.get_threshold() == GC_THRESHOLDS
-    finally:
-        _unsettle(before)
-
-
-async def test_a_bot_that_tunes_its_memory_turns_the_collector_on_once_serving(db_url) -> None:
-    """`gridbot run` starts with the collector off (bot.cli.collector_off); serving turns it on
-    (after its first answers), whatever started it."""
-    before = gc.get_threshold()
-    gc.disable()
-    try:
-        async with FakeTelegram(tokens=[TOKEN]) as fake:
-            stop = asyncio.Event()
-            settings = bot_settings(fake.base_url, db_url)
-            task = asyncio.create_task(serve(settings, stop=stop, tune_memory=True))
-            try:
-                fake.push_message(501, "/start", language_code="en")
-                await fake.wait_for_message(501, timeout=30)
-                for _ in range(200):
-                    if gc.isenabled() or task.done():
-                        break
-                    await asyncio.sleep(0.05)
-                assert gc.isenabled()
-                assert gc.get_threshold() == GC_THRESHOLDS
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 30)
-    finally:
-        _unsettle(before)
 
 
 def test_processes_migrating_one_new_sqlite_file_at_once_take_turns(tmp_path) -> None:

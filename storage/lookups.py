@@ -9,7 +9,7 @@ in chunks, so that no statement carries more values than a database takes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
@@ -21,6 +21,7 @@ from storage.models import Category, OrgUnit, Person, RoleAssignment, TicketWatc
 CHUNK = 500
 
 Owner = Literal["unit", "department"]
+_Row = TypeVar("_Row", OrgUnit, Category, Person)
 
 
 def _chunks(ids: Iterable[int]) -> list[list[int]]:
@@ -28,34 +29,28 @@ def _chunks(ids: Iterable[int]) -> list[list[int]]:
     return [ordered[start : start + CHUNK] for start in range(0, len(ordered), CHUNK)]
 
 
+async def _by_id(
+    session: AsyncSession, model: type[_Row], ids: Iterable[int], *options: Any
+) -> list[_Row]:
+    found: list[_Row] = []
+    for chunk in _chunks(ids):
+        statement = select(model).where(col(model.id).in_(chunk)).options(*options)
+        found.extend((await session.exec(statement)).all())
+    return found
+
+
 async def units_by_id(session: AsyncSession, ids: Iterable[int]) -> list[OrgUnit]:
     """The units with these ids (unknown ids left out), without their boundaries."""
-    found: list[OrgUnit] = []
-    for chunk in _chunks(ids):
-        rows = await session.exec(
-            select(OrgUnit)
-            .where(col(OrgUnit.id).in_(chunk))
-            # Not the polygons: only the locator reads them, and they are the bulk of a row.
-            .options(defer(OrgUnit.boundary, raiseload=True))
-        )
-        found.extend(rows.all())
-    return found
+    # Not the polygons: only the locator reads them, and they are the bulk of a row.
+    return await _by_id(session, OrgUnit, ids, defer(OrgUnit.boundary, raiseload=True))
 
 
 async def categories_by_id(session: AsyncSession, ids: Iterable[int]) -> list[Category]:
-    found: list[Category] = []
-    for chunk in _chunks(ids):
-        found.extend(
-            (await session.exec(select(Category).where(col(Category.id).in_(chunk)))).all()
-        )
-    return found
+    return await _by_id(session, Category, ids)
 
 
 async def people_by_id(session: AsyncSession, ids: Iterable[int]) -> list[Person]:
-    found: list[Person] = []
-    for chunk in _chunks(ids):
-        found.extend((await session.exec(select(Person).where(col(Person.id).in_(chunk)))).all())
-    return found
+    return await _by_id(session, Person, ids)
 
 
 async def watchers_of(session: AsyncSession, ticket_ids: Iterable[int]) -> list[tuple[int, Person]]:

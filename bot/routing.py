@@ -45,9 +45,6 @@ class CallbackGate(Filter):
     prefixes: frozenset[str]
 
     async def __call__(self, query: CallbackQuery) -> bool:
-        return self.admits(query)
-
-    def admits(self, query: CallbackQuery, raw_state: str | None = None) -> bool:
         data = query.data
         return data is not None and data.split(":", 1)[0] in self.prefixes
 
@@ -61,9 +58,6 @@ class MessageGate(Filter):
     states: frozenset[str | None]
 
     async def __call__(self, message: Message, raw_state: str | None = None) -> bool:
-        return self.admits(message, raw_state)
-
-    def admits(self, message: Message, raw_state: str | None = None) -> bool:
         if raw_state in self.states:
             return True
         if not self.commands:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from aiogram import Bot, Router
@@ -18,8 +17,7 @@ from domain.text import clean_text
 from storage.enums import Role
 from storage.models import Person
 from views.common import scope_name
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 
 async def invite_command(

@@ -14,7 +14,7 @@ through the outbox, rendered by views.attendance.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
 from aiogram import Bot, F, Router
@@ -40,8 +40,7 @@ from storage.models import DutyCall, Person
 from views.buttons import Page, Sheet, SheetOp
 from views.cards import local_time
 from views.common import amount
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 CALLS = "calls"  # Page.list of /calls
 PAGE_SIZE = 5

@@ -46,10 +46,10 @@ from storage.models import Person
 from views.buttons import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
 from views.cards import local_time
 from views.common import amount, refusal_text, scope_name
+from views.i18n import Translate
 
 logger = logging.getLogger(__name__)
 
-Translate = Callable[..., str]
 Send = Callable[..., Awaitable[Any]]
 
 TITLE_LIMIT = 200

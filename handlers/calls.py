@@ -10,7 +10,6 @@ check-in step keeps only the call id in the FSM data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any
@@ -37,8 +36,7 @@ from handlers.filters import Has
 from storage.models import Person
 from views.buttons import CallAction, CallOp
 from views.common import refusal_text
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 # The member may move closer, or share a real location, and share again.
 RETRY_KEYS = frozenset({"duty.too_far", "duty.bad_location"})

@@ -23,10 +23,10 @@ from handlers.filters import Has
 from storage.models import Person
 from views.buttons import Button
 from views.common import scope_name
+from views.i18n import Translate
 
 logger = logging.getLogger(__name__)
 
-Translate = Callable[..., str]
 
 LANGUAGE_LABELS = {"zh-hans": "简体中文", "en": "English"}
 

@@ -10,7 +10,7 @@ used disappear.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from datetime import tzinfo
 from typing import Any
 
@@ -48,8 +48,7 @@ from storage.models import Department, Person, Ticket, TicketSummons
 from views.buttons import SummonsAction, SummonsOp, SummonsReturnWhy
 from views.cards import LIAISON, summons_keyboard, summons_text
 from views.common import scope_name
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 ANSWER_LIMIT = 200  # Telegram's limit for the text a button press is answered with
 

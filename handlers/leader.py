@@ -9,7 +9,6 @@ now). A message is edited only after the use case succeeded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import tzinfo
 
@@ -49,10 +48,10 @@ from storage.models import Person, Ticket
 from views.buttons import Button, Page, Redispatch, ReturnWhy, TicketAction, TicketOp
 from views.cards import card_keyboard, card_text, duration, local_time
 from views.common import scope_name
+from views.i18n import Translate
 
 logger = logging.getLogger(__name__)
 
-Translate = Callable[..., str]
 
 PAGE_SIZE = 5
 QUEUE = "queue"

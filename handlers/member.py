@@ -12,7 +12,6 @@ outbox sends them; the domain checks who may decide and whether it is still pend
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -59,11 +58,11 @@ from storage.models import Person
 from views.buttons import Button, DutyPlace, DutyPlaceOp, DutyService, MemberDecision
 from views.cards import local_time
 from views.common import amount, hours, scope_name
+from views.i18n import Translate
 from views.member import registration_text
 
 logger = logging.getLogger(__name__)
 
-Translate = Callable[..., str]
 
 SKILLS_LIMIT = 10  # skills kept from the comma-separated list
 SKILL_LIMIT = 50  # characters per skill

@@ -9,7 +9,6 @@ refused (a post filled up since the list was sent).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -29,8 +28,7 @@ from storage.enums import MemberStatus
 from storage.models import Person
 from views.buttons import PostAction, PostOp
 from views.common import refusal_text, scope_name
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 
 def _name(language: str, view: PostView) -> str:

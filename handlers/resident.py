@@ -50,11 +50,11 @@ from storage.models import Person
 from views import report as kb
 from views.buttons import FollowUp, MeToo, Page, Rating
 from views.common import scope_name
+from views.i18n import Translate
 from views.report import PARTS, ReportButton, Step
 
 logger = logging.getLogger(__name__)
 
-Translate = Callable[..., str]
 
 MY_PAGE = 5  # tickets per /my page
 COMMUNITY_PAGE = 6  # communities per page when choosing by hand

@@ -10,7 +10,7 @@ this ticket (a forged button is refused and audited), whether the ticket still a
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -45,8 +45,7 @@ from views.buttons import (
 )
 from views.cards import STREET, summons_keyboard, summons_text
 from views.common import scope_name
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 # Telegram takes at most 100 buttons on a message; a picker offers this many departments
 # (responsible ones first), which also keeps the bitmask short in the callback data.

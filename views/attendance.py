@@ -3,7 +3,7 @@ waits" message and the monthly summaries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import tzinfo
 from typing import Any
 
@@ -13,9 +13,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from views.buttons import Sheet, SheetOp
 from views.cards import local_time
 from views.common import amount, hours
-
-Translate = Callable[..., str]
-
+from views.i18n import Translate
 
 MONTH_SERVED_LIMIT = 50  # members named in a secretary's monthly summary
 

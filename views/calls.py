@@ -3,7 +3,7 @@ Can't buttons, rendered for the outbox and for the member's own screens alike.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import tzinfo
 from typing import Any
 
@@ -12,8 +12,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from views.buttons import CallAction, CallOp
 from views.cards import local_time
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 
 def call_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:

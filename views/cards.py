@@ -7,7 +7,7 @@ are shown in the city's time zone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,8 +27,7 @@ from views.buttons import (
     WhistleOp,
     WhistlePick,
 )
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 # The settings' default (GRIDBOT_TIMEZONE); callers pass settings.tz.
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")

@@ -3,12 +3,10 @@ domain refusal put in the person's words."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from domain.errors import DomainError
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 
 def scope_name(language: str, name_zh: str, name_en: str) -> str:

@@ -3,7 +3,7 @@ decision as the member receives it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup
@@ -12,8 +12,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from domain.members import SERVICE_KINDS
 from storage.enums import MemberStatus
 from views.buttons import MemberDecision
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 
 def registration_text(data: Mapping[str, Any], t: Translate) -> str:

@@ -18,8 +18,7 @@ from domain.tickets import Nearby
 from storage.models import Category, OrgUnit
 from views.buttons import Button, MeToo, Page, Rating
 from views.common import scope_name
-
-Translate = Callable[..., str]
+from views.i18n import Translate
 
 
 class Step(StrEnum):

@@ -40,8 +40,7 @@ from domain.clock import Clock
 from domain.errors import DomainError
 from domain.geo import valid_point
 from domain.text import clean_text
-from handlers.filters import Has
-from handlers.resident import Label
+from handlers.filters import Has, Label
 from storage.models import Person
 from views.buttons import CallCommunity, CallGrid, CallGridOp, CallStep, TicketToCall
 from views.cards import local_time

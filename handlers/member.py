@@ -51,8 +51,7 @@ from domain.places import get_community, search_communities
 from domain.posts import posts_held
 from domain.reference import Reference
 from domain.text import clean_text
-from handlers.filters import Has
-from handlers.resident import Label
+from handlers.filters import Has, Label
 from storage.enums import MemberStatus, UnitKind
 from storage.models import Person
 from views.buttons import Button, DutyPlace, DutyPlaceOp, DutyService, MemberDecision

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command, Filter, StateFilter
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
@@ -25,7 +25,6 @@ from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.errors import NotFound
 from domain.geo import valid_point
-from domain.languages import LANGUAGES
 from domain.places import get_community, grids_of, search_communities
 from domain.reference import OrgSnapshot, Reference
 from domain.text import clean_text
@@ -44,7 +43,7 @@ from domain.tickets import (
     reopen_ticket,
     tickets_of,
 )
-from handlers.filters import Has
+from handlers.filters import Has, Label
 from storage.enums import OPEN_STATUSES, UnitKind
 from storage.models import Person
 from views import report as kb
@@ -103,23 +102,6 @@ async def _replace(query: CallbackQuery, text: str, markup: Any, *, edit: bool =
             await query.message.edit_text(text, reply_markup=markup)
             return
     await query.message.answer(text, reply_markup=markup)
-
-
-class Label(Filter):
-    """A text that is one of these labels (a reply-keyboard button) in any language."""
-
-    def __init__(self, *keys: str) -> None:
-        self.keys = keys
-        self._labels: frozenset[str] | None = None  # the labels, casefolded, once read
-
-    async def __call__(self, message: Message, translator: Callable[[str], Translate]) -> bool:
-        if not message.text:
-            return False
-        if self._labels is None:
-            self._labels = frozenset(
-                translator(language)(key).casefold() for language in LANGUAGES for key in self.keys
-            )
-        return message.text.strip().casefold() in self._labels
 
 
 # -- the steps ----------------------------------------------------------------------------------

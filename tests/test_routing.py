@@ -21,7 +21,7 @@ from bot.routing import ALWAYS, CallbackGate, MessageGate, gate_for, install_gat
 from bot.settings import Settings
 from domain.clock import FrozenClock
 from domain.languages import LANGUAGES
-from handlers.resident import Label
+from handlers.filters import Label
 from tests.factories import PHOTO, tg_message, tg_query
 from views.i18n import translator
 

@@ -79,11 +79,8 @@ class DatabaseStorage(BaseStorage):
         known[key] = (state, data)
         now = self._clock.now()
 
-        async def write(session: AsyncSession | None) -> None:
-            if session is None:
-                await self._store.save(key, now, state, data)
-            else:
-                await self._store.save_in(session, key, now, state, data)
+        async def write(session: AsyncSession) -> None:
+            await self._store.save_in(session, key, now, state, data)
 
         def undo() -> None:
             # Not stored: the update reads again what the database holds.

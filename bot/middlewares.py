@@ -51,8 +51,7 @@ async def feed_update(dp: Any, bot: Any, update: Update) -> Any:
 # the write (an async callable taking the session) and what to undo if it is not committed.
 DEFERRED_WRITES = "gridbot_deferred_writes"
 
-# Given the session while its transaction is open, None once nothing is left to commit with.
-DeferredWrite = Callable[[AsyncSession | None], Awaitable[None]]
+DeferredWrite = Callable[[AsyncSession], Awaitable[None]]
 
 
 def defer_write(
@@ -67,17 +66,16 @@ def defer_write(
 async def end_transaction(session: AsyncSession) -> None:
     """Write what was deferred and commit, in one transaction (changes nobody committed are
     rolled back first: use cases commit their own). With no transaction open (its changes
-    committed, say before a reply), the writes go alone: nothing is left to commit them with,
-    and a transaction of their own would cost more than they do."""
+    committed, say before a reply), the writes begin one: on SQLite every write waits for
+    the one connection in turn (storage.db), rather than racing it for the lock."""
     if session.in_transaction() and (session.new or session.dirty or session.deleted):
         logger.error("uncommitted changes dropped before a call to Telegram")
         await session.rollback()
     writes = session.info.pop(DEFERRED_WRITES, None)
-    open_transaction = session.in_transaction()
     try:
         for write, _ in (writes or {}).values():
-            await write(session if open_transaction else None)
-        if open_transaction:
+            await write(session)
+        if session.in_transaction():
             await session.commit()
     except BaseException:
         for _, undo in (writes or {}).values():

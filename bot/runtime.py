@@ -300,8 +300,11 @@ class City:
         scheduler = start_scheduler(context, self.settings.sweep_interval)
 
         async def stop() -> None:
-            scheduler.shutdown(wait=False)
+            # Start nothing more and let a sweep under way finish: shutting down cancels what
+            # runs, which would stop a sweep halfway through a statement.
+            scheduler.pause()
             await jobs.wait_idle()
+            scheduler.shutdown(wait=False)
             jobs.configure(None)
 
         return stop

@@ -9,9 +9,8 @@ for them, in autocommit mode (an upsert or a delete is atomic by itself). Rows a
 exactly as the `conversation_state` table's column types write them, so the ORM reads them
 back unchanged.
 
-SQLite: the connection is used on the event loop's thread; while another connection holds
-the write lock, the statement is retried after an asynchronous sleep (never SQLite's own
-busy handler, which would freeze the loop), until the timeout. PostgreSQL: a psycopg
+SQLite: an aiosqlite connection in autocommit mode, whose statements wait for another
+connection's write lock in its own thread, up to the timeout. PostgreSQL: a psycopg
 connection in autocommit mode; a broken connection is opened again and the statement
 repeated once (both statements are idempotent).
 """
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
@@ -29,9 +27,8 @@ import orjson
 from sqlalchemy.engine import make_url
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.db import SQLITE_BUSY_TIMEOUT_S, json_dumps, sqlite_pragmas
+from storage.db import SQLITE_BUSY_TIMEOUT_S, SQLITE_PRAGMAS, json_dumps
 from storage.dialect import Driver, db_time
-from storage.sqlite_driver import busy_waits, is_busy
 
 Conversation = tuple[str | None, dict[str, Any]]
 
@@ -115,31 +112,34 @@ class ConversationStore(ABC):
 
 class SQLiteConversations(ConversationStore):
     def __init__(self, path: str, *, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
-        # Autocommit (isolation_level None): each statement is its own transaction.
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
-        sqlite_pragmas(self._conn)
+        self._path = path
         self._timeout = timeout
+        self._conn: Any = None
+        self._opening = asyncio.Lock()
         self._upsert_sql = _UPSERT.format(p="?")
         self._delete_sql = _DELETE.format(p="?")
         self._select_sql = _SELECT.format(p="?")
 
+    async def _connection(self) -> Any:
+        import aiosqlite
+
+        async with self._opening:
+            if self._conn is None:
+                # Autocommit (isolation_level None): each statement is its own transaction.
+                # While another connection holds the write lock, a statement waits for it in
+                # the connection's thread, up to the timeout.
+                conn = await aiosqlite.connect(
+                    self._path, isolation_level=None, timeout=self._timeout
+                )
+                for pragma in SQLITE_PRAGMAS:
+                    await conn.execute(pragma)
+                self._conn = conn
+        return self._conn
+
     async def _run(self, sql: str, params: tuple) -> list[tuple]:
-        """Run one statement; while another connection holds the lock, wait without blocking."""
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as error:
-            if not is_busy(error):
-                raise
-            busy = error
-        for wait in busy_waits(self._timeout):
-            await asyncio.sleep(wait)
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as error:
-                if not is_busy(error):
-                    raise
-                busy = error
-        raise busy  # "database is locked"
+        conn = self._conn or await self._connection()
+        cursor = await conn.execute(sql, params)
+        return list(await cursor.fetchall())
 
     async def load(self, key: str) -> Conversation:
         rows = await self._run(self._select_sql, (key,))
@@ -158,7 +158,9 @@ class SQLiteConversations(ConversationStore):
         await self._run(self._delete_sql, (key,))
 
     async def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
 
 class PostgresConversations(ConversationStore):

@@ -17,8 +17,6 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.sqlite_driver import DRIVER as SQLITE_DRIVER
-
 # Alembic is imported where a migration needs it, not here: this module serves every command
 # and the bot's update handling, which never migrate.
 if TYPE_CHECKING:
@@ -116,8 +114,8 @@ def _with_driver(url: str, sqlite_driver: str) -> str:
 
 
 def async_url(url: str) -> str:
-    """The URL with the async driver gridbot uses: storage.sqlite_driver or psycopg."""
-    return _with_driver(url, f"sqlite+{SQLITE_DRIVER}")
+    """The URL with the async driver gridbot uses: aiosqlite or psycopg."""
+    return _with_driver(url, "sqlite+aiosqlite")
 
 
 def sync_url(url: str) -> str:
@@ -125,16 +123,16 @@ def sync_url(url: str) -> str:
     return _with_driver(url, "sqlite")
 
 
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
     """WAL, NORMAL sync and foreign keys on a new SQLite connection (every one gridbot opens)."""
-    # Autocommit at the driver level: SQLAlchemy's begin event below issues the BEGIN.
+    # Autocommit at the driver level: the engine's "begin" event issues the BEGIN.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # No PRAGMA busy_timeout: the driver runs statements on the event loop and waits for
-    # locks asynchronously (connect's timeout); SQLite's own wait would freeze the loop.
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -148,15 +146,22 @@ def make_engine(
 ) -> AsyncEngine:
     """An async engine for the URL; SQLite gets WAL, foreign keys and immediate transactions.
 
-    SQLite runs through storage.sqlite_driver: statements inline on the event loop, no thread.
-    PostgreSQL keeps `pool_size` connections open and opens up to `pool_overflow` more.
+    SQLite runs through aiosqlite, on one connection with a thread of its own, where a
+    statement waiting for another process's write lock waits (sqlite3's `timeout`) without
+    holding up the event loop. PostgreSQL keeps `pool_size` connections open and opens up to
+    `pool_overflow` more.
     """
     if make_url(url).get_backend_name() == "sqlite":
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.pop("connect_args", {})}
         kwargs["connect_args"] = connect_args
-        # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
-        # later can't fail on a snapshot another writer made stale; the driver queues writers.
-        kwargs.setdefault("begin_mode", "IMMEDIATE")
+        # SQLite has one write lock, and every transaction here takes it (IMMEDIATE, below):
+        # one connection, which transactions queue for in the event loop, first come first
+        # served. Several connections would queue in SQLite's busy handler instead, which
+        # sleeps up to 100 ms between tries: measured at capacity (benchmarks/inbound.py) with
+        # the 5 + 10 connections SQLAlchemy pools by default, throughput fell to 86 updates/s
+        # and 392 updates waited past the 10 s timeout ("database is locked").
+        kwargs["pool_size"] = 1
+        kwargs["max_overflow"] = 0
     else:
         # Enough connections kept open for a busy bot: past pool_size, a connection given back
         # is closed, and opening one to PostgreSQL costs more than the statements it runs.
@@ -168,6 +173,9 @@ def make_engine(
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
+        # later can't fail on a snapshot another writer made stale: writers wait their turn.
+        sa.event.listen(engine.sync_engine, "begin", _begin_immediate)
     return engine
 
 
@@ -196,6 +204,10 @@ def _no_driver_transactions(dbapi_connection: Any, _record: Any = None) -> None:
     # CREATE, ALTER or DROP commits on its own. With isolation_level None it begins none, and
     # _begin_immediate begins every one (SQLAlchemy's recipe for transactional DDL on SQLite).
     dbapi_connection.isolation_level = None
+    # WAL is a setting of the file, kept once made: a database is WAL from its first
+    # migration, before any serving process opens it (a connection that finds another holding
+    # a lock in the old journal mode cannot switch, and gets "database is locked" at once).
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
 def _begin_immediate(conn: sa.Connection) -> None:

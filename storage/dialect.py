@@ -24,8 +24,8 @@ def driver_sql(sql: str, dialect: str) -> str:
 
 
 class Driver:
-    """The DB-API connection under a session's transaction: sqlite3 (called on the loop's
-    thread, as the engine's own driver does) or psycopg's async connection."""
+    """The driver's connection under a session's transaction: aiosqlite's or psycopg's, both
+    asynchronous."""
 
     __slots__ = ("dialect", "_conn")
 
@@ -52,11 +52,8 @@ class Driver:
 
     async def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         """Run one statement; its rows (none for a statement that returns none)."""
-        if self.dialect == "postgresql":
-            cursor = await self._conn.execute(driver_sql(sql, "postgresql"), params)
-            return await cursor.fetchall() if cursor.description else []
-        cursor = self._conn.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+        cursor = await self._conn.execute(driver_sql(sql, self.dialect), params)
+        return list(await cursor.fetchall()) if cursor.description else []
 
     async def many(self, sql: str, seq: list[tuple]) -> None:
         """Run one statement for each parameter tuple."""
@@ -64,7 +61,7 @@ class Driver:
             async with self._conn.cursor() as cursor:
                 await cursor.executemany(driver_sql(sql, "postgresql"), seq)
             return
-        self._conn.executemany(sql, seq)
+        await self._conn.executemany(sql, seq)
 
     async def copy(self, table: str, names: str, values: list[tuple]) -> None:
         """PostgreSQL's COPY: its own bulk path, each row formatted in C by psycopg."""

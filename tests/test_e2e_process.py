@@ -73,4 +73,4 @@ async def test_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert process.returncode == 0, log
     assert "loaded the bundled sample city" in log
     assert "Stopped cleanly" in log
-    assert "Traceback" not in log
+    assert "Traceback" not in log, log

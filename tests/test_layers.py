@@ -85,7 +85,7 @@ THROUGH_STORAGE = (
     "domain/outbox.py",
     "domain/sweep.py",
 )
-SQL_MODULES = {"sqlalchemy", "sqlmodel", "storage.bulk", "storage.dialect", "storage.sqlite_driver"}
+SQL_MODULES = {"sqlalchemy", "sqlmodel", "storage.bulk", "storage.dialect"}
 
 
 def imported_modules(path: Path) -> set[str]:

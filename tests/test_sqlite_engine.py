@@ -1,4 +1,5 @@
-"""storage.sqlite_driver: SQLite inline on the event loop, waiting for locks without blocking it."""
+"""SQLite through the engine storage.db makes (aiosqlite): WAL, immediate transactions, and
+waiting for another connection's write lock without holding up the event loop."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from storage import sqlite_driver
-from storage.db import make_engine
+from storage.db import SQLITE_BUSY_TIMEOUT_S, make_engine
 
 SCHEMA = [
     "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
@@ -35,7 +35,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def engine(db_path: Path) -> AsyncIterator[sa.ext.asyncio.AsyncEngine]:
-    engine = make_engine(f"sqlite:///{db_path}", pool_size=4, max_overflow=4)
+    engine = make_engine(f"sqlite:///{db_path}")
     yield engine
     await engine.dispose()
 
@@ -86,29 +86,24 @@ async def count(engine, table: str) -> int:
         return (await conn.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar_one()
 
 
-async def test_the_engine_uses_the_inline_driver_and_no_threads(engine) -> None:
-    threads = threading.active_count()
+async def test_the_engine_uses_aiosqlite_with_wal_and_a_busy_timeout(engine) -> None:
     async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        assert isinstance(raw.dbapi_connection, sqlite_driver.Connection)
         pragmas = {
             name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
             for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
         }
-    assert engine.dialect.driver == sqlite_driver.DRIVER
-    # WAL, synchronous=NORMAL (1), foreign keys on; SQLite's own busy wait off (the driver waits).
+    assert engine.dialect.driver == "aiosqlite"
+    # WAL, synchronous=NORMAL (1), foreign keys on; a lock is waited for up to 10 s.
     assert pragmas == {
         "journal_mode": "wal",
         "synchronous": 1,
         "foreign_keys": 1,
-        "busy_timeout": 0,
+        "busy_timeout": int(SQLITE_BUSY_TIMEOUT_S * 1000),
     }
-    assert threading.active_count() == threads
 
 
 async def test_many_concurrent_writers_all_commit(engine) -> None:
     tasks, transactions = 50, 20
-    sqlite_driver.busy_retries = 0
 
     async def writer(task: int) -> None:
         for n in range(transactions):
@@ -128,7 +123,6 @@ async def test_many_concurrent_writers_all_commit(engine) -> None:
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.text("SELECT DISTINCT task, n FROM hit"))).all()
     assert len(rows) == tasks * transactions
-    assert sqlite_driver.busy_retries > 0  # the lock was contended, and waited for
 
 
 async def test_a_transaction_waits_for_another_in_this_process_without_a_deadlock(engine) -> None:
@@ -273,16 +267,3 @@ async def test_results_returning_executemany_and_streaming(engine) -> None:
         async with conn.stream(sa.text("SELECT name FROM parent ORDER BY id")) as stream:
             names = [row.name async for row in stream]
         assert names == ["p0!", "p1!", "p2", "p3", "p4", "r"]
-
-
-def test_only_plain_busy_errors_are_retried() -> None:
-    busy = sqlite3.OperationalError("database is locked")
-    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
-    snapshot = sqlite3.OperationalError("database is locked")
-    snapshot.sqlite_errorcode = sqlite3.SQLITE_BUSY_SNAPSHOT
-    other = sqlite3.OperationalError("no such table: x")
-    other.sqlite_errorcode = sqlite3.SQLITE_ERROR
-    assert sqlite_driver.is_busy(busy)
-    assert not sqlite_driver.is_busy(snapshot)
-    assert not sqlite_driver.is_busy(other)
-    assert not sqlite_driver.is_busy(sqlite3.IntegrityError("UNIQUE constraint failed"))

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain import audit
@@ -35,11 +33,9 @@ from domain.roles import (
     returns_roles,
 )
 from domain.text import clean_text
-from storage.bulk import insert_returning, insert_rows
-from storage.dialect import Driver, next_in_sequence
+from storage import tickets as stored
 from storage.enums import (
     OPEN_STATUSES,
-    AssignmentStatus,
     Lane,
     Level,
     ReturnReason,
@@ -53,16 +49,12 @@ from storage.models import (
     DeadlinePolicy,
     OrgUnit,
     Person,
-    RoleAssignment,
     Ticket,
     TicketEvent,
     TicketWatcher,
 )
 
 logger = logging.getLogger(__name__)
-
-_tickets = Ticket.__table__
-_watchers = TicketWatcher.__table__
 
 DESCRIPTION_LIMIT = 1000
 PHOTO_LIMIT = 3
@@ -158,10 +150,7 @@ def allowed(status: TicketStatus, action: Action) -> bool:
 
 
 async def get_ticket(session: AsyncSession, ticket_id: int, *, for_update: bool = False) -> Ticket:
-    statement = select(Ticket).where(Ticket.id == ticket_id)
-    if for_update:
-        statement = statement.with_for_update()
-    ticket = (await session.exec(statement)).first()
+    ticket = await stored.ticket_by_id(session, ticket_id, for_update=for_update)
     if ticket is None:
         raise NotFound("ticket.unknown")
     return ticket
@@ -194,13 +183,8 @@ class Nearby:
     distance_m: float
 
 
-_OFFERED = ", ".join(f"'{s.value}'" for s in OPEN_STATUSES if s != S.RESOLVED)
-_NEAR_SQL = (
-    "SELECT id, number, status, affected, latitude, longitude FROM ticket "
-    f"WHERE category_id = ? AND status IN ({_OFFERED}) "
-    "AND latitude BETWEEN ? AND ? AND longitude BETWEEN ? AND ?"
-)
-_NOT_WATCHED = " AND id NOT IN (SELECT ticket_id FROM ticket_watcher WHERE person_id = ?)"
+# A resolved ticket awaits its reporter's verdict: too late to join.
+_OFFERED = tuple(status for status in OPEN_STATUSES if status != S.RESOLVED)
 
 
 async def find_duplicates(
@@ -215,28 +199,25 @@ async def find_duplicates(
 ) -> list[Nearby]:
     """Open tickets of the category within `radius_m` of the point, nearest first.
 
-    Tickets `exclude_person_id` already reported or joined are left out. Asked once per
-    report with a shared location: straight to the driver (storage.dialect).
+    Tickets `exclude_person_id` already reported or joined are left out.
     """
+    # The box around the circle (a degree of latitude is 111.32 km everywhere, one of
+    # longitude less towards the poles); the distance then picks the circle out of it.
     dlat = radius_m / 111_320.0
     dlon = radius_m / (111_320.0 * max(0.01, math.cos(math.radians(latitude))))
-    sql = _NEAR_SQL
-    params: list = [
-        category_id,
-        latitude - dlat,
-        latitude + dlat,
-        longitude - dlon,
-        longitude + dlon,
-    ]
-    if exclude_person_id is not None:
-        sql += _NOT_WATCHED
-        params.append(exclude_person_id)
-    rows = await (await Driver.of(session)).rows(sql, params)
+    rows = await stored.open_tickets_in_box(
+        session,
+        category_id=category_id,
+        statuses=_OFFERED,
+        latitudes=(latitude - dlat, latitude + dlat),
+        longitudes=(longitude - dlon, longitude + dlon),
+        not_watched_by=exclude_person_id,
+    )
     near = []
-    for ticket_id, number, status, affected, lat, lon in rows:
-        distance = distance_m(latitude, longitude, lat, lon)
+    for row in rows:
+        distance = distance_m(latitude, longitude, row.latitude, row.longitude)
         if distance <= radius_m:
-            near.append(Nearby(ticket_id, number, TicketStatus(status), affected, distance))
+            near.append(Nearby(row.id, row.number, row.status, row.affected, distance))
     near.sort(key=lambda n: (n.distance_m, n.id))
     return near[:limit]
 
@@ -245,68 +226,19 @@ async def tickets_of(
     session: AsyncSession, *, person_id: int, offset: int = 0, limit: int = 5
 ) -> tuple[list[Ticket], int]:
     """Tickets the person reported or joined, newest first, one page and the total."""
-    watched = select(TicketWatcher.ticket_id).where(TicketWatcher.person_id == person_id)
-    total = (
-        await session.exec(
-            select(sa.func.count()).select_from(Ticket).where(Ticket.id.in_(watched))
-        )
-    ).one()
-    page = (
-        await session.exec(
-            select(Ticket)
-            .where(Ticket.id.in_(watched))
-            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-    ).all()
-    return list(page), total
+    return await stored.tickets_watched_by(session, person_id, offset=offset, limit=limit)
 
 
 async def queue_of(
     session: AsyncSession, *, person_id: int, offset: int = 0, limit: int = 5
 ) -> tuple[list[Ticket], int]:
     """Open tickets the person's roles hold now, most urgent deadline first."""
-    assignments = (
-        await session.exec(
-            select(RoleAssignment, OrgUnit)
-            .join(OrgUnit, RoleAssignment.unit_id == OrgUnit.id)
-            .where(
-                RoleAssignment.person_id == person_id,
-                RoleAssignment.status == AssignmentStatus.ACTIVE,
-            )
-        )
-    ).all()
-    clauses = []
-    holder = sa.orm.aliased(OrgUnit)
-    for assignment, unit in assignments:
-        levels = held_levels(assignment.role)
-        if not levels:
-            continue
-        in_subtree = sa.func.substr(holder.path, 1, len(unit.path)) == unit.path
-        level_match = Ticket.level.in_([lv.value for lv in levels])
-        returned = sa.and_(
-            Ticket.status == S.RETURNED,
-            sa.literal(assignment.role in returns_roles()),
-        )
-        clauses.append(sa.and_(in_subtree, sa.or_(level_match, returned)))
-    if not clauses:
-        return [], 0
-    base = (
-        select(Ticket)
-        .join(holder, Ticket.holder_unit_id == holder.id)
-        .where(Ticket.status.in_([s.value for s in OPEN_STATUSES if s != S.RESOLVED]))
-        .where(sa.or_(*clauses))
-    )
-    total = (await session.exec(select(sa.func.count()).select_from(base.subquery()))).one()
-    page = (
-        await session.exec(
-            base.order_by(Ticket.next_deadline.is_(None), Ticket.next_deadline, Ticket.id)
-            .offset(offset)
-            .limit(limit)
-        )
-    ).all()
-    return list(page), total
+    scopes = [
+        stored.HeldScope(unit.path, levels, role in returns_roles())
+        for role, unit in await stored.active_roles_of(session, person_id)
+        if (levels := held_levels(role))
+    ]
+    return await stored.tickets_held(session, scopes, statuses=_OFFERED, offset=offset, limit=limit)
 
 
 def holder_roles(ticket: Ticket) -> tuple[Role, ...]:
@@ -589,9 +521,7 @@ async def file_ticket(
     now = out.now
     local_day = now.astimezone(timing.calendar.tz).strftime("%Y%m%d")
     prefix = f"{city.code}-{local_day}"
-    # Every report comes this way: its rows go straight to the driver, not through the ORM.
-    db = await Driver.of(session)
-    sequence = await next_in_sequence(db, prefix)
+    sequence = await stored.next_number(session, prefix)
     ticket = Ticket(
         number=f"{prefix}-{sequence:04d}",
         category_id=category.id,
@@ -616,15 +546,7 @@ async def file_ticket(
     )
     policy = org.policies.find(ticket.urgency, ticket.category_id, ticket.level)
     plan(ticket, timing, policy, now=now, start=now)
-    columns = [c.name for c in _tickets.columns if c.name != "id"]
-    ticket.id = await insert_returning(db, _tickets, {c: getattr(ticket, c) for c in columns})
-    watcher = {
-        "ticket_id": ticket.id,
-        "person_id": reporter.id,
-        "kind": WatcherKind.REPORTER,
-        "created_at": now,
-    }
-    await insert_rows(db, _watchers, [watcher])
+    await stored.add_filed_ticket(session, ticket, reporter_id=reporter.id)
     out.event(
         ticket,
         actor_id=reporter.id,
@@ -1082,12 +1004,4 @@ async def cancel_ticket(
 
 
 async def events_of(session: AsyncSession, ticket_id: int) -> list[TicketEvent]:
-    return list(
-        (
-            await session.exec(
-                select(TicketEvent)
-                .where(TicketEvent.ticket_id == ticket_id)
-                .order_by(TicketEvent.id)
-            )
-        ).all()
-    )
+    return await stored.events_of(session, ticket_id)

@@ -113,14 +113,6 @@ def _insert_sql(table: sa.Table, columns: list[sa.Column]) -> str:
     return f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join("?" * len(columns))})'
 
 
-async def insert_returning(db: Driver, table: sa.Table, row: dict[str, Any]) -> int:
-    """INSERT one row in the transaction; its new id."""
-    columns = [table.c[name] for name in row]
-    (values,) = _tuples(columns, [row], db.dialect)
-    ((new_id,),) = await db.rows(_insert_sql(table, columns) + " RETURNING id", values)
-    return int(new_id)
-
-
 async def update_rows(
     session: AsyncSession,
     table: sa.Table,

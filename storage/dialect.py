@@ -96,15 +96,3 @@ def utc_time(value: Any) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-_NEXT = (
-    "INSERT INTO ticket_counter (prefix, last) VALUES (?, 1) "
-    "ON CONFLICT (prefix) DO UPDATE SET last = ticket_counter.last + 1 RETURNING last"
-)
-
-
-async def next_in_sequence(db: Driver, prefix: str) -> int:
-    """1, 2, 3... per prefix, atomically, in the caller's transaction."""
-    (row,) = await db.rows(_NEXT, (prefix,))
-    return int(row[0])

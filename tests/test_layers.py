@@ -84,6 +84,7 @@ THROUGH_STORAGE = (
     "domain/lookups.py",
     "domain/outbox.py",
     "domain/sweep.py",
+    "domain/tickets.py",
 )
 SQL_MODULES = {"sqlalchemy", "sqlmodel", "storage.bulk", "storage.dialect"}
 

@@ -6,14 +6,13 @@ import logging
 from collections.abc import Collection
 from typing import NoReturn
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain import audit
 from domain.clock import Clock
 from domain.errors import NotAllowed
-from storage.enums import AssignmentStatus, Role
+from storage.access import assignment_at_or_above
+from storage.enums import Role
 from storage.models import OrgUnit, RoleAssignment
 
 logger = logging.getLogger(__name__)
@@ -23,23 +22,9 @@ async def covering_assignment(
     session: AsyncSession, *, person_id: int, roles: Collection[Role], unit: OrgUnit
 ) -> RoleAssignment | None:
     """The person's active assignment, among `roles`, whose unit is `unit` or an ancestor."""
-    assigned_unit = sa.orm.aliased(OrgUnit)
-    return (
-        await session.exec(
-            select(RoleAssignment)
-            .join(assigned_unit, RoleAssignment.unit_id == assigned_unit.id)
-            .where(
-                RoleAssignment.person_id == person_id,
-                RoleAssignment.status == AssignmentStatus.ACTIVE,
-                RoleAssignment.role.in_(list(roles)),
-                # Materialised paths: an ancestor's path is a prefix of the unit's own.
-                sa.func.substr(sa.literal(unit.path), 1, sa.func.length(assigned_unit.path))
-                == assigned_unit.path,
-            )
-            .order_by(RoleAssignment.id)
-            .limit(1)
-        )
-    ).first()
+    return await assignment_at_or_above(
+        session, person_id=person_id, roles=roles, unit_path=unit.path
+    )
 
 
 async def require_role(

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
@@ -18,13 +16,27 @@ from domain.calls import require_organiser
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.members import community_unit
-from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue_many
 from domain.roles import approving_roles, member_hearing_roles
+from storage.attendance import (
+    Service,
+    calls_organised_page,
+    calls_starting_between,
+    chats_of_people,
+    claim_calls_to_ask,
+    claims_and_unmarked,
+    claims_per_call,
+    claims_to_confirm,
+    confirmed_service,
+    count_calls_organised,
+    count_marked_claims,
+    no_shows_between,
+    served_between,
+    serving_chats_in,
+    sheet_claims,
+)
 from storage.enums import (
-    AssignmentStatus,
     CallStatus,
-    ClaimStatus,
     Lane,
 )
 from storage.models import (
@@ -33,8 +45,8 @@ from storage.models import (
     JobRun,
     Member,
     Person,
-    RoleAssignment,
 )
+from storage.once import claim_once
 
 
 async def confirm_attendance(
@@ -62,54 +74,21 @@ async def confirm_attendance(
     now = clock.now()
     if now < call.ends_at:
         raise DomainError("duty.call_not_over")
-    claims = (
-        await session.exec(
-            select(CallClaim).where(
-                CallClaim.call_id == call.id,
-                CallClaim.status == ClaimStatus.CLAIMED,
-                CallClaim.member_id.in_(list(attended)),
-            )
-        )
-    ).all()
+    claims = await claims_to_confirm(session, call.id, attended.keys())
     for claim in claims:
         claim.confirmed = bool(attended[claim.member_id])
         claim.points = round(claim.minutes / 60 * call.points_per_hour, 2) if claim.confirmed else 0
         claim.updated_at = now
         session.add(claim)
     await session.commit()
-    return list(claims)
-
-
-@dataclass(frozen=True)
-class Service:
-    """A member's confirmed service over a period."""
-
-    minutes: int
-    points: float
-    calls: int
+    return claims
 
 
 async def service_between(
     session: AsyncSession, member: Member, start: datetime, end: datetime
 ) -> Service:
     """Confirmed hours, points and calls whose start falls in [start, end)."""
-    minutes, points, calls = (
-        await session.exec(
-            select(
-                sa.func.coalesce(sa.func.sum(CallClaim.minutes), 0),
-                sa.func.coalesce(sa.func.sum(CallClaim.points), 0.0),
-                sa.func.count(),
-            )
-            .join(DutyCall, DutyCall.id == CallClaim.call_id)
-            .where(
-                CallClaim.member_id == member.id,
-                CallClaim.confirmed.is_(True),
-                DutyCall.starts_at >= start,
-                DutyCall.starts_at < end,
-            )
-        )
-    ).one()
-    return Service(int(minutes), float(points), int(calls))
+    return await confirmed_service(session, member.id, start, end)
 
 
 def _month_bounds(day: date, tz) -> tuple[datetime, datetime]:
@@ -137,27 +116,7 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
         return None
     start, end = _month_bounds(last_month, tz)
     month = f"{last_month:%Y-%m}"
-    served = (
-        await session.exec(
-            select(
-                Member.community_id,
-                Person.telegram_id,
-                Member.full_name,
-                sa.func.sum(CallClaim.minutes),
-                sa.func.sum(CallClaim.points),
-                sa.func.count(),
-            )
-            .join(Member, Member.id == CallClaim.member_id)
-            .join(Person, Person.id == Member.person_id)
-            .join(DutyCall, DutyCall.id == CallClaim.call_id)
-            .where(
-                CallClaim.confirmed.is_(True),
-                DutyCall.starts_at >= start,
-                DutyCall.starts_at < end,
-            )
-            .group_by(Member.community_id, Person.telegram_id, Member.full_name)
-        )
-    ).all()
+    served = await served_between(session, start, end)
     messages = [
         Outgoing(
             chat_id,
@@ -171,47 +130,17 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
     for community_id, _, name, minutes, _, _ in served:
         entry = by_community.setdefault(community_id, {"served": [], "unfilled": 0, "no_shows": 0})
         entry["served"].append({"name": name, "minutes": int(minutes)})
-    calls = (
-        await session.exec(
-            select(DutyCall).where(DutyCall.starts_at >= start, DutyCall.starts_at < end)
-        )
-    ).all()
-    for call in calls:
+    for call in await calls_starting_between(session, start, end):
         entry = by_community.setdefault(
             call.community_id, {"served": [], "unfilled": 0, "no_shows": 0}
         )
         if call.status != CallStatus.CANCELLED and call.claimed < call.capacity:
             entry["unfilled"] += 1
-    no_shows = (
-        await session.exec(
-            select(DutyCall.community_id, sa.func.count())
-            .join(CallClaim, CallClaim.call_id == DutyCall.id)
-            .where(
-                DutyCall.starts_at >= start,
-                DutyCall.starts_at < end,
-                CallClaim.status == ClaimStatus.CLAIMED,
-                sa.or_(CallClaim.checked_in_at.is_(None), CallClaim.confirmed.is_(False)),
-            )
-            .group_by(DutyCall.community_id)
-        )
-    ).all()
-    for community_id, count in no_shows:
+    for community_id, count in await no_shows_between(session, start, end):
         entry = by_community.setdefault(community_id, {"served": [], "unfilled": 0, "no_shows": 0})
         entry["no_shows"] = count
-    secretaries = (
-        await session.exec(
-            # Serving secretaries, each once (one reappointed keeps a revoked row too).
-            select(RoleAssignment.unit_id, Person.telegram_id)
-            .join(Person, Person.id == RoleAssignment.person_id)
-            .where(
-                RoleAssignment.role.in_(member_hearing_roles()),
-                RoleAssignment.status == AssignmentStatus.ACTIVE,
-                RoleAssignment.unit_id.in_(list(by_community)),
-            )
-            .distinct()
-            .order_by(RoleAssignment.unit_id, Person.telegram_id)
-        )
-    ).all()
+    # Serving secretaries, each once.
+    secretaries = await serving_chats_in(session, list(by_community), member_hearing_roles())
     for community_id, chat_id in secretaries:
         messages.append(
             Outgoing(
@@ -243,49 +172,18 @@ class OrganisedCall:
     unconfirmed: int
 
 
-def _organised_by(person: Person) -> sa.ColumnElement[bool]:
-    """Calls the person organised, or of a community where they are the secretary."""
-    communities = select(RoleAssignment.unit_id).where(
-        RoleAssignment.person_id == person.id,
-        RoleAssignment.role.in_(member_hearing_roles()),
-        RoleAssignment.status == AssignmentStatus.ACTIVE,
-    )
-    return sa.or_(DutyCall.organiser_id == person.id, DutyCall.community_id.in_(communities))
-
-
 async def calls_organised(
     session: AsyncSession, *, person: Person, offset: int, limit: int
 ) -> tuple[list[OrganisedCall], int]:
     """A page of the person's calls (theirs, and their community's), latest start first; and
     how many there are in all."""
-    mine = _organised_by(person)
-    total = (await session.exec(select(sa.func.count()).select_from(DutyCall).where(mine))).one()
-    calls = (
-        await session.exec(
-            select(DutyCall)
-            .where(mine)
-            .order_by(DutyCall.starts_at.desc(), DutyCall.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-    ).all()
-    counts: dict[int, tuple[int, int]] = {}
-    if calls:
-        rows = await session.exec(
-            select(
-                CallClaim.call_id,
-                sa.func.count(),
-                sa.func.sum(sa.case((CallClaim.confirmed.is_(None), 1), else_=0)),
-            )
-            .where(
-                CallClaim.call_id.in_([c.id for c in calls]),
-                CallClaim.status == ClaimStatus.CLAIMED,
-            )
-            .group_by(CallClaim.call_id)
-        )
-        counts = {call_id: (int(n), int(open_ or 0)) for call_id, n, open_ in rows}
+    # Theirs, and those of the communities where they are the secretary.
+    roles = member_hearing_roles()
+    total = await count_calls_organised(session, person.id, roles)
+    calls = await calls_organised_page(session, person.id, roles, offset, limit)
+    counts = await claims_and_unmarked(session, [c.id for c in calls]) if calls else {}
     page = [OrganisedCall(c, *counts.get(c.id, (0, 0))) for c in calls]
-    return page, int(total)
+    return page, total
 
 
 @dataclass(frozen=True)
@@ -329,15 +227,10 @@ async def attendance_sheet(
     if call is None:
         raise NotFound("duty.call_unknown")
     await require_organiser(session, clock, actor, call, f"duty.sheet:{call_id}")
-    rows = (
-        await session.exec(
-            select(CallClaim, Member.full_name)
-            .join(Member, Member.id == CallClaim.member_id)
-            .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
-            .order_by(CallClaim.id)
-        )
-    ).all()
-    lines = [SheetLine(claim.member_id, name, claim) for claim, name in rows]
+    lines = [
+        SheetLine(claim.member_id, name, claim)
+        for claim, name in await sheet_claims(session, call.id)
+    ]
     confirmed = bool(lines) and all(line.claim.confirmed is not None for line in lines)
     summarised = await session.get(JobRun, _summary_key(call, tz)) is not None
     over = clock.now() >= call.ends_at
@@ -369,16 +262,9 @@ async def confirm_sheet(
     await require_organiser(session, clock, actor, call, f"duty.confirm:{call_id}")
     if clock.now() < call.ends_at:
         raise DomainError("attendance.not_over", ends=call.ends_at)
-    if await session.get(JobRun, _summary_key(call, tz)) is not None:
-        marked = (
-            await session.exec(
-                select(sa.func.count())
-                .select_from(CallClaim)
-                .where(CallClaim.call_id == call.id, CallClaim.confirmed.is_not(None))
-            )
-        ).one()
-        if marked:
-            raise DomainError("attendance.final")
+    summarised = await session.get(JobRun, _summary_key(call, tz)) is not None
+    if summarised and await count_marked_claims(session, call.id):
+        raise DomainError("attendance.final")
     return await confirm_attendance(
         session=session, clock=clock, actor=actor, call_id=call_id, attended=attended
     )
@@ -393,51 +279,14 @@ async def ask_attendance(*, session: AsyncSession, clock: Clock) -> int:
     messages queued.
     """
     now = clock.now()
-    open_check_out = select(CallClaim.id).where(
-        CallClaim.call_id == DutyCall.id,
-        CallClaim.status == ClaimStatus.CLAIMED,
-        CallClaim.checked_in_at.is_not(None),
-        CallClaim.checked_out_at.is_(None),
-    )
-    statement = (
-        select(DutyCall)
-        .where(
-            DutyCall.ends_at <= now,
-            DutyCall.ends_at > now - ATTENDANCE_ASK_WINDOW,
-            DutyCall.attendance_asked_at.is_(None),
-            DutyCall.status != CallStatus.CANCELLED,
-            ~sa.exists(open_check_out),
-        )
-        .order_by(DutyCall.ends_at, DutyCall.id)
-        # PostgreSQL: another scheduler's calls are skipped, not waited for (and never
-        # announced twice); a call it announced meanwhile is not read. SQLite: no clause.
-        .with_for_update(of=DutyCall, skip_locked=True)
-        # The locked rows as they are now, not as this session last saw them.
-        .execution_options(populate_existing=True)
-    )
-    calls = (await session.exec(statement)).all()
+    # Another scheduler's calls are skipped, not waited for (and never announced twice).
+    calls = await claim_calls_to_ask(session, now, ATTENDANCE_ASK_WINDOW)
     if not calls:
         await session.commit()
         return 0
     ids = [c.id for c in calls]
-    claims = dict(
-        (
-            await session.exec(
-                select(CallClaim.call_id, sa.func.count())
-                .where(CallClaim.call_id.in_(ids), CallClaim.status == ClaimStatus.CLAIMED)
-                .group_by(CallClaim.call_id)
-            )
-        ).all()
-    )
-    chats = dict(
-        (
-            await session.exec(
-                select(Person.id, Person.telegram_id).where(
-                    Person.id.in_({c.organiser_id for c in calls})
-                )
-            )
-        ).all()
-    )
+    claims = await claims_per_call(session, ids)
+    chats = await chats_of_people(session, {c.organiser_id for c in calls})
     messages = []
     for call in calls:
         call.attendance_asked_at = now

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import deny, require_role
@@ -29,12 +27,25 @@ from domain.members import (
 from domain.outbox import Outgoing, enqueue_many
 from domain.roles import approving_roles, calling_roles, organising_roles, powers
 from domain.text import clean_text
+from storage.calls import (
+    calls_ahead_of,
+    chats_coming_to,
+    chats_coming_to_calls,
+    chats_of_approved_members,
+    claim_calls_to_remind,
+    claim_forgotten_check_outs,
+    claim_of_member,
+    communities_with_ids,
+    free_call_place,
+    grids_of_communities,
+    standing_claim_of_member,
+    take_call_place,
+    units_with_ids,
+)
 from storage.enums import (
-    AssignmentStatus,
     CallStatus,
     ClaimStatus,
     Lane,
-    MemberStatus,
     TicketStatus,
     UnitKind,
 )
@@ -45,9 +56,9 @@ from storage.models import (
     Member,
     OrgUnit,
     Person,
-    RoleAssignment,
     Ticket,
 )
+from storage.people import active_roles_of
 
 CHECK_IN_RADIUS_M = 300.0
 POINTS_PER_HOUR_LIMIT = 10.0
@@ -94,9 +105,7 @@ async def create_call(
         raise DomainError("duty.points_invalid", limit=POINTS_PER_HOUR_LIMIT)
     grids = []
     if grid_ids:
-        grids = list(
-            (await session.exec(select(OrgUnit).where(OrgUnit.id.in_(list(grid_ids))))).all()
-        )
+        grids = await units_with_ids(session, grid_ids)
         if len(grids) != len(set(grid_ids)) or any(g.parent_id != community.id for g in grids):
             raise DomainError("duty.grid_not_in_community")
         for grid in grids:
@@ -139,14 +148,11 @@ async def create_call(
     )
     session.add(call)
     await session.flush()
-    scope = select(Person.telegram_id).join(Member, Member.person_id == Person.id)
-    scope = scope.where(Member.community_id == community.id, Member.status == MemberStatus.APPROVED)
-    if grid_ids:
-        scope = scope.where(Member.grid_id.in_(list(grid_ids)))
+    chats = await chats_of_approved_members(session, community.id, grid_ids)
     data = {"call_id": call.id, "title": title, "starts_at": starts_at.isoformat()}
     sent = await enqueue_many(
         session,
-        (Outgoing(chat_id, "duty_call", data, Lane.BULK) for chat_id in await session.exec(scope)),
+        (Outgoing(chat_id, "duty_call", data, Lane.BULK) for chat_id in chats),
         clock=clock,
     )
     await session.commit()
@@ -175,29 +181,10 @@ async def answer_call(
     """ "I'll come": a place, if one is left and the call has not started."""
     member, call = await _call_for_member(session, person, call_id)
     now = clock.now()
-    claim = (
-        await session.exec(
-            select(CallClaim).where(CallClaim.call_id == call.id, CallClaim.member_id == member.id)
-        )
-    ).first()
+    claim = await claim_of_member(session, call.id, member.id)
     if claim is not None and claim.status == ClaimStatus.CLAIMED:
         raise DomainError("duty.already_claimed")
-    c = DutyCall
-    taken = await session.exec(
-        sa.update(c)
-        .where(
-            c.id == call.id,
-            c.status == CallStatus.OPEN,
-            c.claimed < c.capacity,
-            c.starts_at > now,
-        )
-        .values(
-            claimed=c.claimed + 1,
-            status=sa.case((c.claimed + 1 >= c.capacity, CallStatus.FULL.value), else_=c.status),
-            updated_at=now,
-        )
-    )
-    if taken.rowcount == 0:
+    if not await take_call_place(session, call.id, now):
         # Nothing was changed; say why (the caller's transaction ends as for any refusal).
         await session.refresh(call)
         if call.status == CallStatus.CANCELLED:
@@ -216,26 +203,14 @@ async def withdraw(*, session: AsyncSession, clock: Clock, person: Person, call_
     """Withdraw before the start; the place is free again."""
     member, call = await _call_for_member(session, person, call_id)
     now = clock.now()
-    claim = (
-        await session.exec(
-            select(CallClaim).where(
-                CallClaim.call_id == call.id,
-                CallClaim.member_id == member.id,
-                CallClaim.status == ClaimStatus.CLAIMED,
-            )
-        )
-    ).first()
+    claim = await standing_claim_of_member(session, call.id, member.id)
     if claim is None:
         raise DomainError("duty.no_claim")
     if call.starts_at <= now:
         raise DomainError("duty.call_started")
     claim.status, claim.updated_at = ClaimStatus.WITHDRAWN, now
     session.add(claim)
-    await session.exec(
-        sa.update(DutyCall)
-        .where(DutyCall.id == call.id, DutyCall.status != CallStatus.CANCELLED)
-        .values(claimed=DutyCall.claimed - 1, status=CallStatus.OPEN.value, updated_at=now)
-    )
+    await free_call_place(session, call.id, now)
     await session.commit()
 
 
@@ -243,15 +218,7 @@ async def _claim_of(
     session: AsyncSession, person: Person, call_id: int
 ) -> tuple[DutyCall, CallClaim]:
     member, call = await _call_for_member(session, person, call_id)
-    claim = (
-        await session.exec(
-            select(CallClaim).where(
-                CallClaim.call_id == call.id,
-                CallClaim.member_id == member.id,
-                CallClaim.status == ClaimStatus.CLAIMED,
-            )
-        )
-    ).first()
+    claim = await standing_claim_of_member(session, call.id, member.id)
     if claim is None:
         raise DomainError("duty.no_claim")
     return call, claim
@@ -356,43 +323,11 @@ async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta
     transaction that queues its reminders: of several schedulers, one reminds it.
     """
     now = clock.now()
-    c = DutyCall
-    due = (
-        select(c.id)
-        .where(
-            c.starts_at > now,
-            c.starts_at <= now + before,
-            c.reminded_at.is_(None),
-            c.status != CallStatus.CANCELLED,
-        )
-        # PostgreSQL: a call another scheduler is reminding (or a member is taking a place in)
-        # is skipped, not waited for; the next sweep has it. SQLite has one writer: no clause.
-        .with_for_update(skip_locked=True)
-    )
-    claimed = (
-        await session.exec(
-            sa.update(c)
-            .where(c.id.in_(due), c.reminded_at.is_(None))
-            .values(reminded_at=now)
-            .returning(c.id, c.title, c.starts_at, c.latitude, c.longitude)
-            .execution_options(synchronize_session="fetch")
-        )
-    ).all()
+    claimed = await claim_calls_to_remind(session, now, before)
     if not claimed:
         await session.commit()
         return 0
-    chats = (
-        await session.exec(
-            select(CallClaim.call_id, Person.telegram_id)
-            .join(Member, Member.id == CallClaim.member_id)
-            .join(Person, Person.id == Member.person_id)
-            .where(
-                CallClaim.call_id.in_([call.id for call in claimed]),
-                CallClaim.status == ClaimStatus.CLAIMED,
-            )
-            .order_by(CallClaim.call_id, CallClaim.id)
-        )
-    ).all()
+    chats = await chats_coming_to_calls(session, [call.id for call in claimed])
     data = {
         call.id: {
             "call_id": call.id,
@@ -418,25 +353,11 @@ async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta
 async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
     """Members who never checked out are closed at the call's end and marked for the organiser.
 
-    The claims are locked as they are read (PostgreSQL: FOR UPDATE SKIP LOCKED), so another
-    scheduler neither closes them again nor waits for them; one already closed is not read.
+    The claims are held by this transaction as they are read, so another scheduler neither
+    closes them again nor waits for them; one already closed is not read.
     """
     now = clock.now()
-    rows = (
-        await session.exec(
-            select(CallClaim, DutyCall)
-            .join(DutyCall, DutyCall.id == CallClaim.call_id)
-            .where(
-                DutyCall.ends_at <= now,
-                CallClaim.status == ClaimStatus.CLAIMED,
-                CallClaim.checked_in_at.is_not(None),
-                CallClaim.checked_out_at.is_(None),
-            )
-            .with_for_update(of=CallClaim, skip_locked=True)
-            # The locked rows as they are now, not as this session last saw them.
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    rows = await claim_forgotten_check_outs(session, now)
     for claim, call in rows:
         claim.checked_out_at, claim.auto_closed, claim.updated_at = call.ends_at, True, now
         claim.minutes = _minutes(call, claim.checked_in_at, call.ends_at)
@@ -459,17 +380,7 @@ class CallScope:
 
 async def call_scopes(session: AsyncSession, person: Person) -> list[CallScope]:
     """The communities where the person may post a call (secretary, grid leader), by code."""
-    rows = (
-        await session.exec(
-            select(RoleAssignment.role, OrgUnit)
-            .join(OrgUnit, OrgUnit.id == RoleAssignment.unit_id)
-            .where(
-                RoleAssignment.person_id == person.id,
-                RoleAssignment.status == AssignmentStatus.ACTIVE,
-                RoleAssignment.role.in_(calling_roles()),
-            )
-        )
-    ).all()
+    rows = await active_roles_of(session, person.id, roles=calling_roles())
     whole = {
         unit.id
         for role, unit in rows
@@ -485,20 +396,8 @@ async def call_scopes(session: AsyncSession, person: Person) -> list[CallScope]:
     community_ids = whole | {grid.parent_id for grid in own.values()}
     if not community_ids:
         return []
-    communities = (
-        await session.exec(
-            select(OrgUnit)
-            .where(OrgUnit.id.in_(list(community_ids)), OrgUnit.kind == UnitKind.COMMUNITY)
-            .order_by(OrgUnit.code)
-        )
-    ).all()
-    grids = (
-        await session.exec(
-            select(OrgUnit)
-            .where(OrgUnit.parent_id.in_(list(community_ids)), OrgUnit.kind == UnitKind.GRID)
-            .order_by(OrgUnit.code)
-        )
-    ).all()
+    communities = await communities_with_ids(session, community_ids)
+    grids = await grids_of_communities(session, community_ids)
     return [
         CallScope(
             community=community,
@@ -579,22 +478,7 @@ async def calls_ahead(
     session: AsyncSession, clock: Clock, member: Member, limit: int = 10
 ) -> list[DutyCall]:
     """Calls the member said "I'll come" to that have not ended, soonest first."""
-    return list(
-        (
-            await session.exec(
-                select(DutyCall)
-                .join(CallClaim, CallClaim.call_id == DutyCall.id)
-                .where(
-                    CallClaim.member_id == member.id,
-                    CallClaim.status == ClaimStatus.CLAIMED,
-                    DutyCall.ends_at > clock.now(),
-                    DutyCall.status != CallStatus.CANCELLED,
-                )
-                .order_by(DutyCall.starts_at, DutyCall.id)
-                .limit(limit)
-            )
-        ).all()
-    )
+    return await calls_ahead_of(session, member.id, clock.now(), limit)
 
 
 # -- the organiser: cancelling a call ---------------------------------------------------------
@@ -633,19 +517,11 @@ async def cancel_call(
         raise DomainError("duty.too_late_to_cancel", started=call.starts_at)
     call.status, call.updated_at = CallStatus.CANCELLED, now
     session.add(call)
-    coming = (
-        select(Person.telegram_id)
-        .join(Member, Member.person_id == Person.id)
-        .join(CallClaim, CallClaim.member_id == Member.id)
-        .where(CallClaim.call_id == call.id, CallClaim.status == ClaimStatus.CLAIMED)
-    )
+    coming = await chats_coming_to(session, call.id)
     data = {"call_id": call.id, "title": call.title, "starts_at": call.starts_at.isoformat()}
     told = await enqueue_many(
         session,
-        (
-            Outgoing(chat_id, "duty_call_cancelled", data, Lane.INTERACTIVE)
-            for chat_id in await session.exec(coming)
-        ),
+        (Outgoing(chat_id, "duty_call_cancelled", data, Lane.INTERACTIVE) for chat_id in coming),
         clock=clock,
     )
     await session.commit()

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.calendar import WorkCalendar
+from storage.deadlines import deadline_policies, settings
 from storage.enums import AlertKind, Level, Urgency
-from storage.models import DeadlinePolicy, OrgSetting
+from storage.models import DeadlinePolicy
 
 CALENDAR_KEY = "calendar"
 LADDER_KEY = "ladder"
@@ -71,14 +71,7 @@ class Timing:
         return cls(WorkCalendar(tz))
 
     async def refresh(self, session: AsyncSession) -> None:
-        rows = {
-            s.key: s.value
-            for s in (
-                await session.exec(
-                    select(OrgSetting).where(OrgSetting.key.in_([CALENDAR_KEY, LADDER_KEY]))
-                )
-            ).all()
-        }
+        rows = await settings(session, [CALENDAR_KEY, LADDER_KEY])
         self.calendar = calendar_from_setting(self.calendar.tz, rows.get(CALENDAR_KEY, {}))
         self.ladder = Ladder.from_setting(rows.get(LADDER_KEY, {}))
         self.memo.clear()
@@ -98,7 +91,7 @@ class Policies:
 
     @classmethod
     async def load(cls, session: AsyncSession) -> Policies:
-        return cls(list((await session.exec(select(DeadlinePolicy))).all()))
+        return cls(await deadline_policies(session))
 
     def find(
         self, urgency: Urgency, category_id: int | None, level: Level

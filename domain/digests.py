@@ -13,17 +13,15 @@ import logging
 from collections import defaultdict
 from datetime import datetime, time, timedelta
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.deadlines import Timing
-from domain.once import claim_once
 from domain.outbox import Outgoing, enqueue_many
 from domain.roles import digest_roles, powers
-from storage.enums import OPEN_STATUSES, AssignmentStatus, Lane, Role, TicketStatus
-from storage.models import Category, OrgUnit, Person, RoleAssignment, Ticket
+from storage.digests import digest_holders, held_counts, most_urgent
+from storage.enums import OPEN_STATUSES, Lane, Role, TicketStatus
+from storage.once import claim_once
 
 logger = logging.getLogger(__name__)
 
@@ -32,87 +30,23 @@ LISTED = 10
 HELD = [s.value for s in OPEN_STATUSES if s != TicketStatus.RESOLVED]
 
 
-async def _unit_figures(
-    session: AsyncSession, unit_ids: list[int], now: datetime, end_of_day: datetime
-) -> dict[int, dict]:
-    t = Ticket.__table__
-    figures: dict[int, dict] = {}
-    for start in range(0, len(unit_ids), 500):
-        chunk = unit_ids[start : start + 500]
-        rows = await session.exec(
-            sa.select(
-                t.c.holder_unit_id,
-                t.c.level,
-                sa.func.count(),
-                sa.func.sum(sa.case((t.c.next_deadline < now, 1), else_=0)),
-                sa.func.sum(
-                    sa.case(
-                        (sa.and_(t.c.next_deadline >= now, t.c.next_deadline < end_of_day), 1),
-                        else_=0,
-                    )
-                ),
-            )
-            .where(t.c.holder_unit_id.in_(chunk), t.c.status.in_(HELD))
-            .group_by(t.c.holder_unit_id, t.c.level)
-        )
-        for unit_id, level, count, overdue, due_today in rows:
-            figures[(unit_id, level)] = {
-                "open": int(count),
-                "overdue": int(overdue or 0),
-                "due_today": int(due_today or 0),
-            }
-    return figures
-
-
 async def _most_urgent(
     session: AsyncSession, keys: list[tuple[int, str]], now: datetime
 ) -> dict[tuple[int, str], list[dict]]:
-    """Up to LISTED tickets per (unit, level), soonest deadline first (one windowed query)."""
+    """Up to LISTED tickets per (unit, level), soonest deadline first."""
     listed: dict[tuple[int, str], list[dict]] = defaultdict(list)
-    t = Ticket.__table__
-    c = Category.__table__
-    for start in range(0, len(keys), 500):
-        units = sorted({k[0] for k in keys[start : start + 500]})
-        rank = (
-            sa.func.row_number()
-            .over(
-                partition_by=(t.c.holder_unit_id, t.c.level),
-                order_by=(t.c.next_deadline.is_(None), t.c.next_deadline, t.c.id),
-            )
-            .label("rank")
+    for ticket in await most_urgent(session, keys, HELD, per=LISTED):
+        deadline = ticket.next_deadline
+        listed[(ticket.holder_unit_id, ticket.level)].append(
+            {
+                "ticket_id": ticket.id,
+                "number": ticket.number,
+                "category_zh": ticket.category_zh,
+                "category_en": ticket.category_en,
+                "next_deadline": deadline.isoformat() if deadline else None,
+                "overdue": bool(deadline and deadline < now),
+            }
         )
-        inner = (
-            sa.select(
-                t.c.id,
-                t.c.number,
-                t.c.holder_unit_id,
-                t.c.level,
-                t.c.next_deadline,
-                c.c.name_zh,
-                c.c.name_en,
-                rank,
-            )
-            .join(c, c.c.id == t.c.category_id)
-            .where(t.c.holder_unit_id.in_(units), t.c.status.in_(HELD))
-            .subquery()
-        )
-        rows = await session.exec(
-            sa.select(inner).where(inner.c.rank <= LISTED).order_by(inner.c.rank)
-        )
-        for row in rows:
-            deadline = row.next_deadline
-            if deadline is not None and deadline.tzinfo is None:
-                deadline = deadline.replace(tzinfo=now.tzinfo)
-            listed[(row.holder_unit_id, row.level)].append(
-                {
-                    "ticket_id": row.id,
-                    "number": row.number,
-                    "category_zh": row.name_zh,
-                    "category_en": row.name_en,
-                    "next_deadline": deadline.isoformat() if deadline else None,
-                    "overdue": bool(deadline and deadline < now),
-                }
-            )
     return listed
 
 
@@ -130,24 +64,13 @@ async def send_digests(
         return None
     if not await claim_once(session, f"digest:{today.isoformat()}", now):
         return None
-    holders = (
-        await session.exec(
-            select(RoleAssignment.role, Person.telegram_id, OrgUnit)
-            .join(Person, Person.id == RoleAssignment.person_id)
-            .join(OrgUnit, OrgUnit.id == RoleAssignment.unit_id)
-            .where(
-                RoleAssignment.role.in_(digest_roles()),
-                RoleAssignment.status == AssignmentStatus.ACTIVE,
-            )
-            .order_by(RoleAssignment.id)
-        )
-    ).all()
+    holders = await digest_holders(session, digest_roles())
     end_of_day = (
         datetime.combine(today + timedelta(days=1), time(), timing.calendar.tz)
     ).astimezone(now.tzinfo)
     unit_ids = sorted({unit.id for _, _, unit in holders})
-    figures = await _unit_figures(session, unit_ids, now, end_of_day)
-    wanted = [k for k, v in figures.items() if v["open"]]
+    figures = await held_counts(session, unit_ids, HELD, now=now, end_of_day=end_of_day)
+    wanted = [k for k, v in figures.items() if v.open]
     listed = await _most_urgent(session, wanted, now)
     messages = []
     seen = set()
@@ -169,7 +92,7 @@ async def send_digests(
                     "unit_zh": unit.name_zh,
                     "unit_en": unit.name_en,
                     "role": Role(role).value,
-                    **counts,
+                    **counts._asdict(),
                     "tickets": listed.get((unit.id, level), []),
                 },
                 Lane.BULK,

@@ -15,12 +15,10 @@ from typing import Any
 import numpy as np
 import shapely
 from shapely.geometry import shape
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.errors import DomainError
-from storage.enums import UnitKind
-from storage.models import OrgUnit
+from storage.places import grid_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +94,6 @@ class GridLocator:
 
 async def load_locator(session: AsyncSession) -> GridLocator:
     """A locator over every grid in the database that has a boundary."""
-    statement = select(OrgUnit.id, OrgUnit.code, OrgUnit.boundary).where(
-        OrgUnit.kind == UnitKind.GRID
-    )
-    rows = (await session.exec(statement)).all()
-    # Filtered here rather than in SQL: a missing boundary may be SQL NULL or JSON null.
-    grids = [(grid_id, code, boundary) for grid_id, code, boundary in rows if boundary]
-    locator = GridLocator(grids)
+    locator = GridLocator(await grid_shapes(session))
     logger.info("grid locator built over %d grids", len(locator))
     return locator

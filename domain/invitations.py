@@ -9,8 +9,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain import audit
@@ -19,7 +17,15 @@ from domain.clock import Clock
 from domain.errors import DomainError, InvitationRefused, NotFound
 from domain.outbox import enqueue
 from domain.roles import inviting_roles, powers
-from storage.enums import AssignmentStatus, Lane, Role, UnitKind
+from storage.enums import Lane, Role
+from storage.invitations import (
+    active_assignment,
+    claim_invitation,
+    department_by_code,
+    invitation_by_hash,
+    the_city,
+    unit_by_code,
+)
 from storage.models import Department, Invitation, OrgUnit, Person, RoleAssignment
 
 logger = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ class Redeemed:
 
 
 async def _unit_by_code(session: AsyncSession, code: str) -> OrgUnit:
-    unit = (await session.exec(select(OrgUnit).where(OrgUnit.code == code))).first()
+    unit = await unit_by_code(session, code)
     if unit is None:
         raise NotFound("unit.unknown", code=code)
     return unit
@@ -80,9 +86,7 @@ async def create_invitation(
     if row.department:
         if not department_code:
             raise DomainError("invite.needs_department")
-        department = (
-            await session.exec(select(Department).where(Department.code == department_code))
-        ).first()
+        department = await department_by_code(session, department_code)
         if department is None:
             raise NotFound("department.unknown", code=department_code)
     elif expected is None:
@@ -90,9 +94,7 @@ async def create_invitation(
         if unit_code:
             unit = await _unit_by_code(session, unit_code)
         else:
-            unit = (
-                await session.exec(select(OrgUnit).where(OrgUnit.kind == UnitKind.CITY))
-            ).first()
+            unit = await the_city(session)
             if unit is None:
                 raise NotFound("unit.no_city")
     else:
@@ -157,9 +159,7 @@ async def redeem_invitation(
     now = clock.now()
     invitation = None
     if CODE_PATTERN.match(code):
-        invitation = (
-            await session.exec(select(Invitation).where(Invitation.code_hash == hash_code(code)))
-        ).first()
+        invitation = await invitation_by_hash(session, hash_code(code))
     reason = None
     if invitation is None:
         reason = "invite.unknown"
@@ -167,15 +167,9 @@ async def redeem_invitation(
         reason = "invite.used"
     elif invitation.expires_at <= now:
         reason = "invite.expired"
-    else:
-        # Claim it atomically: of two people racing for one code, exactly one wins.
-        claimed = await session.exec(
-            sa.update(Invitation)
-            .where(Invitation.id == invitation.id, Invitation.used_at.is_(None))
-            .values(used_at=now, used_by_id=person.id)
-        )
-        if claimed.rowcount != 1:
-            reason = "invite.used"
+    elif not await claim_invitation(session, invitation.id, person_id=person.id, now=now):
+        # Claimed atomically: of two people racing for one code, exactly one wins.
+        reason = "invite.used"
     if reason is not None:
         # Nothing was changed above (a lost claim updates no row); record the refusal alone.
         audit.record(
@@ -190,17 +184,13 @@ async def redeem_invitation(
         raise InvitationRefused(reason)
 
     assert invitation is not None
-    existing = (
-        await session.exec(
-            select(RoleAssignment).where(
-                RoleAssignment.person_id == person.id,
-                RoleAssignment.role == invitation.role,
-                RoleAssignment.unit_id == invitation.unit_id,
-                RoleAssignment.department_id == invitation.department_id,
-                RoleAssignment.status == AssignmentStatus.ACTIVE,
-            )
-        )
-    ).first()
+    existing = await active_assignment(
+        session,
+        person_id=person.id,
+        role=invitation.role,
+        unit_id=invitation.unit_id,
+        department_id=invitation.department_id,
+    )
     assignment = existing or RoleAssignment(
         person_id=person.id,
         role=invitation.role,

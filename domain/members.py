@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
@@ -22,11 +20,16 @@ from storage.enums import (
     MemberStatus,
     UnitKind,
 )
+from storage.members import (
+    chats_holding_roles_in,
+    communities_in_street,
+    member_of_person,
+    streets_having_communities,
+)
 from storage.models import (
     Member,
     OrgUnit,
     Person,
-    RoleAssignment,
 )
 
 NAME_LIMIT = 100
@@ -53,7 +56,7 @@ async def community_unit(session: AsyncSession, community_id: int) -> OrgUnit:
 
 
 async def member_of(session: AsyncSession, person: Person) -> Member | None:
-    return (await session.exec(select(Member).where(Member.person_id == person.id))).first()
+    return await member_of_person(session, person.id)
 
 
 # -- registration ------------------------------------------------------------------------------
@@ -102,17 +105,7 @@ async def register_member(
     member.updated_at = now
     session.add(member)
     await session.flush()
-    secretaries = (
-        await session.exec(
-            select(Person.telegram_id)
-            .join(RoleAssignment, RoleAssignment.person_id == Person.id)
-            .where(
-                RoleAssignment.unit_id == community.id,
-                RoleAssignment.role.in_(member_hearing_roles()),
-            )
-        )
-    ).all()
-    for chat_id in secretaries:
+    for chat_id in await chats_holding_roles_in(session, community.id, member_hearing_roles()):
         enqueue(
             session,
             clock=clock,
@@ -210,22 +203,7 @@ async def approved_member(session: AsyncSession, person: Person) -> Member:
 
 async def streets_with_communities(session: AsyncSession) -> list[OrgUnit]:
     """Streets that have communities, by code (the first step of choosing one by hand)."""
-    community = sa.orm.aliased(OrgUnit)
-    return list(
-        (
-            await session.exec(
-                select(OrgUnit)
-                .where(
-                    OrgUnit.kind == UnitKind.STREET,
-                    sa.exists().where(
-                        community.parent_id == OrgUnit.id,
-                        community.kind == UnitKind.COMMUNITY,
-                    ),
-                )
-                .order_by(OrgUnit.code)
-            )
-        ).all()
-    )
+    return await streets_having_communities(session)
 
 
 async def communities_of_street(
@@ -235,11 +213,4 @@ async def communities_of_street(
     street = await session.get(OrgUnit, street_id)
     if street is None or street.kind != UnitKind.STREET:
         raise NotFound("unit.unknown", code=str(street_id))
-    communities = (
-        await session.exec(
-            select(OrgUnit)
-            .where(OrgUnit.parent_id == street.id, OrgUnit.kind == UnitKind.COMMUNITY)
-            .order_by(OrgUnit.code)
-        )
-    ).all()
-    return street, list(communities)
+    return street, await communities_in_street(session, street.id)

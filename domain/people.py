@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
 from domain.errors import DomainError, NotFound
 from domain.languages import LANGUAGES
 from domain.text import clean_text
-from storage.enums import AssignmentStatus
-from storage.models import Department, OrgUnit, Person, RoleAssignment
-from storage.people import person_by_telegram_id
+from storage.models import Person
+from storage.people import HeldRole, active_assignments_of, person_by_telegram_id
 
 logger = logging.getLogger(__name__)
-
-
-# session.info key: Telegram ids of people a use case changed, for caches to forget them.
 
 
 def guess_language(language_code: str | None, default: str) -> str:
@@ -89,16 +84,6 @@ async def set_language(
     return person
 
 
-async def roles_of(
-    *, session: AsyncSession, person_id: int
-) -> list[tuple[RoleAssignment, OrgUnit | None, Department | None]]:
+async def roles_of(*, session: AsyncSession, person_id: int) -> list[HeldRole]:
     """The person's active role assignments with the unit or department each covers."""
-    rows = await session.exec(
-        select(RoleAssignment, OrgUnit, Department)
-        .join(OrgUnit, RoleAssignment.unit_id == OrgUnit.id, isouter=True)
-        .join(Department, RoleAssignment.department_id == Department.id, isouter=True)
-        .where(RoleAssignment.person_id == person_id)
-        .where(RoleAssignment.status == AssignmentStatus.ACTIVE)
-        .order_by(RoleAssignment.id)
-    )
-    return list(rows.all())
+    return await active_assignments_of(session, person_id)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
@@ -19,6 +17,13 @@ from storage.models import (
     Person,
     PostHolder,
     ServicePost,
+)
+from storage.posts import (
+    free_post_place,
+    post_ids_held_by,
+    posts_held_by,
+    posts_of_community,
+    take_post_place,
 )
 
 
@@ -32,12 +37,7 @@ async def claim_post(
         raise NotFound("duty.post_unknown")
     if await session.get(PostHolder, (post.id, member.id)) is not None:
         raise DomainError("duty.post_held")
-    taken = await session.exec(
-        sa.update(ServicePost)
-        .where(ServicePost.id == post.id, ServicePost.held < ServicePost.places)
-        .values(held=ServicePost.held + 1)
-    )
-    if taken.rowcount == 0:
+    if not await take_post_place(session, post.id):
         raise DomainError("duty.post_full", places=post.places)
     session.add(PostHolder(post_id=post.id, member_id=member.id, since=clock.now()))
     await session.commit()
@@ -51,9 +51,7 @@ async def leave_post(*, session: AsyncSession, person: Person, post_id: int) -> 
     if holder is None:
         raise DomainError("duty.post_not_held")
     await session.delete(holder)
-    await session.exec(
-        sa.update(ServicePost).where(ServicePost.id == post_id).values(held=ServicePost.held - 1)
-    )
+    await free_post_place(session, post_id)
     await session.commit()
 
 
@@ -71,30 +69,11 @@ async def posts_of_member(*, session: AsyncSession, person: Person) -> list[Post
     Refused (duty.not_approved) for anyone not approved.
     """
     member = await approved_member(session, person)
-    posts = (
-        await session.exec(
-            select(ServicePost)
-            .where(ServicePost.community_id == member.community_id)
-            .order_by(ServicePost.id)
-        )
-    ).all()
-    held = set(
-        (
-            await session.exec(select(PostHolder.post_id).where(PostHolder.member_id == member.id))
-        ).all()
-    )
+    posts = await posts_of_community(session, member.community_id)
+    held = await post_ids_held_by(session, member.id)
     return [PostView(post, post.id in held) for post in posts]
 
 
 async def posts_held(session: AsyncSession, member: Member) -> list[ServicePost]:
     """The posts the member holds, in the order they were set up."""
-    return list(
-        (
-            await session.exec(
-                select(ServicePost)
-                .join(PostHolder, PostHolder.post_id == ServicePost.id)
-                .where(PostHolder.member_id == member.id)
-                .order_by(ServicePost.id)
-            )
-        ).all()
-    )
+    return await posts_held_by(session, member.id)

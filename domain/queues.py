@@ -4,15 +4,15 @@ still applies before a dialog starts, and which grids a returned ticket may go t
 
 from __future__ import annotations
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
 from domain.clock import Clock
 from domain.roles import viewing_roles
 from domain.tickets import Action, can_act, get_ticket
-from storage.enums import UnitKind
-from storage.models import OrgUnit, Person, Ticket, TicketEvent
+from storage.models import OrgUnit, Person, Ticket
+from storage.places import grids_in
+from storage.queues import latest_event_note
 
 
 async def open_ticket(
@@ -44,21 +44,9 @@ async def open_ticket(
 
 async def grids_for_redispatch(session: AsyncSession, ticket: Ticket) -> list[OrgUnit]:
     """The grids of the ticket's community, in code order (a returned ticket may go to any)."""
-    rows = await session.exec(
-        select(OrgUnit)
-        .where(OrgUnit.parent_id == ticket.community_id, OrgUnit.kind == UnitKind.GRID)
-        .order_by(OrgUnit.code)
-    )
-    return list(rows.all())
+    return await grids_in(session, ticket.community_id)
 
 
 async def last_reopen_reason(session: AsyncSession, ticket_id: int) -> str | None:
     """What the resident said when they last reopened the ticket, if they did."""
-    return (
-        await session.exec(
-            select(TicketEvent.note)
-            .where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == Action.REOPEN.value)
-            .order_by(TicketEvent.id.desc())
-            .limit(1)
-        )
-    ).first()
+    return await latest_event_note(session, ticket_id, Action.REOPEN.value)

@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import defer
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.deadlines import Policies
@@ -28,9 +26,11 @@ from domain.errors import NotFound
 from domain.geo import GridLocator, load_locator
 from domain.lookups import ancestor_ids
 from domain.places import GridPlace
+from storage.deadlines import deadline_policies
 from storage.enums import UnitKind
-from storage.models import Category, DeadlinePolicy, OrgUnit
+from storage.models import Category, OrgUnit
 from storage.org_loader import read_revision
+from storage.reference import all_categories, all_units
 
 logger = logging.getLogger(__name__)
 
@@ -99,23 +99,16 @@ class OrgSnapshot:
 async def load_snapshot(session: AsyncSession) -> OrgSnapshot:
     """Everything the snapshot holds, read in one transaction."""
     revision = await read_revision(session)
-    units = (
-        await session.exec(
-            # Not the polygons: the locator reads them once, and they are the bulk of a row.
-            select(OrgUnit).options(defer(OrgUnit.boundary, raiseload=True))
-        )
-    ).all()
-    categories = (
-        await session.exec(select(Category).order_by(Category.position, Category.id))
-    ).all()
-    policies = (await session.exec(select(DeadlinePolicy))).all()
+    units = await all_units(session)
+    categories = await all_categories(session)
+    policies = await deadline_policies(session)
     locator = await load_locator(session)
     return OrgSnapshot(
         revision=revision,
         units={u.id: u for u in units},
         categories={c.id: c for c in categories},
         active_categories=[c for c in categories if c.active],
-        policies=Policies(list(policies)),
+        policies=Policies(policies),
         locator=locator,
     )
 

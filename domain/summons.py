@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import deny, require_role
@@ -41,7 +40,6 @@ from domain.tickets import (
 from storage.enums import (
     ACTIVE_SUMMONS,
     AlertKind,
-    AssignmentStatus,
     Lane,
     Level,
     SummonsReturnReason,
@@ -49,32 +47,19 @@ from storage.enums import (
     TicketStatus,
     UnitKind,
 )
-from storage.models import (
-    CategoryDepartment,
-    Department,
-    OrgUnit,
-    Person,
-    RoleAssignment,
-    Ticket,
-    TicketSummons,
+from storage.models import Department, OrgUnit, Person, Ticket, TicketSummons
+from storage.summons import (
+    answers_for_department,
+    departments_of_units,
+    responsible_department_ids,
+    summonses_of,
+    tickets_by_id,
 )
 
 SS = SummonsStatus
 
 
 WHISTLE_LEVELS = frozenset({Level.STREET, Level.DISTRICT})
-
-
-async def summonses_of(session: AsyncSession, ticket_id: int) -> list[TicketSummons]:
-    return list(
-        (
-            await session.exec(
-                select(TicketSummons)
-                .where(TicketSummons.ticket_id == ticket_id)
-                .order_by(TicketSummons.id)
-            )
-        ).all()
-    )
 
 
 async def proposed_departments(
@@ -87,24 +72,8 @@ async def proposed_departments(
     grid = await session.get(OrgUnit, ticket.grid_id)
     assert grid is not None
     ancestors = [int(p) for p in grid.path.strip("/").split("/") if p]
-    rows = list(
-        (
-            await session.exec(
-                select(Department)
-                .where(Department.unit_id.in_(ancestors))
-                .order_by(Department.code)
-            )
-        ).all()
-    )
-    responsible = set(
-        (
-            await session.exec(
-                select(CategoryDepartment.department_id).where(
-                    CategoryDepartment.category_id == ticket.category_id
-                )
-            )
-        ).all()
-    )
+    rows = await departments_of_units(session, ancestors)
+    responsible = await responsible_department_ids(session, ticket.category_id)
     first = [d for d in rows if d.id in responsible]
     return first, [d for d in rows if d.id not in responsible]
 
@@ -301,17 +270,9 @@ async def load_summons(
     department = await session.get(Department, summons.department_id)
     assert department is not None
     if liaison:
-        found = (
-            await session.exec(
-                select(RoleAssignment.id).where(
-                    RoleAssignment.person_id == actor.id,
-                    RoleAssignment.role.in_(department_roles()),
-                    RoleAssignment.department_id == department.id,
-                    RoleAssignment.status == AssignmentStatus.ACTIVE,
-                )
-            )
-        ).first()
-        if found is None:
+        if not await answers_for_department(
+            session, person_id=actor.id, roles=department_roles(), department_id=department.id
+        ):
             unit = await session.get(OrgUnit, department.unit_id)
             assert unit is not None
             await deny(
@@ -572,12 +533,7 @@ async def sweep_summons(
 ) -> tuple[int, int]:
     """Due department alerts: remind the liaisons; past a deadline, bring in the district."""
     reminded = escalated = 0
-    tickets = {
-        t.id: t
-        for t in (
-            await lk.session.exec(select(Ticket).where(Ticket.id.in_({s.ticket_id for s in rows})))
-        ).all()
-    }
+    tickets = {t.id: t for t in await tickets_by_id(lk.session, {s.ticket_id for s in rows})}
     # The district's holders are brought in when a department stays silent.
     await lk.prefetch(list(tickets.values()), roles=[primary_role(Level.DISTRICT)])
     for summons in rows:

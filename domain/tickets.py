@@ -53,6 +53,7 @@ from storage.models import (
     TicketEvent,
     TicketWatcher,
 )
+from storage.people import active_roles_of
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ async def queue_of(
     """Open tickets the person's roles hold now, most urgent deadline first."""
     scopes = [
         stored.HeldScope(unit.path, levels, role in returns_roles())
-        for role, unit in await stored.active_roles_of(session, person_id)
+        for role, unit in await active_roles_of(session, person_id)
         if (levels := held_levels(role))
     ]
     return await stored.tickets_held(session, scopes, statuses=_OFFERED, offset=offset, limit=limit)

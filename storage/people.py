@@ -1,12 +1,18 @@
-"""People as every update meets them: found by their Telegram account."""
+"""People as every update meets them: found by their Telegram account; and the roles they
+hold."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import NamedTuple
+
 from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.dialect import Driver, utc_time
-from storage.models import Person
+from storage.enums import AssignmentStatus, Role
+from storage.models import Department, OrgUnit, Person, RoleAssignment
 
 # Straight to the driver: every update asks, and through the ORM the query cost about 150 us of
 # the event loop (SQLAlchemy's statement and loading machinery) where the database takes a few
@@ -40,3 +46,41 @@ async def person_by_telegram_id(session: AsyncSession, telegram_id: int) -> Pers
     make_transient_to_detached(person)
     session.add(person)
     return person
+
+
+class HeldRole(NamedTuple):
+    """An active role assignment with the unit or the department it covers (the other None)."""
+
+    assignment: RoleAssignment
+    unit: OrgUnit | None
+    department: Department | None
+
+
+async def active_assignments_of(session: AsyncSession, person_id: int) -> list[HeldRole]:
+    """The person's active role assignments, in the order they were made."""
+    rows = await session.exec(
+        select(RoleAssignment, OrgUnit, Department)
+        .join(OrgUnit, RoleAssignment.unit_id == OrgUnit.id, isouter=True)
+        .join(Department, RoleAssignment.department_id == Department.id, isouter=True)
+        .where(RoleAssignment.person_id == person_id)
+        .where(RoleAssignment.status == AssignmentStatus.ACTIVE)
+        .order_by(RoleAssignment.id)
+    )
+    return [HeldRole(*row) for row in rows.all()]
+
+
+async def active_roles_of(
+    session: AsyncSession, person_id: int, *, roles: Collection[Role] | None = None
+) -> list[tuple[Role, OrgUnit]]:
+    """The person's active roles (those among `roles`, when given), each with its unit."""
+    statement = (
+        select(RoleAssignment.role, OrgUnit)
+        .join(OrgUnit, col(RoleAssignment.unit_id) == OrgUnit.id)
+        .where(
+            RoleAssignment.person_id == person_id,
+            RoleAssignment.status == AssignmentStatus.ACTIVE,
+        )
+    )
+    if roles is not None:
+        statement = statement.where(col(RoleAssignment.role).in_(list(roles)))
+    return [(Role(role), unit) for role, unit in (await session.exec(statement)).all()]

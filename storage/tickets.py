@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.enums import AssignmentStatus, Level, Role, TicketStatus, WatcherKind
-from storage.models import OrgUnit, RoleAssignment, Ticket, TicketEvent, TicketWatcher
+from storage.enums import Level, TicketStatus, WatcherKind
+from storage.models import OrgUnit, Ticket, TicketEvent, TicketWatcher
 
 
 async def ticket_by_id(
@@ -109,19 +109,6 @@ async def tickets_watched_by(
         )
     ).all()
     return list(page), total
-
-
-async def active_roles_of(session: AsyncSession, person_id: int) -> list[tuple[Role, OrgUnit]]:
-    """The person's active roles, each with the unit it covers."""
-    rows = await session.exec(
-        select(RoleAssignment.role, OrgUnit)
-        .join(OrgUnit, col(RoleAssignment.unit_id) == OrgUnit.id)
-        .where(
-            RoleAssignment.person_id == person_id,
-            RoleAssignment.status == AssignmentStatus.ACTIVE,
-        )
-    )
-    return [(Role(role), unit) for role, unit in rows.all()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,8 +138,8 @@ class SQLiteConversations(ConversationStore):
 
     async def _run(self, sql: str, params: tuple) -> list[tuple]:
         conn = self._conn or await self._connection()
-        cursor = await conn.execute(sql, params)
-        return list(await cursor.fetchall())
+        # One trip to aiosqlite's thread rather than two (execute, then fetchall).
+        return list(await conn.execute_fetchall(sql, params))
 
     async def load(self, key: str) -> Conversation:
         rows = await self._run(self._select_sql, (key,))

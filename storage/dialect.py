@@ -52,8 +52,11 @@ class Driver:
 
     async def rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         """Run one statement; its rows (none for a statement that returns none)."""
+        if self.dialect == "sqlite":
+            # One trip to aiosqlite's thread rather than two (execute, then fetchall).
+            return list(await self._conn.execute_fetchall(sql, params))
         cursor = await self._conn.execute(driver_sql(sql, self.dialect), params)
-        return list(await cursor.fetchall()) if cursor.description else []
+        return await cursor.fetchall() if cursor.description else []
 
     async def many(self, sql: str, seq: list[tuple]) -> None:
         """Run one statement for each parameter tuple."""

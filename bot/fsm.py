@@ -79,8 +79,11 @@ class DatabaseStorage(BaseStorage):
         known[key] = (state, data)
         now = self._clock.now()
 
-        async def write(session: AsyncSession) -> None:
-            await self._store.save_in(session, key, now, state, data)
+        async def write(session: AsyncSession, open_transaction: bool) -> None:
+            if open_transaction:
+                await self._store.save_in(session, key, now, state, data)
+            else:
+                await self._store.save_after(session, key, now, state, data)
 
         def undo() -> None:
             # Not stored: the update reads again what the database holds.

@@ -51,7 +51,9 @@ async def feed_update(dp: Any, bot: Any, update: Update) -> Any:
 # the write (an async callable taking the session) and what to undo if it is not committed.
 DEFERRED_WRITES = "gridbot_deferred_writes"
 
-DeferredWrite = Callable[[AsyncSession], Awaitable[None]]
+# Given the session, and whether its transaction is still open (the write joins it) or has
+# ended (the write goes as the store finds cheapest; what it begins, the caller commits).
+DeferredWrite = Callable[[AsyncSession, bool], Awaitable[None]]
 
 
 def defer_write(
@@ -66,15 +68,16 @@ def defer_write(
 async def end_transaction(session: AsyncSession) -> None:
     """Write what was deferred and commit, in one transaction (changes nobody committed are
     rolled back first: use cases commit their own). With no transaction open (its changes
-    committed, say before a reply), the writes begin one: on SQLite every write waits for
-    the one connection in turn (storage.db), rather than racing it for the lock."""
+    committed, say before a reply), each write is told so, and goes as its store finds
+    cheapest."""
     if session.in_transaction() and (session.new or session.dirty or session.deleted):
         logger.error("uncommitted changes dropped before a call to Telegram")
         await session.rollback()
     writes = session.info.pop(DEFERRED_WRITES, None)
+    open_transaction = session.in_transaction()
     try:
         for write, _ in (writes or {}).values():
-            await write(session)
+            await write(session, open_transaction)
         if session.in_transaction():
             await session.commit()
     except BaseException:

@@ -94,6 +94,19 @@ class ConversationStore(ABC):
         stored = _stored_data(data, db.dialect)
         await db.rows(_DRIVER_UPSERT, (key, state, stored, db_time(now, db.dialect)))
 
+    async def save_after(
+        self,
+        session: AsyncSession,
+        key: str,
+        now: datetime,
+        state: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        """Store the whole conversation for an update whose transaction has ended (its
+        changes committed before a reply): on the store's own connection, one statement in
+        autocommit, cheaper than a transaction of its own."""
+        await self.save(key, now, state, data)
+
     @abstractmethod
     async def load(self, key: str) -> Conversation:
         """The stored state and data for a key; (None, {}) when nothing is stored."""
@@ -135,6 +148,20 @@ class SQLiteConversations(ConversationStore):
                     await conn.execute(pragma)
                 self._conn = conn
         return self._conn
+
+    async def save_after(
+        self,
+        session: AsyncSession,
+        key: str,
+        now: datetime,
+        state: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        # In a transaction of the session, which its owner commits: on SQLite every write
+        # then waits its turn for the engine's one connection (storage.db). From the store's
+        # own connection it raced that one for the lock in SQLite's busy handler, and at
+        # capacity (benchmarks/inbound.py) 67 steps waited past the 10 s timeout.
+        await self.save_in(session, key, now, state, data)
 
     async def _run(self, sql: str, params: tuple) -> list[tuple]:
         conn = self._conn or await self._connection()

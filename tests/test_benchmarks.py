@@ -22,6 +22,8 @@ SMALL = {
     "inbound": [
         *("--residents", "4", "--seconds", "1", "--warmup", "0.5", "--rate", "5"),
         *("--crowd-start", "3", "--crowd-max", "6", "--call-members", "20", "--call-window", "1"),
+        # One round of the durable echo and gridbot: each further round starts two more bots.
+        *("--rounds", "1"),
     ],
     "isolation": [
         *("--others", "3", "--seconds", "1", "--warmup", "0.5", "--flood", "30"),

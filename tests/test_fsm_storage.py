@@ -59,6 +59,10 @@ class Counting:
         self.saves += 1
         await self.store.save_in(*args)
 
+    async def save_after(self, *args):
+        self.saves += 1
+        await self.store.save_after(*args)
+
 
 async def _rows(sessionmaker) -> list[tuple[str | None, dict]]:
     async with sessionmaker() as session:
@@ -318,3 +322,16 @@ def test_an_in_memory_database_is_refused() -> None:
         open_store("sqlite://")
     with pytest.raises(ValueError):
         open_store("mysql://x@y/z")
+
+
+async def test_a_step_stored_after_its_update_committed_queues_on_sqlites_one_connection(
+    db_url, store, sessionmaker, clock
+) -> None:
+    """SQLite: in a transaction of the session, which waits its turn for the engine's one
+    connection (a write from the store's own connection raced it for the lock and, at
+    capacity, timed out). PostgreSQL: one autocommit statement on the store's connection."""
+    async with sessionmaker() as session:
+        await store.save_after(session, "k", clock.now(), "S", {"a": 1})
+        assert session.in_transaction() is db_url.startswith("sqlite")
+        await session.commit()
+    assert await store.load("k") == ("S", {"a": 1})

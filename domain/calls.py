@@ -58,7 +58,7 @@ from storage.models import (
     Person,
     Ticket,
 )
-from storage.people import active_roles_of
+from storage.people import active_assignments_of
 
 CHECK_IN_RADIUS_M = 300.0
 POINTS_PER_HOUR_LIMIT = 10.0
@@ -380,7 +380,12 @@ class CallScope:
 
 async def call_scopes(session: AsyncSession, person: Person) -> list[CallScope]:
     """The communities where the person may post a call (secretary, grid leader), by code."""
-    rows = await active_roles_of(session, person.id, roles=calling_roles())
+    calling = calling_roles()
+    rows = [
+        (held.assignment.role, held.unit)
+        for held in await active_assignments_of(session, person.id)
+        if held.unit is not None and held.assignment.role in calling
+    ]
     whole = {
         unit.id
         for role, unit in rows

@@ -53,7 +53,7 @@ from storage.models import (
     TicketEvent,
     TicketWatcher,
 )
-from storage.people import active_roles_of
+from storage.people import active_assignments_of
 
 logger = logging.getLogger(__name__)
 
@@ -235,9 +235,9 @@ async def queue_of(
 ) -> tuple[list[Ticket], int]:
     """Open tickets the person's roles hold now, most urgent deadline first."""
     scopes = [
-        stored.HeldScope(unit.path, levels, role in returns_roles())
-        for role, unit in await active_roles_of(session, person_id)
-        if (levels := held_levels(role))
+        stored.HeldScope(held.unit.path, levels, held.assignment.role in returns_roles())
+        for held in await active_assignments_of(session, person_id)
+        if held.unit is not None and (levels := held_levels(held.assignment.role))
     ]
     return await stored.tickets_held(session, scopes, statuses=_OFFERED, offset=offset, limit=limit)
 

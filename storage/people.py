@@ -3,15 +3,14 @@ hold."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlalchemy.orm import make_transient_to_detached
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.dialect import Driver, utc_time
-from storage.enums import AssignmentStatus, Role
+from storage.enums import AssignmentStatus
 from storage.models import Department, OrgUnit, Person, RoleAssignment
 
 # Straight to the driver: every update asks, and through the ORM the query cost about 150 us of
@@ -67,20 +66,3 @@ async def active_assignments_of(session: AsyncSession, person_id: int) -> list[H
         .order_by(RoleAssignment.id)
     )
     return [HeldRole(*row) for row in rows.all()]
-
-
-async def active_roles_of(
-    session: AsyncSession, person_id: int, *, roles: Collection[Role] | None = None
-) -> list[tuple[Role, OrgUnit]]:
-    """The person's active roles (those among `roles`, when given), each with its unit."""
-    statement = (
-        select(RoleAssignment.role, OrgUnit)
-        .join(OrgUnit, col(RoleAssignment.unit_id) == OrgUnit.id)
-        .where(
-            RoleAssignment.person_id == person_id,
-            RoleAssignment.status == AssignmentStatus.ACTIVE,
-        )
-    )
-    if roles is not None:
-        statement = statement.where(col(RoleAssignment.role).in_(list(roles)))
-    return [(Role(role), unit) for role, unit in (await session.exec(statement)).all()]

@@ -199,7 +199,8 @@ def _sync_engine(url: str) -> sa.Engine:
     return sa.create_engine(sync_url(url), poolclass=sa.NullPool, connect_args=connect_args)
 
 
-def _no_driver_transactions(dbapi_connection: Any, _record: Any = None) -> None:
+def _migration_connection(dbapi_connection: Any, _record: Any = None) -> None:
+    """A SQLite connection for migrations: transactions begun by the engine only, and WAL."""
     # The sqlite3 module begins a transaction before INSERT, UPDATE and DELETE only, so each
     # CREATE, ALTER or DROP commits on its own. With isolation_level None it begins none, and
     # _begin_immediate begins every one (SQLAlchemy's recipe for transactional DDL on SQLite).
@@ -225,7 +226,7 @@ def _migration_engine(url: str) -> sa.Engine:
     """
     engine = _sync_engine(url)
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _no_driver_transactions)
+        sa.event.listen(engine, "connect", _migration_connection)
         sa.event.listen(engine, "begin", _begin_immediate)
     return engine
 

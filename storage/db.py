@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -162,6 +163,10 @@ def make_engine(
         # and 392 updates waited past the 10 s timeout ("database is locked").
         kwargs["pool_size"] = 1
         kwargs["max_overflow"] = 0
+        # A connection given back is rolled back only if a transaction is still open on it
+        # (_reset_if_open): the pool's default rollback after every commit is one more trip
+        # to aiosqlite's thread for nothing, about 1.8 per update.
+        kwargs["pool_reset_on_return"] = None
     else:
         # Enough connections kept open for a busy bot: past pool_size, a connection given back
         # is closed, and opening one to PostgreSQL costs more than the statements it runs.
@@ -175,8 +180,39 @@ def make_engine(
         sa.event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         # IMMEDIATE takes the write lock up front, so a transaction that read first and writes
         # later can't fail on a snapshot another writer made stale: writers wait their turn.
-        sa.event.listen(engine.sync_engine, "begin", _begin_immediate)
+        sa.event.listen(engine.sync_engine, "begin", _begin_immediate_async)
+        sa.event.listen(engine.sync_engine, "reset", _reset_if_open)
     return engine
+
+
+# Every statement SQLAlchemy runs on aiosqlite is three or four trips to aiosqlite's thread
+# (make a cursor, execute, fetch, close), each a wake-up of that thread and of the event loop:
+# about 100 µs of CPU apiece on a 2-core machine, measured, against about 10 µs for the
+# statement in sqlite3 itself. The transaction's own statements go in one trip each, through
+# SQLAlchemy's documented `run_async` on the driver's connection. Together with
+# _reset_if_open, measured (sequential transactions of two statements): 1.70 -> 1.40 ms of
+# CPU per transaction, 37 -> 30 context switches.
+def _begin_immediate_async(conn: sa.Connection) -> None:
+    try:
+        conn.connection.dbapi_connection.run_async(
+            lambda driver: driver.execute_fetchall("BEGIN IMMEDIATE")
+        )
+    except sqlite3.Error as exc:
+        # As SQLAlchemy raises a failed statement: "database is locked" after the timeout.
+        raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error) from exc
+    except BaseException:
+        # Cancelled while waiting for the write lock: the BEGIN still runs on the driver's
+        # thread. The connection is closed (after it, in that thread's order) rather than
+        # given back holding a transaction nobody knows of, as SQLAlchemy does with a
+        # statement of its own that is cancelled.
+        conn.invalidate()
+        raise
+
+
+def _reset_if_open(dbapi_connection: Any, record: Any, state: Any) -> None:
+    """The pool's reset of a connection given back: a rollback, if a transaction is open."""
+    if not state.terminate_only and record.driver_connection.in_transaction:
+        dbapi_connection.rollback()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

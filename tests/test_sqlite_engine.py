@@ -207,6 +207,53 @@ async def test_a_cancelled_waiter_leaves_the_engine_usable(engine, db_path: Path
         assert names.all() == ["held", "next"]
 
 
+async def test_a_cancelled_waiter_does_not_keep_the_write_lock(engine, db_path: Path) -> None:
+    """Its BEGIN, still waiting in the driver's thread when the wait is cancelled, takes the
+    lock once the holder lets go: its connection must not keep it, or every other process
+    waits for the next update of this one."""
+    thread, locked = hold_write_lock(db_path, 0.3)
+    assert await asyncio.to_thread(locked.wait, 5)
+
+    async def writer() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("INSERT INTO parent (name) VALUES ('cancelled')"))
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.to_thread(thread.join, 5)
+    await asyncio.sleep(0.2)  # the engine idle, as between updates
+    other = sqlite3.connect(db_path, timeout=0.5, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO parent (name) VALUES ('other process')")
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+async def test_a_connection_given_back_in_a_transaction_is_rolled_back(
+    engine, db_path: Path
+) -> None:
+    """The pool rolls back only a connection that is still in a transaction (not one whose
+    transaction ended): here one begun behind SQLAlchemy's back."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute_fetchall("BEGIN IMMEDIATE")
+        await raw.driver_connection.execute_fetchall(
+            "INSERT INTO parent (name) VALUES ('never committed')"
+        )
+    other = sqlite3.connect(db_path, timeout=0.5, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the lock was let go...
+        other.execute("ROLLBACK")
+        assert other.execute("SELECT count(*) FROM parent").fetchone() == (0,)  # ...undone
+    finally:
+        other.close()
+
+
 async def test_transactions_are_immediate(engine, db_path: Path) -> None:
     other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
     try:

@@ -1151,6 +1151,7 @@ class Driver:
                 ends_at=starts + timedelta(hours=2),
                 capacity=max(1000, part.coming),
             )
+            await session.commit()
         part.call_id, part.rows = call.id, rows
 
     # -- a part --------------------------------------------------------------------------

@@ -169,6 +169,7 @@ async def new_call(sessionmaker, tree, secretary, title: str, capacity: int, gri
             capacity=capacity,
             grid_ids=list(grids),
         )
+        await session.commit()
         elapsed = time.perf_counter() - started
     return call.id, sent, elapsed
 
@@ -283,6 +284,7 @@ async def claims(sessionmaker, tree, secretary, args: argparse.Namespace) -> dic
             async with sessionmaker() as session:
                 person = await session.get(Person, person_id)
                 await answer_call(session=session, clock=clock, person=person, call_id=call_id)
+                await session.commit()
             outcomes["accepted"] += 1
         except DomainError as exc:
             outcomes[exc.key] += 1

@@ -905,6 +905,7 @@ async def post_call(url: str, community: Community, title: str) -> tuple[int, fl
                 ends_at=starts + timedelta(hours=2),
                 capacity=1000,
             )
+            await session.commit()
             return rows, time.perf_counter() - started
     finally:
         await engine.dispose()

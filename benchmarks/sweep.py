@@ -47,7 +47,7 @@ from benchmarks.common import database  # noqa: E402
 from bot.memory import GC_THRESHOLDS  # noqa: E402
 from domain.clock import FrozenClock  # noqa: E402
 from domain.deadlines import Timing  # noqa: E402
-from domain.sweep import sweep  # noqa: E402
+from scheduler.sweep import sweep  # noqa: E402
 from storage.bulk import insert_rows, update_rows  # noqa: E402
 from storage.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
 from storage.enums import Role, UnitKind  # noqa: E402

@@ -157,6 +157,7 @@ async def _invite(settings, role, unit, department, ttl):
                 department_code=department,
                 ttl=ttl,
             )
+            await session.commit()
     finally:
         await engine.dispose()
     link = start_link(username.lstrip("@"), issued.code)

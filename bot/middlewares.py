@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.clock import Clock
+from domain.errors import DomainError
 from domain.outbox import QUEUED
 from domain.people import ensure_person
 from storage.faults import is_disconnect
@@ -66,13 +67,9 @@ def defer_write(
 
 
 async def end_transaction(session: AsyncSession) -> None:
-    """Write what was deferred and commit, in one transaction (changes nobody committed are
-    rolled back first: use cases commit their own). With no transaction open (its changes
-    committed, say before a reply), each write is told so, and goes as its store finds
-    cheapest."""
-    if session.in_transaction() and (session.new or session.dirty or session.deleted):
-        logger.error("uncommitted changes dropped before a call to Telegram")
-        await session.rollback()
+    """Commit what the update did so far, with what was deferred, in one transaction. With
+    no transaction open (its changes committed, say before a reply), each deferred write is
+    told so, and goes as its store finds cheapest."""
     writes = session.info.pop(DEFERRED_WRITES, None)
     open_transaction = session.in_transaction()
     try:
@@ -90,9 +87,12 @@ class ContextMiddleware(BaseMiddleware):
     """Gives each update a session, the person behind it and `t` in their language, and
     makes each update count once.
 
-    The update is claimed (storage.inbox) in the session's transaction, so the claim commits
-    with the handler's first change: an update delivered again (a webhook retried, a poll
-    repeated after a crash) finds its claim and is skipped. A handler that fails leaves
+    It owns the update's transaction: use cases stage their changes, and it commits them
+    before each call to Telegram (EndTransactionMiddleware) and when the handler is done; a
+    refusal keeps only its audit record. The update is claimed (storage.inbox) in the same
+    transaction, so the claim commits with the handler's first change: an update delivered
+    again (a webhook retried, a poll repeated after a crash) finds its claim and is skipped.
+    A handler that fails leaves
     nothing half-written (its transaction is rolled back and its dialog step not stored), and
     the update is marked handled with the error, so it is not handled again. A lost database
     connection is different: the update is handled once more on a new connection, so the
@@ -156,8 +156,6 @@ class ContextMiddleware(BaseMiddleware):
                     language_code=user.language_code,
                     default_language=self._default_language,
                 )
-            # After ensure_person, which commits only a new or changed profile: the claim
-            # commits with the handler's first change.
             if update_id is not None and not await claim_update(
                 session, bot_id, update_id, self._clock.now()
             ):
@@ -177,6 +175,11 @@ class ContextMiddleware(BaseMiddleware):
             try:
                 result = await handler(event, data)
                 await end_transaction(session)
+            except DomainError:
+                # A refusal that reached the errors router: a refused use case changed
+                # nothing, but its audit record and the update's claim are kept.
+                await _end_refused(session)
+                raise
             except BaseException:
                 _forget_deferred(session)
                 raise
@@ -203,6 +206,14 @@ class ContextMiddleware(BaseMiddleware):
             logger.exception("update %s: could not record its failure", update_id)
 
 
+async def _end_refused(session: AsyncSession) -> None:
+    try:
+        await end_transaction(session)
+    except BaseException:
+        _forget_deferred(session)
+        raise
+
+
 def _forget_deferred(session: AsyncSession) -> None:
     """The update failed: what it deferred is not written, and its reads are forgotten."""
     writes = session.info.pop(DEFERRED_WRITES, None) or {}
@@ -214,8 +225,8 @@ class EndTransactionMiddleware(BaseRequestMiddleware):
     """No database transaction stays open across a call to Telegram.
 
     On SQLite a transaction holds the write lock; held through a network round trip it
-    would stall every other update. Use cases commit their own changes, so what is open
-    here is a read, and committing it loses nothing.
+    would stall every other update. What the update did so far is committed: a reply never
+    tells of a change that is not stored.
     """
 
     async def __call__(self, make_request: Any, bot: Any, method: Any) -> Any:

@@ -55,8 +55,9 @@ async def deny(
     """Record the refusal in the audit log, then raise NotAllowed."""
     unit_code = unit.code
     if session.new or session.dirty or session.deleted:
-        # Nothing the refused action staged is kept; only the refusal is.
-        await session.rollback()
+        # A use case checks before it changes anything; one that did not would have its
+        # change committed with the refusal. Failing the update instead rolls it all back.
+        raise RuntimeError(f"{action} refused after changes were staged")
     audit.record(
         session,
         clock=clock,
@@ -66,6 +67,6 @@ async def deny(
         unit=unit_code,
         roles=sorted(r.value for r in roles),
     )
-    await session.commit()
+    await session.flush()
     logger.warning("person %s refused %s in %s", person_id, action, unit_code)
     raise NotAllowed("access.denied")

@@ -80,7 +80,7 @@ async def confirm_attendance(
         claim.points = round(claim.minutes / 60 * call.points_per_hour, 2) if claim.confirmed else 0
         claim.updated_at = now
         session.add(claim)
-    await session.commit()
+    await session.flush()
     return claims
 
 
@@ -151,7 +151,7 @@ async def send_monthly_summaries(*, session: AsyncSession, clock: Clock, tz) -> 
             )
         )
     sent = await enqueue_many(session, messages, clock=clock)
-    await session.commit()
+    await session.flush()
     return sent
 
 
@@ -234,9 +234,7 @@ async def attendance_sheet(
     confirmed = bool(lines) and all(line.claim.confirmed is not None for line in lines)
     summarised = await session.get(JobRun, _summary_key(call, tz)) is not None
     over = clock.now() >= call.ends_at
-    sheet = AttendanceSheet(call, lines, over, confirmed, confirmed and summarised)
-    await session.commit()
-    return sheet
+    return AttendanceSheet(call, lines, over, confirmed, confirmed and summarised)
 
 
 async def confirm_sheet(
@@ -282,7 +280,6 @@ async def ask_attendance(*, session: AsyncSession, clock: Clock) -> int:
     # Another scheduler's calls are skipped, not waited for (and never announced twice).
     calls = await claim_calls_to_ask(session, now, ATTENDANCE_ASK_WINDOW)
     if not calls:
-        await session.commit()
         return 0
     ids = [c.id for c in calls]
     claims = await claims_per_call(session, ids)
@@ -302,5 +299,5 @@ async def ask_attendance(*, session: AsyncSession, clock: Clock) -> int:
                 Outgoing(chats[call.organiser_id], "duty_attendance_due", data, Lane.INTERACTIVE)
             )
     sent = await enqueue_many(session, messages, clock=clock)
-    await session.commit()
+    await session.flush()
     return sent

@@ -155,7 +155,7 @@ async def create_call(
         (Outgoing(chat_id, "duty_call", data, Lane.BULK) for chat_id in chats),
         clock=clock,
     )
-    await session.commit()
+    await session.flush()
     return call, sent
 
 
@@ -195,7 +195,7 @@ async def answer_call(
     claim = claim or CallClaim(call_id=call.id, member_id=member.id)
     claim.status, claim.claimed_at, claim.updated_at = ClaimStatus.CLAIMED, now, now
     session.add(claim)
-    await session.commit()
+    await session.flush()
     return claim
 
 
@@ -211,7 +211,7 @@ async def withdraw(*, session: AsyncSession, clock: Clock, person: Person, call_
     claim.status, claim.updated_at = ClaimStatus.WITHDRAWN, now
     session.add(claim)
     await free_call_place(session, call.id, now)
-    await session.commit()
+    await session.flush()
 
 
 async def _claim_of(
@@ -265,7 +265,6 @@ async def check_in_allowed(
     refusal = _check_in_refusal(call, claim, clock.now(), early)
     if refusal is not None:
         raise refusal
-    await session.commit()
     return call
 
 
@@ -294,7 +293,7 @@ async def check_in(
         raise DomainError("duty.too_far", distance=round(away), radius=round(radius_m))
     claim.checked_in_at, claim.updated_at = now, now
     session.add(claim)
-    await session.commit()
+    await session.flush()
     return claim
 
 
@@ -312,7 +311,7 @@ async def check_out(
     claim.minutes = _minutes(call, claim.checked_in_at, claim.checked_out_at)
     claim.updated_at = now
     session.add(claim)
-    await session.commit()
+    await session.flush()
     return claim
 
 
@@ -325,7 +324,6 @@ async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta
     now = clock.now()
     claimed = await claim_calls_to_remind(session, now, before)
     if not claimed:
-        await session.commit()
         return 0
     chats = await chats_coming_to_calls(session, [call.id for call in claimed])
     data = {
@@ -346,7 +344,7 @@ async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta
         ),
         clock=clock,
     )
-    await session.commit()
+    await session.flush()
     return sent
 
 
@@ -362,7 +360,7 @@ async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
         claim.checked_out_at, claim.auto_closed, claim.updated_at = call.ends_at, True, now
         claim.minutes = _minutes(call, claim.checked_in_at, call.ends_at)
         session.add(claim)
-    await session.commit()
+    await session.flush()
     return len(rows)
 
 
@@ -475,7 +473,6 @@ async def ticket_for_call(
         await deny(session, clock=clock, person_id=person.id, unit=grid, action="duty.call")
     category = await session.get(Category, ticket.category_id)
     assert category is not None
-    await session.commit()
     return TicketForCall(ticket=ticket, category=category, scope=scope)
 
 
@@ -529,5 +526,5 @@ async def cancel_call(
         (Outgoing(chat_id, "duty_call_cancelled", data, Lane.INTERACTIVE) for chat_id in coming),
         clock=clock,
     )
-    await session.commit()
+    await session.flush()
     return call, told

@@ -1,8 +1,8 @@
 """What a ticket use case writes besides the ticket row: its events and its outbox messages.
 
-Both are collected in memory and inserted together (storage.changes), in the use case's own
-transaction, just before it commits. The sweep escalates thousands of tickets in one
-transaction through the same path.
+Both are collected in memory and inserted together (storage.changes) at the end of the use
+case, in its transaction (which the update's middleware or the scheduler job commits). The
+sweep escalates thousands of tickets in one transaction through the same path.
 """
 
 from __future__ import annotations
@@ -72,8 +72,3 @@ class Changes:
         if self.messages:
             session.info[QUEUED] = True
         self.events, self.messages = [], []
-
-    async def commit(self, session: AsyncSession) -> None:
-        """Write what was collected, then commit the session's transaction."""
-        await self.write(session)
-        await session.commit()

@@ -99,6 +99,6 @@ async def send_digests(
             )
         )
     sent = await enqueue_many(session, messages, clock=clock)
-    await session.commit()
+    await session.flush()
     logger.info("digest for %s: %d messages", today, sent)
     return sent

@@ -146,7 +146,7 @@ async def create_invitation(
         unit=unit.code if unit else None,
         department=department.code if department else None,
     )
-    await session.commit()
+    await session.flush()
     scope = unit or department
     assert scope is not None
     return IssuedInvitation(code, invitation, scope.name_zh, scope.name_en)
@@ -180,7 +180,7 @@ async def redeem_invitation(
             reason=reason,
             invitation_id=invitation.id if invitation else None,
         )
-        await session.commit()
+        await session.flush()
         raise InvitationRefused(reason)
 
     assert invitation is not None
@@ -229,7 +229,7 @@ async def redeem_invitation(
                     "scope_en": scope.name_en,
                 },
             )
-    await session.commit()
+    await session.flush()
     logger.info("person %s became %s via invitation %s", person.id, invitation.role, invitation.id)
     return Redeemed(
         assignment=assignment,

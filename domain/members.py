@@ -120,7 +120,7 @@ async def register_member(
                 "skills": list(skills),
             },
         )
-    await session.commit()
+    await session.flush()
     return member
 
 
@@ -151,11 +151,10 @@ async def check_decide(
     """Whether the actor may decide the registration now, before a dialog asks for a reason.
 
     The same checks as decide_member (NotAllowed, audited; or already decided); nothing is
-    changed, and the row lock the check took is released.
+    changed (the row lock the check took goes when the update's transaction ends, before
+    the dialog asks).
     """
-    member = await _pending_member(session, clock, actor, member_id)
-    await session.commit()
-    return member
+    return await _pending_member(session, clock, actor, member_id)
 
 
 async def decide_member(
@@ -187,7 +186,7 @@ async def decide_member(
         lane=Lane.INTERACTIVE,
         data={"status": member.status.value, "reason": member.reject_reason},
     )
-    await session.commit()
+    await session.flush()
     return member
 
 

@@ -38,8 +38,8 @@ async def ensure_person(
     language_code: str | None,
     default_language: str,
 ) -> Person:
-    """The person behind a Telegram account, created on first contact; commits only on change
-    (otherwise the caller's transaction, begun by the read, goes on)."""
+    """The person behind a Telegram account, created on first contact (and flushed, for its
+    id) or updated when the profile changed; the update's transaction stores it."""
     # Cleaned (domain.text) and cut to the columns: a forged profile with a NUL or an overlong
     # name would otherwise fail every update from that account on PostgreSQL.
     full_name = clean_text(full_name)[:300]
@@ -55,7 +55,7 @@ async def ensure_person(
             updated_at=clock.now(),
         )
         session.add(person)
-        await session.commit()
+        await session.flush()
         logger.info("new person %s (telegram %s)", person.id, telegram_id)
         return person
     if person.full_name != full_name or person.username != username:
@@ -63,7 +63,7 @@ async def ensure_person(
         person.username = username
         person.updated_at = clock.now()
         session.add(person)
-        await session.commit()
+        await session.flush()
     # Unchanged: the read's transaction goes on (the update's claim joins it).
     return person
 
@@ -80,7 +80,7 @@ async def set_language(
     person.language = language
     person.updated_at = clock.now()
     session.add(person)
-    await session.commit()
+    await session.flush()
     return person
 
 

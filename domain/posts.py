@@ -40,7 +40,7 @@ async def claim_post(
     if not await take_post_place(session, post.id):
         raise DomainError("duty.post_full", places=post.places)
     session.add(PostHolder(post_id=post.id, member_id=member.id, since=clock.now()))
-    await session.commit()
+    await session.flush()
     await session.refresh(post)
     return post
 
@@ -52,7 +52,7 @@ async def leave_post(*, session: AsyncSession, person: Person, post_id: int) -> 
         raise DomainError("duty.post_not_held")
     await session.delete(holder)
     await free_post_place(session, post_id)
-    await session.commit()
+    await session.flush()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ async def open_ticket(
     """
     ticket = await get_ticket(session, ticket_id)
     if await can_act(session, person_id=person.id, ticket=ticket):
-        await session.commit()
         return ticket, True
     grid = await session.get(OrgUnit, ticket.grid_id)
     assert grid is not None
@@ -38,7 +37,6 @@ async def open_ticket(
         unit=grid,
         action=f"ticket.view:{ticket.number}",
     )
-    await session.commit()
     return ticket, False
 
 

@@ -144,8 +144,5 @@ class Reference:
                 len(snapshot.categories),
             )
             self._snapshot = snapshot
-        # A read holds no lock worth keeping, but end it: on SQLite a transaction that later
-        # writes must start as a write transaction.
-        await session.commit()
         self._checked_at = now
         return snapshot

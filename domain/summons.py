@@ -247,7 +247,7 @@ async def whistle(
         "departments_en": ", ".join(d.name_en for d in names),
     }
     await tell_watchers(lk, out, ctx, "whistled", skip=[actor.id], **status)
-    await out.commit(session)
+    await out.write(session)
     return ctx, summoned
 
 
@@ -310,17 +310,10 @@ async def check_summons(
     """Whether the liaison may act on the summons now, before a dialog asks for a note.
 
     The same checks as the step itself (NotAllowed, audited; or StaleAction); nothing is
-    changed, and the row lock the check took is released.
+    changed (the row lock the check took goes when the update's transaction ends, before
+    the dialog asks).
     """
-    try:
-        found = await load_summons(
-            session, clock, actor, summons_id, liaison=True, statuses=statuses
-        )
-    except StaleAction:
-        await session.rollback()
-        raise
-    await session.commit()
-    return found
+    return await load_summons(session, clock, actor, summons_id, liaison=True, statuses=statuses)
 
 
 def _stale_summons(summons: TicketSummons, ticket: Ticket, department: Department) -> StaleAction:
@@ -382,7 +375,7 @@ async def report_in(
     ctx = await _tell_street(
         Lookups(session), out, ticket, summons, department, actor=actor, kind="department_accepted"
     )
-    await out.commit(session)
+    await out.write(session)
     return ctx, summons
 
 
@@ -420,7 +413,7 @@ async def return_summons(
         note=note,
         reason=reason.value,
     )
-    await out.commit(session)
+    await out.write(session)
     return ctx, summons
 
 
@@ -448,7 +441,7 @@ async def finish_summons(
         lk, out, ticket, summons, department, actor=actor, kind="department_finished", note=note
     )
     ctx = await _finish_if_done(session, lk, out, timing, ticket, actor)
-    await out.commit(session)
+    await out.write(session)
     return ctx, summons
 
 
@@ -486,7 +479,7 @@ async def insist(
     ticket, summons, department = await load_summons(
         session, clock, actor, summons_id, liaison=False, statuses=frozenset({SS.RETURNED})
     )
-    await session.commit()
+    await session.flush()
     return await whistle(
         session=session,
         clock=clock,
@@ -520,7 +513,7 @@ async def release(
     lk = Lookups(session)
     ctx = await _finish_if_done(session, lk, out, timing, ticket, actor)
     session.add(ticket)
-    await out.commit(session)
+    await out.write(session)
     return ctx, summons
 
 

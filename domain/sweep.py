@@ -12,8 +12,6 @@ own objects; every column they set is written back with the batch.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -43,8 +41,6 @@ from storage.sweep import (
     save_swept_tickets,
 )
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass
 class SweepReport:
@@ -66,14 +62,13 @@ class SweepReport:
         return sum(getattr(self, f.name) for f in fields(self))
 
 
-async def _ticket_batch(
+async def ticket_batch(
     session: AsyncSession, clock: Clock, timing: Timing, batch: int
 ) -> tuple[SweepReport, int]:
     report = SweepReport()
     now = clock.now()
     tickets = await claim_due_tickets(session, now, batch)
     if not tickets:
-        await session.commit()
         return report, 0
     lk = Lookups(session)
     await lk.prefetch(tickets, roles=ladder_roles())
@@ -82,7 +77,7 @@ async def _ticket_batch(
     for ticket in tickets:
         await _ticket_alerts(lk, out, timing, policies, ticket, now, report)
     await save_swept_tickets(session, tickets)
-    await out.commit(session)
+    await out.write(session)
     return report, len(tickets)
 
 
@@ -119,57 +114,25 @@ async def _ticket_alerts(
     ticket.alerts, ticket.alert_at = ahead, first_at(ahead)
 
 
-async def _summons_batch(
+async def summons_batch(
     session: AsyncSession, clock: Clock, timing: Timing, batch: int
 ) -> tuple[SweepReport, int]:
     report = SweepReport()
     now = clock.now()
     rows = await claim_due_summonses(session, now, batch)
     if not rows:
-        await session.commit()
         return report, 0
     lk = Lookups(session)
     out = Changes(clock)
     reminded, escalated = await sweep_summons(lk, out, timing, rows, now)
     report.departments_reminded += reminded
     report.departments_escalated += escalated
-    await out.commit(session)
+    await out.write(session)
     return report, len(rows)
 
 
-async def sweep(
-    *,
-    session: AsyncSession,
-    clock: Clock,
-    timing: Timing,
-    batch: int = 500,
-    max_batches: int = 1000,
-    also: Sequence[AsyncSession] = (),
-) -> SweepReport:
-    """Everything due by now, batch after batch (each its own transaction).
-
-    Where claims skip each other's rows (storage.sweep.claims_skip_locked), the sessions in
-    `also` work at the same time as `session`, each claiming its own batches, so one's Python
-    overlaps another's database round trips; where the database has one writer at a time,
-    they are not used.
-    """
-    sessions = [session]
-    if claims_skip_locked(session):
-        sessions += list(also)
-    report = SweepReport()
-    for step in (_ticket_batch, _summons_batch):
-
-        async def work(worker: AsyncSession, step=step) -> SweepReport:
-            done = SweepReport()
-            for _ in range(max_batches):
-                part, taken = await step(worker, clock, timing, batch)
-                done.add(part)
-                if taken < batch:
-                    break
-            return done
-
-        for part in await asyncio.gather(*(work(worker) for worker in sessions)):
-            report.add(part)
-    if report.total:
-        logger.info("sweep: %s", report)
-    return report
+def workers(session: AsyncSession, also: Sequence[AsyncSession]) -> list[AsyncSession]:
+    """The sessions a sweep works in at the same time: `also` too where claims skip each
+    other's rows (storage.sweep.claims_skip_locked), so one's Python overlaps another's
+    database round trips; where the database has one writer at a time, `session` alone."""
+    return [session, *also] if claims_skip_locked(session) else [session]

@@ -564,7 +564,7 @@ async def file_ticket(
         lane=Lane.INTERACTIVE,
         reason="new",
     )
-    await out.commit(session)
+    await out.write(session)
     logger.info("ticket %s filed in %s", ticket.number, grid.code)
     return ctx
 
@@ -602,7 +602,7 @@ async def join_ticket(
             affected=ticket.affected,
         )
     ctx = await context_of(session, ticket)
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -632,7 +632,7 @@ async def join_offered_ticket(
             unit=grid.code if grid is not None else None,
             roles=[],
         )
-        await session.commit()
+        await session.flush()
         logger.warning("person %s refused joining ticket %s: not offered", person.id, ticket_id)
         raise NotAllowed("ticket.join_not_offered")
     return await join_ticket(session=session, clock=clock, person=person, ticket_id=ticket_id)
@@ -692,9 +692,7 @@ async def check_move(
     The same checks as the use case itself (NotAllowed, audited; or StaleAction); nothing is
     changed. The use case checks again when the dialog ends.
     """
-    ticket = await load_for_action(session, clock, actor, ticket_id, action)
-    await session.commit()  # releases the row lock the check took
-    return ticket
+    return await load_for_action(session, clock, actor, ticket_id, action)
 
 
 async def accept_ticket(
@@ -709,7 +707,7 @@ async def accept_ticket(
     lk = Lookups(session)
     ctx = await context_from(lk, ticket)
     await tell_watchers(lk, out, ctx, "accepted", skip=[actor.id])
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -741,7 +739,7 @@ async def return_ticket(
         reason="returned",
     )
     await tell_watchers(lk, out, ctx, "returned", skip=[actor.id])
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -763,7 +761,7 @@ async def escalate_ticket(
     ctx = await escalate(
         lk, out, timing, await Policies.load(session), ticket, actor=actor, note=note
     )
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -861,7 +859,7 @@ async def resolve_ticket(
     lk = Lookups(session)
     out = Changes(clock)
     ctx = await resolve(lk, out, timing, ticket, actor=actor, note=note, photo=photo)
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -899,7 +897,7 @@ async def confirm_ticket(
     ctx = await context_from(lk, ticket)
     await tell_watchers(lk, out, ctx, "closed", skip=[actor.id])
     await _tell_resolver(lk, out, ctx, "closed")
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -918,7 +916,7 @@ async def rate_ticket(
     move(out, ticket, Action.RATE, actor_id=actor.id, rating=rating)
     ctx = await context_from(lk, ticket)
     await _tell_resolver(lk, out, ctx, "rated", rating=rating)
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -951,7 +949,7 @@ async def reopen_ticket(
         ]
     send_card(out, ctx, people, lane=Lane.INTERACTIVE, reason="reopened", reopen_reason=reason)
     await tell_watchers(lk, out, ctx, "reopened", skip=[actor.id], note=reason)
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -985,7 +983,7 @@ async def redispatch_ticket(
         reason="redispatched",
     )
     await tell_watchers(lk, out, ctx, "redispatched", skip=[actor.id])
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 
@@ -1000,7 +998,7 @@ async def cancel_ticket(
     move(out, ticket, Action.CANCEL, actor_id=actor.id, note=note)
     ctx = await context_from(lk, ticket)
     await tell_watchers(lk, out, ctx, "cancelled", skip=[actor.id], note=note)
-    await out.commit(session)
+    await out.write(session)
     return ctx
 
 

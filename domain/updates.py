@@ -15,6 +15,4 @@ REMEMBER_HANDLED = timedelta(days=2)
 
 async def forget_old_updates(*, session: AsyncSession, clock: Clock) -> int:
     """Forget updates received and handled more than REMEMBER_HANDLED ago; how many."""
-    removed = await prune_handled(session, before=clock.now() - REMEMBER_HANDLED)
-    await session.commit()
-    return removed
+    return await prune_handled(session, before=clock.now() - REMEMBER_HANDLED)

@@ -636,7 +636,6 @@ async def confirmed(
             points_per_hour=_points(data),
         )
     except DomainError as exc:
-        await session.rollback()
         await query.answer()
         reply = refusal_text(exc, t, settings.tz)
         await send(f"{reply}\n{t('call_create.start_again')}", reply_markup=ReplyKeyboardRemove())

@@ -151,7 +151,6 @@ async def location_given(
             early=timedelta(minutes=settings.check_in_early_minutes),
         )
     except DomainError as exc:
-        await session.rollback()
         reply = refusal_text(exc, t, settings.tz)
         if exc.key in RETRY_KEYS:
             await message.answer(reply, reply_markup=_location_keyboard(t))

@@ -114,9 +114,6 @@ async def post_pressed(
         else:
             await leave_post(session=session, person=person, post_id=callback_data.id)
     except DomainError as exc:
-        await session.rollback()
-        if person in session:  # first seen in this update: the rollback expired it
-            await session.refresh(person)
         refusal = refusal_text(exc, t, settings.tz)
     text, markup, views = await _view(session, person, language, t)
     if refusal is not None:

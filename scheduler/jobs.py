@@ -21,8 +21,9 @@ from domain.calls import close_forgotten, remind_calls
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
-from domain.sweep import SweepReport, sweep
+from domain.sweep import SweepReport
 from domain.updates import forget_old_updates
+from scheduler.sweep import sweep
 
 logger = logging.getLogger(__name__)
 
@@ -74,19 +75,26 @@ async def run_jobs(ctx: JobContext) -> SweepReport:
     async with ctx.running, ctx.sessionmaker() as session, ctx.sessionmaker() as second:
         await ctx.timing.refresh(session)
         await session.commit()
-        # A second worker on PostgreSQL (ignored on SQLite): see domain.sweep.sweep.
+        # A second worker on PostgreSQL (ignored on SQLite): see domain.sweep.workers.
         report = await sweep(session=session, clock=ctx.clock, timing=ctx.timing, also=[second])
+        # Each job below is one transaction: what it claimed commits with what it did.
         reminded = await remind_calls(session=session, clock=ctx.clock, before=ctx.call_reminder)
+        await session.commit()
         await close_forgotten(session=session, clock=ctx.clock)
+        await session.commit()
         # After close_forgotten: the sheet the organiser is sent to must be complete.
         asked = await ask_attendance(session=session, clock=ctx.clock)
+        await session.commit()
         summaries = await send_monthly_summaries(
             session=session, clock=ctx.clock, tz=ctx.timing.calendar.tz
         )
+        await session.commit()
         digests = await send_digests(
             session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
         )
+        await session.commit()
         await forget_old_updates(session=session, clock=ctx.clock)
+        await session.commit()
     if (report.total or digests or reminded or asked or summaries) and ctx.on_queued is not None:
         ctx.on_queued()
     return report

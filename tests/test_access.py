@@ -67,6 +67,7 @@ async def test_refusal_is_audited(sessionmaker, clock) -> None:
                 unit=tree.grid,
                 action="ticket.accept",
             )
+        await session.commit()  # as the update's middleware does: the refusal keeps its audit
     assert refused.value.key == "access.denied"
     async with sessionmaker() as session:
         entry = (await session.exec(select(AuditEntry))).one()

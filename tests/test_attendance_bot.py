@@ -481,6 +481,7 @@ async def test_the_sweep_asks_the_organiser_once_for_calls_just_over(sessionmake
             ends_at=T0 + timedelta(days=3, hours=2),
             capacity=2,
         )
+        await session.commit()
     # The first call ended three days before the sweep (the bot was down): not announced.
     clock.set(T0 + timedelta(days=3, hours=4))
     jobs.configure(jobs.JobContext(sessionmaker, clock, Timing.plain(UTC), time(8, 30)))

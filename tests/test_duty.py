@@ -312,11 +312,13 @@ async def test_two_hundred_claims_at_once_never_overfill_a_call(
         tree, _, secretary, _, people = await _world(session, members=200)
         call, _ = await _call(session, clock, tree, secretary, capacity=50)
         call_id = call.id
+        await session.commit()
 
     async def claim(person) -> bool:
         async with sessionmaker() as session:
             try:
                 await answer_call(session=session, clock=clock, person=person, call_id=call_id)
+                await session.commit()  # as the middleware does after the update
             except DomainError as exc:
                 assert exc.key == "duty.call_full"
                 return False
@@ -416,11 +418,16 @@ async def test_last_months_service_is_summed_up_once_on_the_first(sessionmaker, 
             call_id=call_id,
             attended={members[people[0].id]: True, members[people[1].id]: False},
         )
-        # Still November: nothing to sum up yet (October had nothing, but is claimed).
+        await session.commit()
+        # Still November: nothing to sum up yet (October had nothing, but is claimed). Each
+        # run commits what it did, as run_jobs does.
         assert await send_monthly_summaries(session=session, clock=clock, tz=tz) == 0
+        await session.commit()
         clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=tz))
         assert await send_monthly_summaries(session=session, clock=clock, tz=tz) == 2
+        await session.commit()
         assert await send_monthly_summaries(session=session, clock=clock, tz=tz) is None
+        await session.commit()
         rows = (
             await session.exec(
                 select(OutboxMessage).where(OutboxMessage.kind.startswith("duty_month"))

@@ -24,6 +24,7 @@ async def _invite(db_url: str, role: Role, unit: str) -> str:
         issued = await create_invitation(
             session=session, clock=SystemClock(), role=role, unit_code=unit
         )
+        await session.commit()
     await engine.dispose()
     return issued.code
 

@@ -364,6 +364,7 @@ async def test_handled_updates_are_forgotten_after_two_days(
         clock.advance(timedelta(days=1, minutes=1))
         async with sessionmaker() as session:
             assert await forget_old_updates(session=session, clock=clock) == 1
+            await session.commit()
         async with sessionmaker() as session:
             kept = (await session.exec(sa.select(InboundUpdate.update_id))).all()
         # 2 was never handled: kept for a poller; 3 is a day old: kept to recognise it.

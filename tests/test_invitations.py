@@ -22,6 +22,7 @@ async def test_invitation_binds_role_once(sessionmaker, clock) -> None:
         issued = await create_invitation(
             session=session, clock=clock, role=Role.GRID_LEADER, unit_code=tree.grid.code
         )
+        await session.commit()
         leader = await make_person(session, 1001)
         other = await make_person(session, 1002)
 
@@ -37,6 +38,7 @@ async def test_invitation_binds_role_once(sessionmaker, clock) -> None:
         redeemed = await redeem_invitation(
             session=session, clock=clock, person=leader, code=issued.code
         )
+        await session.commit()
     assert redeemed.role is Role.GRID_LEADER
     assert redeemed.scope_name_en == tree.grid.name_en
     assert not redeemed.already_had
@@ -44,6 +46,8 @@ async def test_invitation_binds_role_once(sessionmaker, clock) -> None:
     async with sessionmaker() as session:
         with pytest.raises(InvitationRefused) as refused:
             await redeem_invitation(session=session, clock=clock, person=other, code=issued.code)
+        # The caller keeps a refusal's audit record, as the bot's middleware does.
+        await session.commit()
     assert refused.value.key == "invite.used"
 
     async with sessionmaker() as session:
@@ -67,6 +71,7 @@ async def test_expired_and_unknown_codes_are_refused(sessionmaker, clock) -> Non
             unit_code=tree.community.code,
             ttl=timedelta(days=1),
         )
+        await session.commit()
         person = await make_person(session, 2001)
 
     clock.advance(timedelta(days=1))
@@ -79,6 +84,7 @@ async def test_expired_and_unknown_codes_are_refused(sessionmaker, clock) -> Non
         async with sessionmaker() as session:
             with pytest.raises(InvitationRefused) as refused:
                 await redeem_invitation(session=session, clock=clock, person=person, code=code)
+            await session.commit()
         assert refused.value.key == reason
 
     async with sessionmaker() as session:
@@ -102,6 +108,7 @@ async def test_role_must_match_unit_kind(sessionmaker, clock, role, unit_attr, e
         code = getattr(tree, unit_attr).code if unit_attr else None
         with pytest.raises(DomainError) as refused:
             await create_invitation(session=session, clock=clock, role=role, unit_code=code)
+        await session.commit()
     assert refused.value.key == error
     async with sessionmaker() as session:
         assert (await session.exec(select(Invitation))).all() == []
@@ -132,15 +139,18 @@ async def test_department_liaison_and_admin_scopes(sessionmaker, clock) -> None:
             department_code=tree.department.code,
         )
         admin = await create_invitation(session=session, clock=clock, role=Role.ADMIN)
+        await session.commit()
         person = await make_person(session, 3001)
     async with sessionmaker() as session:
         first = await redeem_invitation(
             session=session, clock=clock, person=person, code=liaison.code
         )
+        await session.commit()
     async with sessionmaker() as session:
         second = await redeem_invitation(
             session=session, clock=clock, person=person, code=admin.code
         )
+        await session.commit()
     assert first.scope_name_en == tree.department.name_en
     assert second.scope_name_en == tree.city.name_en
     async with sessionmaker() as session:
@@ -164,9 +174,11 @@ async def test_inviter_is_told_through_the_outbox(sessionmaker, clock) -> None:
             unit_code=tree.street.code,
             created_by_id=admin.id,
         )
+        await session.commit()
         officer = await make_person(session, 4002, "Officer")
     async with sessionmaker() as session:
         await redeem_invitation(session=session, clock=clock, person=officer, code=issued.code)
+        await session.commit()
     async with sessionmaker() as session:
         rows = (await session.exec(select(OutboxMessage))).all()
     assert [(r.chat_id, r.kind, r.data["person"]) for r in rows] == [
@@ -187,22 +199,31 @@ async def test_two_people_racing_for_one_code(sessionmaker, clock) -> None:
         issued = await create_invitation(
             session=session, clock=clock, role=Role.GRID_LEADER, unit_code=tree.grid.code
         )
+        await session.commit()
         people = [await make_person(session, 5000 + i) for i in range(5)]
 
     async def attempt(person):
+        # Each racer owns its transaction, as the bot's middleware does: it commits what it
+        # did, and a refusal commits its audit record.
         async with sessionmaker() as session:
             try:
                 await redeem_invitation(
                     session=session, clock=clock, person=person, code=issued.code
                 )
-                return "ok"
+                outcome = "ok"
             except InvitationRefused as exc:
-                return exc.key
+                outcome = exc.key
+            await session.commit()
+            return outcome
 
     results = await asyncio.gather(*(attempt(p) for p in people))
     assert sorted(results) == ["invite.used"] * 4 + ["ok"]
     async with sessionmaker() as session:
         assert len((await session.exec(select(RoleAssignment))).all()) == 1
+        refusals = (
+            await session.exec(select(AuditEntry).where(AuditEntry.action == "invitation.refused"))
+        ).all()
+        assert len(refusals) == 4
 
 
 async def test_only_an_admin_of_a_covering_unit_may_invite_in_chat(sessionmaker, clock) -> None:
@@ -224,6 +245,8 @@ async def test_only_an_admin_of_a_covering_unit_may_invite_in_chat(sessionmaker,
                     unit_code=tree.other_grid.code,
                     created_by_id=actor.id,
                 )
+            # The caller keeps a refusal's audit record, as the bot's middleware does.
+            await session.commit()
     async with sessionmaker() as session:
         assert (await session.exec(select(Invitation))).all() == []
         denied = (

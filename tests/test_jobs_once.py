@@ -35,9 +35,9 @@ from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
 from domain.digests import send_digests
 from domain.summons import whistle
-from domain.sweep import sweep
 from domain.tickets import accept_ticket, escalate_ticket, resolve_ticket
 from scheduler import jobs
+from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import Role, TicketStatus
 from storage.models import (
@@ -111,11 +111,13 @@ async def _at_once(
     makers: list[async_sessionmaker], table: str, job: Callable[..., Awaitable[Any]]
 ) -> list:
     """Run `job(session)` in every process at once, meeting at the table the job reads
-    first; what each returned."""
+    first, each committing what it did as run_jobs does; what each returned."""
 
     async def run(maker: async_sessionmaker) -> Any:
         async with maker() as session:
-            return await job(session)
+            result = await job(session)
+            await session.commit()
+            return result
 
     return await _together(makers[0], table, [run(maker) for maker in makers])
 
@@ -146,6 +148,7 @@ async def test_those_coming_are_reminded_once_by_two_schedulers(db_url, clock) -
                 for person in people[n : n + 3]:
                     await answer_call(session=session, clock=clock, person=person, call_id=call.id)
                     coming[(call.id, person.telegram_id)] = 1
+            await session.commit()
         clock.advance(timedelta(hours=1, minutes=30))  # each starts in 30 minutes
 
         sent = await _at_once(
@@ -186,6 +189,7 @@ async def test_a_forgotten_check_out_is_closed_once_by_two_schedulers(db_url, cl
             clock.advance(timedelta(minutes=30))  # one checks out of each call in time
             for call_id in call_ids:
                 await check_out(session=session, clock=clock, person=people[0], call_id=call_id)
+            await session.commit()
         clock.advance(timedelta(hours=2))  # past the end: four of each forgot
 
         closed = await _at_once(
@@ -211,6 +215,7 @@ async def test_the_organiser_is_asked_for_attendance_once_by_two_schedulers(db_u
                 call_ids.append(call.id)
                 for person in people:
                     await answer_call(session=session, clock=clock, person=person, call_id=call.id)
+            await session.commit()
         clock.advance(timedelta(hours=4, minutes=5))  # the calls are over
 
         asked = await _at_once(
@@ -253,6 +258,7 @@ async def test_last_months_summaries_go_out_once_by_two_schedulers(db_url, clock
                 call_id=call.id,
                 attended={members[p.id]: True for p in people[:3]},
             )
+            await session.commit()
         clock.set(_local(2026, 12, 1, 9, 0))
 
         sent = await _at_once(
@@ -284,6 +290,7 @@ async def test_the_digest_goes_out_once_by_two_schedulers(db_url) -> None:
                         actor=people[actor],
                         ticket_id=ticket.id,
                     )
+            await session.commit()
         clock.set(_local(2026, 11, 25, 8, 31))
 
         sent = await _at_once(
@@ -368,6 +375,7 @@ async def test_the_sweep_escalates_closes_and_chases_once_with_two_schedulers(
             clock.advance(timedelta(days=3))
             due = [(await _file(session, clock, tree, category, people)).id for _ in range(60)]
             summoned = await _summoned(session, clock, tree, people)
+            await session.commit()
         clock.advance(timedelta(minutes=31))
 
         async def scheduler(maker: async_sessionmaker):
@@ -471,6 +479,7 @@ async def test_the_whole_job_run_by_two_schedulers_at_once_does_everything_once(
             mark = (
                 await session.exec(select(sa.func.coalesce(sa.func.max(OutboxMessage.id), 0)))
             ).one()
+            await session.commit()
 
         contexts = [
             jobs.JobContext(
@@ -549,6 +558,7 @@ async def test_attendance_waits_while_another_scheduler_closes_a_forgotten_check
                 await answer_call(session=session, clock=clock, person=person, call_id=call_id)
             clock.advance(timedelta(hours=2))
             await _check_in(session, clock, people[0], call_id)
+            await session.commit()
         clock.advance(timedelta(hours=2, minutes=5))  # over; the check-out was forgotten
 
         async with makers[0]() as first, makers[1]() as second:
@@ -558,13 +568,19 @@ async def test_attendance_waits_while_another_scheduler_closes_a_forgotten_check
                 .where(CallClaim.call_id == call_id, CallClaim.checked_out_at.is_(None))
                 .with_for_update()
             )
-            # ...so the second neither closes it nor tells the organiser yet.
+            # ...so the second neither closes it nor tells the organiser yet (each job
+            # commits what it did, as run_jobs does).
             assert await close_forgotten(session=second, clock=clock) == 0
+            await second.commit()
             assert await ask_attendance(session=second, clock=clock) == 0
+            await second.commit()
             assert await close_forgotten(session=first, clock=clock) == 1
+            await first.commit()
             # The next sweep, with the sheet complete, tells the organiser once.
             assert await ask_attendance(session=second, clock=clock) == 1
+            await second.commit()
             assert await ask_attendance(session=first, clock=clock) == 0
+            await first.commit()
         async with makers[0]() as session:
             [asked] = await _outbox(session, "duty_attendance_due")
             assert (asked.chat_id, asked.data["claims"]) == (secretary.telegram_id, 2)

@@ -64,12 +64,12 @@ def _calls_named(path: Path, name: str) -> list[int]:
 def test_handlers_never_commit_nor_touch_sql() -> None:
     """The update's middleware owns the transaction (it commits before every call to Telegram
     and when the update ends); handlers only read the update and call use cases."""
-    commits = {
+    ends = {
         str(path.relative_to(ROOT)): lines
         for path in sorted((ROOT / "handlers").rglob("*.py"))
-        if (lines := _calls_named(path, "commit"))
+        if (lines := _calls_named(path, "commit") + _calls_named(path, "rollback"))
     }
-    assert commits == {}
+    assert ends == {}
     sql = {
         str(path.relative_to(ROOT)): sorted(imported_packages(path) & {"sqlalchemy"})
         for path in sorted((ROOT / "handlers").rglob("*.py"))
@@ -119,3 +119,14 @@ def test_domain_modules_leave_sql_and_database_kinds_to_storage(module: str) -> 
     }
     assert sql == set()
     assert _attributes_named(path, {"dialect", "bind", "get_bind", "connection"}) == []
+
+
+def test_use_cases_never_end_a_transaction() -> None:
+    """A use case stages its changes; its caller owns the transaction and commits or rolls
+    back: the update's middleware, a scheduler job, a command."""
+    ends = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "domain").rglob("*.py"))
+        if (lines := _calls_named(path, "commit") + _calls_named(path, "rollback"))
+    }
+    assert ends == {}

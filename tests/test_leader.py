@@ -59,6 +59,7 @@ class World:
         try:
             async with make_sessionmaker(engine)() as session:
                 yield session
+                await session.commit()  # the setup's owner, as the middleware is an update's
         finally:
             await engine.dispose()
 

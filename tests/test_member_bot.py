@@ -44,6 +44,7 @@ async def session_of(url: str) -> AsyncIterator:
     try:
         async with make_sessionmaker(engine)() as session:
             yield session
+            await session.commit()  # the setup's owner, as the middleware is an update's
     finally:
         await engine.dispose()
 

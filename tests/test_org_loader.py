@@ -535,6 +535,7 @@ async def hold(sessionmaker, clock, community: str, code: str, telegram_ids: lis
             )
             await session.commit()
             await claim_post(session=session, clock=clock, person=person, post_id=posts[code].id)
+            await session.commit()  # as the bot does once /posts is handled
 
 
 async def test_sample_posts_are_created_in_every_community(sessionmaker, clock, sample_org) -> None:

@@ -26,7 +26,8 @@ def test_guess_language(code, expected) -> None:
 
 
 async def _meet(session, clock, telegram_id: int, name: str, username, code: str):
-    return await ensure_person(
+    """The person as an update's middleware meets them, its transaction committed."""
+    person = await ensure_person(
         session=session,
         clock=clock,
         telegram_id=telegram_id,
@@ -35,6 +36,8 @@ async def _meet(session, clock, telegram_id: int, name: str, username, code: str
         language_code=code,
         default_language="zh-hans",
     )
+    await session.commit()
+    return person
 
 
 async def test_person_created_once_and_language_remembered(sessionmaker, clock) -> None:
@@ -43,6 +46,7 @@ async def test_person_created_once_and_language_remembered(sessionmaker, clock) 
     assert first.language == "en"
     async with sessionmaker() as session:
         await set_language(session=session, clock=clock, person_id=first.id, language="zh-hans")
+        await session.commit()
         with pytest.raises(DomainError):
             await set_language(session=session, clock=clock, person_id=first.id, language="fr")
     async with sessionmaker() as session:

@@ -107,7 +107,9 @@ async def _query(db_url: str, fn):
     engine = make_engine(db_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            return await fn(session)
+            result = await fn(session)
+            await session.commit()  # the caller of a use case owns its transaction
+            return result
     finally:
         await engine.dispose()
 

@@ -27,6 +27,13 @@ TZ = ZoneInfo("Asia/Shanghai")
 DIGEST_AT = time(8, 30)
 
 
+async def _digest(session, clock, timing):
+    """send_digests as the scheduler's job runs it: one transaction, committed."""
+    sent = await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT)
+    await session.commit()
+    return sent
+
+
 def _local(*args: int) -> datetime:
     return datetime(*args, tzinfo=TZ).astimezone(UTC)
 
@@ -63,11 +70,11 @@ async def test_the_digest_goes_out_once_per_working_day_after_its_time(sessionma
         expected = [overdue.id, fresh.id]
 
         # Before its time: nothing.
-        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) is None
+        assert await _digest(session, clock, timing) is None
         clock.set(_local(2026, 11, 25, 8, 31))
-        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) == 1
+        assert await _digest(session, clock, timing) == 1
         # Again the same day (another sweep, or another scheduler): nothing.
-        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) is None
+        assert await _digest(session, clock, timing) is None
 
         [digest] = await _digests(session)
         assert digest.chat_id == 200  # only the grid leader holds anything
@@ -80,10 +87,10 @@ async def test_the_digest_goes_out_once_per_working_day_after_its_time(sessionma
 
         # Saturday is not a working day: no digest.
         clock.set(_local(2026, 11, 28, 9, 0))
-        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) is None
+        assert await _digest(session, clock, timing) is None
         # Monday: the next one.
         clock.set(_local(2026, 11, 30, 9, 0))
-        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) == 1
+        assert await _digest(session, clock, timing) == 1
         assert len(await _digests(session)) == 2
 
 
@@ -102,7 +109,7 @@ async def test_a_role_held_twice_in_one_unit_gets_one_digest(sessionmaker) -> No
         await session.commit()
         await _file(session, clock, tree, category, people, timing=timing)
         clock.set(_local(2026, 11, 25, 8, 31))
-        assert await send_digests(session=session, clock=clock, timing=timing, at=DIGEST_AT) == 1
+        assert await _digest(session, clock, timing) == 1
         assert [d.chat_id for d in await _digests(session)] == [200]
 
 
@@ -142,6 +149,7 @@ async def test_the_running_bot_sweeps_at_start_and_then_on_its_interval(db_url) 
             tree, category, people = await _world(session)
             ticket = await _file(session, clock, tree, category, people, timing=timing)
             ticket_id = ticket.id
+            await session.commit()
     finally:
         await engine.dispose()
     clock.advance(timedelta(hours=1))  # the grid's 30 minutes passed while the bot was down
@@ -212,6 +220,7 @@ async def test_the_sweep_job_closes_check_outs_members_forgot(sessionmaker) -> N
             latitude=34.742,
             longitude=113.632,
         )
+        await session.commit()
     jobs.configure(jobs.JobContext(sessionmaker, clock, Timing.plain(TZ), DIGEST_AT))
     try:
         await jobs.sweep_job()  # the call is not over: nothing to close

@@ -19,8 +19,8 @@ from domain.summons import (
     summonses_of,
     whistle,
 )
-from domain.sweep import sweep
 from domain.tickets import StaleAction, escalate_ticket, events_of
+from scheduler.sweep import sweep
 from storage.enums import Level, Role, SummonsReturnReason, SummonsStatus, TicketStatus
 from storage.models import (
     AuditEntry,

@@ -15,7 +15,6 @@ from domain.calendar import WorkCalendar
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
 from domain.reference import load_snapshot
-from domain.sweep import sweep
 from domain.tickets import (
     accept_ticket,
     confirm_ticket,
@@ -23,6 +22,7 @@ from domain.tickets import (
     file_ticket,
     resolve_ticket,
 )
+from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import Level, ReturnReason, Role, TicketStatus, Urgency
 from storage.models import (
@@ -308,6 +308,7 @@ async def test_two_schedulers_never_handle_a_ticket_twice(postgres_db_url, clock
         async with makers[0]() as session:
             tree, category, people = await _world(session)
             tickets = [await _file(session, clock, tree, category, people) for _ in range(120)]
+            await session.commit()
         clock.advance(timedelta(minutes=31))
 
         async def run(maker):
@@ -351,6 +352,7 @@ async def test_a_second_session_shares_the_sweep_on_postgresql(db_url, clock) ->
         async with maker() as session:
             tree, category, people = await _world(session)
             tickets = [await _file(session, clock, tree, category, people) for _ in range(40)]
+            await session.commit()
         clock.advance(timedelta(minutes=31))
         claimed: list[str] = []
         async with maker() as session, maker() as second:

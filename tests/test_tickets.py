@@ -201,13 +201,17 @@ async def test_stale_and_forged_actions_change_nothing(sessionmaker, clock) -> N
     async with sessionmaker() as session:
         tree, category, resident, leader, other_leader, _ = await _world(session)
         ticket = await _file(session, clock, tree, category, resident)
+        await session.commit()
         await accept_ticket(
             session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
         )
+        await session.commit()
+        # Each refusal is committed as the bot's middleware would: only its audit is kept.
         with pytest.raises(StaleAction) as stale:
             await accept_ticket(
                 session=session, clock=clock, timing=CAL, actor=leader, ticket_id=ticket.id
             )
+        await session.commit()
         assert stale.value.params == {"status": "accepted", "number": ticket.number}
         with pytest.raises(NotAllowed):
             await resolve_ticket(
@@ -218,8 +222,10 @@ async def test_stale_and_forged_actions_change_nothing(sessionmaker, clock) -> N
                 ticket_id=ticket.id,
                 note="不是我的",
             )
+        await session.commit()
         with pytest.raises(NotAllowed):
             await confirm_ticket(session=session, clock=clock, actor=leader, ticket_id=ticket.id)
+        await session.commit()
     async with sessionmaker() as session:
         stored = await session.get(Ticket, ticket.id)
         assert stored.status == S.ACCEPTED
@@ -421,8 +427,11 @@ async def test_numbers_are_unique_under_concurrency(sessionmaker, clock) -> None
         tree, category, resident, *_ = await _world(session)
 
     async def one() -> str:
+        # Each filer owns its transaction, as the bot's middleware does, and commits.
         async with sessionmaker() as session:
-            return (await _file(session, clock, tree, category, resident)).number
+            number = (await _file(session, clock, tree, category, resident)).number
+            await session.commit()
+            return number
 
     numbers = await asyncio.gather(*(one() for _ in range(8)))
     assert sorted(numbers) == [f"ZZ-20261125-{i:04d}" for i in range(1, 9)]

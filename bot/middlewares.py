@@ -173,13 +173,14 @@ class ContextMiddleware(BaseMiddleware):
             )
             token = current_session.set(session)
             try:
-                result = await handler(event, data)
+                try:
+                    result = await handler(event, data)
+                except DomainError:
+                    # A refusal that reached the errors router: a refused use case changed
+                    # nothing, but its audit record and the update's claim are kept.
+                    await end_transaction(session)
+                    raise
                 await end_transaction(session)
-            except DomainError:
-                # A refusal that reached the errors router: a refused use case changed
-                # nothing, but its audit record and the update's claim are kept.
-                await _end_refused(session)
-                raise
             except BaseException:
                 _forget_deferred(session)
                 raise
@@ -204,14 +205,6 @@ class ContextMiddleware(BaseMiddleware):
                 await session.commit()
         except Exception:
             logger.exception("update %s: could not record its failure", update_id)
-
-
-async def _end_refused(session: AsyncSession) -> None:
-    try:
-        await end_transaction(session)
-    except BaseException:
-        _forget_deferred(session)
-        raise
 
 
 def _forget_deferred(session: AsyncSession) -> None:

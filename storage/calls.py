@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import select
@@ -220,25 +220,14 @@ async def claim_forgotten_check_outs(
 
 async def communities_with_ids(session: AsyncSession, ids: Collection[int]) -> list[OrgUnit]:
     """The communities among these unit ids, by code."""
-    return list(
-        (
-            await session.exec(
-                select(OrgUnit)
-                .where(OrgUnit.id.in_(list(ids)), OrgUnit.kind == UnitKind.COMMUNITY)
-                .order_by(OrgUnit.code)
-            )
-        ).all()
-    )
+    return await _units_by_code(session, UnitKind.COMMUNITY, OrgUnit.id.in_(list(ids)))
 
 
 async def grids_of_communities(session: AsyncSession, ids: Collection[int]) -> list[OrgUnit]:
     """The grids of these communities, by code."""
-    return list(
-        (
-            await session.exec(
-                select(OrgUnit)
-                .where(OrgUnit.parent_id.in_(list(ids)), OrgUnit.kind == UnitKind.GRID)
-                .order_by(OrgUnit.code)
-            )
-        ).all()
-    )
+    return await _units_by_code(session, UnitKind.GRID, OrgUnit.parent_id.in_(list(ids)))
+
+
+async def _units_by_code(session: AsyncSession, kind: UnitKind, where: Any) -> list[OrgUnit]:
+    statement = select(OrgUnit).where(where, OrgUnit.kind == kind).order_by(OrgUnit.code)
+    return list((await session.exec(statement)).all())

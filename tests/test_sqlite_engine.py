@@ -186,7 +186,9 @@ async def test_a_lock_held_too_long_times_out_as_database_is_locked(db_path: Pat
         await engine.dispose()
 
 
-async def test_a_cancelled_waiter_leaves_the_engine_usable(engine, db_path: Path) -> None:
+async def cancel_a_waiting_writer(engine, db_path: Path) -> None:
+    """A write cancelled while it waits for another "process's" write lock, which is then
+    let go."""
     thread, locked = hold_write_lock(db_path, 0.3)
     assert await asyncio.to_thread(locked.wait, 5)
 
@@ -200,6 +202,10 @@ async def test_a_cancelled_waiter_leaves_the_engine_usable(engine, db_path: Path
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.to_thread(thread.join, 5)
+
+
+async def test_a_cancelled_waiter_leaves_the_engine_usable(engine, db_path: Path) -> None:
+    await cancel_a_waiting_writer(engine, db_path)
     async with engine.begin() as conn:
         await conn.execute(sa.text("INSERT INTO parent (name) VALUES ('next')"))
     async with engine.connect() as conn:
@@ -211,19 +217,7 @@ async def test_a_cancelled_waiter_does_not_keep_the_write_lock(engine, db_path: 
     """Its BEGIN, still waiting in the driver's thread when the wait is cancelled, takes the
     lock once the holder lets go: its connection must not keep it, or every other process
     waits for the next update of this one."""
-    thread, locked = hold_write_lock(db_path, 0.3)
-    assert await asyncio.to_thread(locked.wait, 5)
-
-    async def writer() -> None:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text("INSERT INTO parent (name) VALUES ('cancelled')"))
-
-    task = asyncio.create_task(writer())
-    await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.to_thread(thread.join, 5)
+    await cancel_a_waiting_writer(engine, db_path)
     await asyncio.sleep(0.2)  # the engine idle, as between updates
     other = sqlite3.connect(db_path, timeout=0.5, isolation_level=None)
     try:

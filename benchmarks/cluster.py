@@ -1301,7 +1301,9 @@ class Driver:
         unsent = Counter()
         never_delivered = 0
         residents_rows = 0
-        duplicated: list[tuple[int, str, list[float]]] = []
+        duplicated: list[tuple[int, str, list[float], int]] = []
+        # Rows sent per (chat, text): a call's place and its reminder's are the same venue.
+        rows_per_text: Counter[tuple[int, str]] = Counter()
         reminder_rows: Counter[int] = Counter()
         first_after_kill = None
         unrecorded = 0
@@ -1327,20 +1329,25 @@ class Driver:
             if text is None:
                 never_delivered += 1
                 continue
+            rows_per_text[(chat, text)] += 1
             times = self.times[(chat, text)]
-            if len(times) > 1:
-                duplicated.append((chat, text, times))
             if kill is not None and times[0] < boundary and sent_at > kill["wall"]:
                 unrecorded += 1  # delivered by the dead process, recorded as sent by another
+        for (chat, text), sent in rows_per_text.items():
+            times = self.times[(chat, text)]
+            if len(times) > sent:
+                duplicated.append((chat, text, times, sent))
         f["rows"] = len(rows)
         f["unsent"] = dict(unsent)
         f["never_delivered"] = never_delivered
         f["lost"] = sum(unsent.values()) + never_delivered
         f["resident_rows"] = residents_rows
         f["duplicated_rows"] = len(duplicated)
-        f["extra_deliveries"] = sum(len(t) - 1 for _, _, t in duplicated)
+        f["extra_deliveries"] = sum(len(t) - n for _, _, t, n in duplicated)
         if kill is not None:
-            straddling = [t for _, _, t in duplicated if len(t) == 2 and t[0] < boundary <= t[1]]
+            straddling = [
+                t for _, _, t, n in duplicated if len(t) == n + 1 and t[0] < boundary <= t[-1]
+            ]
             f["duplicates_at_kill"] = len(straddling)
             f["duplicates_elsewhere"] = len(duplicated) - len(straddling)
             f["unrecorded_at_kill"] = unrecorded

@@ -10,9 +10,10 @@ call's length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -28,6 +29,7 @@ from domain.outbox import Outgoing, enqueue_many
 from domain.roles import approving_roles, calling_roles, organising_roles, powers
 from domain.text import clean_text
 from storage.calls import (
+    CallToRemind,
     calls_ahead_of,
     chats_coming_to,
     chats_coming_to_calls,
@@ -60,6 +62,8 @@ from storage.models import (
 )
 from storage.people import active_assignments_of
 
+# A call's place row carries these of the call's data (views.calls titles the venue with them).
+PLACE_KEYS = ("call_id", "title", "starts_at", "ends_at", "latitude", "longitude")
 CHECK_IN_RADIUS_M = 300.0
 POINTS_PER_HOUR_LIMIT = 10.0
 CHECK_IN_EARLY = timedelta(minutes=30)  # check-in opens this long before the start
@@ -149,14 +153,35 @@ async def create_call(
     session.add(call)
     await session.flush()
     chats = await chats_of_approved_members(session, community.id, grid_ids)
-    data = {"call_id": call.id, "title": title, "starts_at": starts_at.isoformat()}
-    sent = await enqueue_many(
-        session,
-        (Outgoing(chat_id, "duty_call", data, Lane.BULK) for chat_id in chats),
-        clock=clock,
+    await enqueue_many(
+        session, _with_place(call_data(call), "duty_call", chats, Lane.BULK), clock=clock
     )
     await session.flush()
-    return call, sent
+    return call, len(chats)
+
+
+def call_data(call: DutyCall | CallToRemind) -> dict[str, Any]:
+    """What a member is told of a call (the outbox rows' data): what, from when to when, where."""
+    return {
+        "call_id": call.id,
+        "title": call.title,
+        "description": call.description,
+        "starts_at": call.starts_at.isoformat(),
+        "ends_at": call.ends_at.isoformat(),
+        "latitude": call.latitude,
+        "longitude": call.longitude,
+    }
+
+
+def _with_place(
+    data: dict[str, Any], kind: str, chats: Iterable[int], lane: Lane
+) -> Iterator[Outgoing]:
+    """For each chat, the call's place (a venue) and then the message of `kind` that points
+    to it (its buttons last, under the reader's thumb)."""
+    place = {key: data[key] for key in PLACE_KEYS}
+    for chat_id in chats:
+        yield Outgoing(chat_id, "duty_call_place", place, lane)
+        yield Outgoing(chat_id, kind, data, lane)
 
 
 async def _call_for_member(
@@ -178,13 +203,18 @@ async def _call_for_member(
 async def answer_call(
     *, session: AsyncSession, clock: Clock, person: Person, call_id: int
 ) -> CallClaim:
-    """ "I'll come": a place, if one is left and the call has not started."""
+    """ "I'll come": a place, if one is left and the call has not started.
+
+    A member who comes after the call's reminder went gets the reminder now (through the
+    outbox, as the others did), so everyone coming has a Check in button.
+    """
     member, call = await _call_for_member(session, person, call_id)
     now = clock.now()
     claim = await claim_of_member(session, call.id, member.id)
     if claim is not None and claim.status == ClaimStatus.CLAIMED:
         raise DomainError("duty.already_claimed")
-    if not await take_call_place(session, call.id, now):
+    taken = await take_call_place(session, call.id, now)
+    if taken is None:
         # Nothing was changed; say why (the caller's transaction ends as for any refusal).
         await session.refresh(call)
         if call.status == CallStatus.CANCELLED:
@@ -195,6 +225,11 @@ async def answer_call(
     claim = claim or CallClaim(call_id=call.id, member_id=member.id)
     claim.status, claim.claimed_at, claim.updated_at = ClaimStatus.CLAIMED, now, now
     session.add(claim)
+    if taken.reminded_at is not None:
+        reminder = _with_place(
+            call_data(call), "duty_call_reminder", [person.telegram_id], Lane.INTERACTIVE
+        )
+        await enqueue_many(session, reminder, clock=clock)
     await session.flush()
     return claim
 
@@ -326,26 +361,15 @@ async def remind_calls(*, session: AsyncSession, clock: Clock, before: timedelta
     if not claimed:
         return 0
     chats = await chats_coming_to_calls(session, [call.id for call in claimed])
-    data = {
-        call.id: {
-            "call_id": call.id,
-            "title": call.title,
-            "starts_at": call.starts_at.isoformat(),
-            "latitude": call.latitude,
-            "longitude": call.longitude,
-        }
-        for call in claimed
-    }
-    sent = await enqueue_many(
-        session,
-        (
-            Outgoing(chat_id, "duty_call_reminder", data[call_id], Lane.INTERACTIVE)
-            for call_id, chat_id in chats
-        ),
-        clock=clock,
+    data = {call.id: call_data(call) for call in claimed}
+    rows = (
+        row
+        for call_id, chat_id in chats
+        for row in _with_place(data[call_id], "duty_call_reminder", [chat_id], Lane.INTERACTIVE)
     )
+    await enqueue_many(session, rows, clock=clock)
     await session.flush()
-    return sent
+    return len(chats)
 
 
 async def close_forgotten(*, session: AsyncSession, clock: Clock) -> int:
@@ -474,6 +498,35 @@ async def ticket_for_call(
     category = await session.get(Category, ticket.category_id)
     assert category is not None
     return TicketForCall(ticket=ticket, category=category, scope=scope)
+
+
+@dataclass(frozen=True)
+class ComingCall:
+    """A call the person said "I'll come" to, and what they may do about it now."""
+
+    call: DutyCall
+    check_in_open: bool  # Check in (or, once in, Check out) may be pressed now
+    may_withdraw: bool  # before the start
+
+
+async def coming_call(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    call_id: int,
+    early: timedelta = CHECK_IN_EARLY,
+) -> ComingCall:
+    """A call the person is coming to (else the refusal saying why not), as /me shows it."""
+    call, claim = await _claim_of(session, person, call_id)
+    now = clock.now()
+    on_site = claim.checked_in_at is not None and claim.checked_out_at is None
+    can_check_in = _check_in_refusal(call, claim, now, early) is None
+    return ComingCall(
+        call=call,
+        check_in_open=can_check_in or (on_site and now < call.ends_at),
+        may_withdraw=claim.checked_in_at is None and now < call.starts_at,
+    )
 
 
 async def calls_ahead(

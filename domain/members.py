@@ -6,6 +6,7 @@ communities a person may choose from when they will not share a location.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -105,6 +106,7 @@ async def register_member(
     member.updated_at = now
     session.add(member)
     await session.flush()
+    data = await registration_data(session, member)
     for chat_id in await chats_holding_roles_in(session, community.id, member_hearing_roles()):
         enqueue(
             session,
@@ -112,16 +114,29 @@ async def register_member(
             chat_id=chat_id,
             kind="member_registration",
             lane=Lane.INTERACTIVE,
-            data={
-                "member_id": member.id,
-                "full_name": full_name,
-                "branch": branch,
-                "services": list(services),
-                "skills": list(skills),
-            },
+            data=data,
         )
     await session.flush()
     return member
+
+
+async def registration_data(session: AsyncSession, member: Member) -> dict[str, Any]:
+    """A registration as the secretary reads it (the outbox row's data): who, their branch,
+    what they offer, and where they live (community and grid), so the secretary knows whose
+    neighbour it is."""
+    community = await session.get(OrgUnit, member.community_id)
+    grid = await session.get(OrgUnit, member.grid_id) if member.grid_id is not None else None
+    return {
+        "member_id": member.id,
+        "full_name": member.full_name,
+        "branch": member.branch,
+        "services": list(member.services),
+        "skills": list(member.skills),
+        "community_zh": community.name_zh if community else None,
+        "community_en": community.name_en if community else None,
+        "grid_zh": grid.name_zh if grid else None,
+        "grid_en": grid.name_en if grid else None,
+    }
 
 
 async def _pending_member(

@@ -1,5 +1,5 @@
 """The community's calls (社区吹哨) as a member sees them: I'll come / Can't, Withdraw,
-Check in (a shared location) and Check out.
+Check in (a shared location) and Check out, and a call shown again from /me.
 
 The call and its reminder come through the outbox (views.calls renders them); the domain
 (domain.calls) decides everything: places, the check-in window and distance, the minutes
@@ -26,15 +26,23 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.calls import answer_call, check_in, check_in_allowed, check_out, withdraw
+from domain.calls import (
+    answer_call,
+    call_data,
+    check_in,
+    check_in_allowed,
+    check_out,
+    coming_call,
+    withdraw,
+)
 from domain.clock import Clock
 from domain.errors import DomainError
 from handlers.filters import Has
 from storage.models import Person
 from views.buttons import CallAction, CallOp
+from views.calls import call_place, coming_keyboard, coming_text
 from views.common import refusal_text
 from views.i18n import Translate
 
@@ -70,12 +78,43 @@ async def come(
     await query.answer(t("calls.in_short"))
     await _drop_buttons(query)
     if isinstance(query.message, Message):
-        builder = InlineKeyboardBuilder()
-        builder.button(
-            text=t("calls.btn.withdraw"),
-            callback_data=CallAction(op=CallOp.WITHDRAW, id=callback_data.id),
-        )
-        await query.message.answer(t("calls.in"), reply_markup=builder.as_markup())
+        keyboard = coming_keyboard(callback_data.id, t, check_in=False, withdraw=True)
+        await query.message.answer(t("calls.in"), reply_markup=keyboard)
+
+
+async def show_pressed(
+    query: CallbackQuery,
+    callback_data: CallAction,
+    session: AsyncSession,
+    clock: Clock,
+    person: Person,
+    t: Translate,
+    settings: Any,
+) -> None:
+    """A call from /me: its place, what and when, with what may be pressed now (Check in
+    while check-in is open, Withdraw before the start)."""
+    coming = await coming_call(
+        session=session,
+        clock=clock,
+        person=person,
+        call_id=callback_data.id,
+        early=timedelta(minutes=settings.check_in_early_minutes),
+    )
+    await query.answer()
+    if not isinstance(query.message, Message):
+        return
+    data = call_data(coming.call)
+    place = call_place(data, settings.tz)
+    await query.message.answer_venue(
+        latitude=place.latitude,
+        longitude=place.longitude,
+        title=place.title or "",
+        address=place.address or "",
+    )
+    keyboard = coming_keyboard(
+        coming.call.id, t, check_in=coming.check_in_open, withdraw=coming.may_withdraw
+    )
+    await query.message.answer(coming_text(data, t, settings.tz), reply_markup=keyboard)
 
 
 async def cant(query: CallbackQuery, t: Translate) -> None:
@@ -197,6 +236,7 @@ def router() -> Router:
 
     cb.register(come, CallAction.filter(F.op == CallOp.COME))
     cb.register(cant, CallAction.filter(F.op == CallOp.CANT))
+    cb.register(show_pressed, CallAction.filter(F.op == CallOp.SHOW))
     cb.register(withdraw_pressed, CallAction.filter(F.op == CallOp.WITHDRAW))
     cb.register(ask_location, CallAction.filter(F.op == CallOp.CHECK_IN))
     cb.register(check_out_pressed, CallAction.filter(F.op == CallOp.CHECK_OUT))

@@ -33,7 +33,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.attendance import service_between
-from domain.calls import calls_ahead
+from domain.calls import call_data, calls_ahead
 from domain.clock import Clock
 from domain.geo import valid_point
 from domain.members import (
@@ -45,6 +45,7 @@ from domain.members import (
     decide_member,
     member_of,
     register_member,
+    registration_data,
     streets_with_communities,
 )
 from domain.places import get_community, search_communities
@@ -55,7 +56,7 @@ from handlers.filters import Has, Label
 from storage.enums import MemberStatus, UnitKind
 from storage.models import Person
 from views.buttons import Button, DutyPlace, DutyPlaceOp, DutyService, MemberDecision
-from views.cards import local_time
+from views.calls import ahead_keyboard, call_when
 from views.common import amount, hours, scope_name
 from views.i18n import Translate
 from views.member import registration_text
@@ -547,24 +548,25 @@ def _message_ref(query: CallbackQuery) -> tuple[int | None, int | None]:
 
 
 async def _show_outcome(
-    bot: Bot, chat_id: int | None, message_id: int | None, member: Any, t: Translate
+    bot: Bot,
+    session: AsyncSession,
+    chat_id: int | None,
+    message_id: int | None,
+    member: Any,
+    language: str,
+    t: Translate,
 ) -> None:
     """The registration message, now with its outcome and without buttons."""
     if chat_id is None or message_id is None:
         return
-    data = {
-        "full_name": member.full_name,
-        "branch": member.branch,
-        "services": member.services,
-        "skills": member.skills,
-    }
+    data = await registration_data(session, member)
     if member.status == MemberStatus.APPROVED:
         outcome = t("member.outcome.approved")
     else:
         outcome = t("member.outcome.rejected", reason=member.reject_reason or "")
     with suppress(TelegramBadRequest):
         await bot.edit_message_text(
-            text=f"{registration_text(data, t)}\n\n{outcome}",
+            text=f"{registration_text(data, language, t)}\n\n{outcome}",
             chat_id=chat_id,
             message_id=message_id,
             reply_markup=None,
@@ -578,12 +580,13 @@ async def approve(
     session: AsyncSession,
     clock: Clock,
     person: Person,
+    language: str,
     t: Translate,
 ) -> None:
     member = await decide_member(
         session=session, clock=clock, actor=person, member_id=callback_data.id, approve=True
     )
-    await _show_outcome(bot, *_message_ref(query), member, t)
+    await _show_outcome(bot, session, *_message_ref(query), member, language, t)
     await query.answer(t("member.approved_done", name=member.full_name))
 
 
@@ -613,6 +616,7 @@ async def reason_given(
     clock: Clock,
     person: Person,
     state: FSMContext,
+    language: str,
     t: Translate,
 ) -> None:
     data = await state.get_data()
@@ -625,7 +629,7 @@ async def reason_given(
         approve=False,
         reason=message.text or "",
     )
-    await _show_outcome(bot, data.get("chat"), data.get("message"), member, t)
+    await _show_outcome(bot, session, data.get("chat"), data.get("message"), member, language, t)
     await message.answer(t("member.rejected_done", name=member.full_name))
 
 
@@ -688,12 +692,12 @@ async def me_command(
     if ahead:
         lines.append(t("member.me_calls"))
         lines += [
-            t("member.me_call", title=c.title, starts_at=local_time(c.starts_at, settings.tz))
+            t("member.me_call", title=c.title, when=call_when(call_data(c), settings.tz))
             for c in ahead
         ]
     else:
         lines.append(t("member.me_no_calls"))
-    await message.answer("\n".join(lines))
+    await message.answer("\n".join(lines), reply_markup=ahead_keyboard(ahead, t))
 
 
 def router() -> Router:

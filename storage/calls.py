@@ -68,9 +68,19 @@ async def standing_claim_of_member(
     ).first()
 
 
-async def take_call_place(session: AsyncSession, call_id: int, now: datetime) -> bool:
+class PlaceTaken(NamedTuple):
+    """A place taken on a call, and when the call's reminder went (None: not yet)."""
+
+    reminded_at: datetime | None
+
+
+async def take_call_place(session: AsyncSession, call_id: int, now: datetime) -> PlaceTaken | None:
     """Count one more place taken on the call if it is open, not full and not started (one
-    conditional UPDATE; the call turns full with its last place); whether it did."""
+    conditional UPDATE; the call turns full with its last place); None if it did not.
+
+    The UPDATE waits for a scheduler reminding the call (claim_calls_to_remind), so the
+    reminder it returns is that scheduler's: a member who took a place after the reminders
+    were read is told so here."""
     c = DutyCall
     taken = await session.exec(
         sa.update(c)
@@ -85,8 +95,10 @@ async def take_call_place(session: AsyncSession, call_id: int, now: datetime) ->
             status=sa.case((c.claimed + 1 >= c.capacity, CallStatus.FULL.value), else_=c.status),
             updated_at=now,
         )
+        .returning(c.reminded_at)
     )
-    return taken.rowcount != 0
+    row = taken.first()
+    return None if row is None else PlaceTaken(row.reminded_at)
 
 
 async def free_call_place(session: AsyncSession, call_id: int, now: datetime) -> None:
@@ -140,7 +152,9 @@ class CallToRemind(NamedTuple):
 
     id: int
     title: str
+    description: str
     starts_at: datetime
+    ends_at: datetime
     latitude: float
     longitude: float
 
@@ -168,7 +182,7 @@ async def claim_calls_to_remind(
         sa.update(c)
         .where(c.id.in_(due), c.reminded_at.is_(None))
         .values(reminded_at=now)
-        .returning(c.id, c.title, c.starts_at, c.latitude, c.longitude)
+        .returning(c.id, c.title, c.description, c.starts_at, c.ends_at, c.latitude, c.longitude)
         .execution_options(synchronize_session="fetch")
     )
     return [CallToRemind(*row) for row in claimed.all()]

@@ -285,7 +285,10 @@ async def test_secretary_calls_the_whole_community_then_one_grid(db_url: str) ->
         for member in (*G1_MEMBERS, G2_MEMBER):
             card = await reply(fake, member)
             assert card["text"] == (
-                "📣 Your community calls for help: Clear the snow\nStarts: 2026-11-26 09:00"
+                "📣 Your community calls for help: Clear the snow\n"
+                "Shovel the paths of buildings 1 to 4.\n"
+                "When: 2026-11-26 09:00–12:00\n"
+                "Where: the place on the map above"
             )
             assert buttons(card["reply_markup"]) == [("🙋 I'll come", come), ("Can't", cant)]
         assert (call.title, call.capacity, call.grid_ids, call.ticket_id) == (

@@ -71,6 +71,26 @@ async def world(url: str, clock: FrozenClock) -> int:
         return call.id
 
 
+CALL_TEXT = (
+    "📣 Your community calls for help: Clear the stairwell\n"
+    "Building 3\n"
+    "When: 2026-11-25 12:00–14:00\n"
+    "Where: the place on the map above"
+)
+REMINDER_TEXT = (
+    "⏰ Reminder: Clear the stairwell\n"
+    "Building 3\n"
+    "When: 2026-11-25 12:00–14:00\n"
+    "Where: the place on the map above\n"
+    "On site, press “📍 Check in”; when you leave, “Check out”."
+)
+VENUE = {
+    "location": {"latitude": PLACE[0], "longitude": PLACE[1]},
+    "title": "Clear the stairwell",
+    "address": "2026-11-25 12:00–14:00",
+}
+
+
 def data(op: CallOp, call_id: int) -> str:
     return CallAction(op=op, id=call_id).pack()
 
@@ -84,11 +104,12 @@ async def test_call_claim_check_in_and_out(db_url: str) -> None:
         cards = {}
         for user in [*MEMBERS, IDLE]:
             card = await reply(fake, user)
-            assert card["text"] == (
-                "📣 Your community calls for help: Clear the stairwell\nStarts: 2026-11-25 12:00"
-            )
+            assert card["text"] == CALL_TEXT
             assert buttons(card["reply_markup"]) == [("🙋 I'll come", come), ("Can't", cant)]
             cards[user] = card["message_id"]
+            # Where: the call's place as a venue, just before the card that points to it.
+            assert [m["method"] for m in fake.sent(user)] == ["sendVenue", "sendMessage"]
+            assert fake.sent(user)[0]["venue"] == VENUE
 
         # Three places: the first three are in, the fourth is told the call is full.
         for user in MEMBERS[:3]:
@@ -117,9 +138,8 @@ async def test_call_claim_check_in_and_out(db_url: str) -> None:
         check_in, check_out = data(CallOp.CHECK_IN, call_id), data(CallOp.CHECK_OUT, call_id)
         for user in (MEMBERS[0], MEMBERS[1], MEMBERS[3]):
             reminder = await reply(fake, user)
-            assert reminder["text"].startswith(
-                "⏰ Reminder: Clear the stairwell starts at 2026-11-25 12:00."
-            )
+            assert reminder["text"] == REMINDER_TEXT
+            assert fake.sent(user)[-2]["venue"] == VENUE
             assert buttons(reminder["reply_markup"]) == [
                 ("📍 Check in", check_in),
                 ("Check out", check_out),
@@ -284,3 +304,89 @@ async def test_the_check_in_radius_and_window_come_from_the_settings(db_url: str
         async with session_of(db_url) as session:
             claim = (await session.exec(select(CallClaim))).one()
             assert claim.checked_in_at == T0 + timedelta(minutes=40)
+
+
+async def test_a_member_coming_after_the_reminder_gets_it_at_once(db_url: str) -> None:
+    """The reminder goes once, to those coming then; one who says "I'll come" later gets it
+    at once (with its venue), so everyone coming has a Check in button."""
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake, user = running.fake, MEMBERS[0]
+        call_id = await world(db_url, clock)
+        card = await reply(fake, user)
+        clock.advance(timedelta(hours=1, minutes=30))
+        async with session_of(db_url) as session:
+            assert await remind_calls(session=session, clock=clock, before=timedelta(hours=1)) == 0
+
+        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+        told = await reply(fake, user)
+        assert told["text"].startswith("You're in — thank you!")
+        reminder = await reply(fake, user)
+        assert reminder["text"] == REMINDER_TEXT
+        assert fake.sent(user)[-2]["venue"] == VENUE
+        check_in = data(CallOp.CHECK_IN, call_id)
+        assert buttons(reminder["reply_markup"]) == [
+            ("📍 Check in", check_in),
+            ("Check out", data(CallOp.CHECK_OUT, call_id)),
+        ]
+        await press(fake, user, check_in, reminder["message_id"])
+        asked = await reply(fake, user)
+        assert asked["text"].startswith("Please press “📍 Share location” below to check in")
+        told = await say(fake, user, None, location=NEAR)
+        assert told["text"] == "✅ Checked in. Press “Check out” when you leave."
+
+        # The call was reminded once: a later sweep reminds nobody again.
+        async with session_of(db_url) as session:
+            assert await remind_calls(session=session, clock=clock, before=timedelta(hours=1)) == 0
+        reminders = [m for m in fake.sent(user) if m.get("text") == REMINDER_TEXT]
+        assert len(reminders) == 1
+
+
+async def test_me_shows_each_call_ahead_with_its_place_and_what_may_be_pressed(
+    db_url: str,
+) -> None:
+    """/me lists the calls ahead from when to when, each with a button that shows its place
+    and what may be pressed now: Withdraw before the start, Check in once check-in opens."""
+    clock = FrozenClock(T0)
+    async with running_bot(db_url, clock=clock) as running:
+        fake, user = running.fake, MEMBERS[0]
+        call_id = await world(db_url, clock)
+        card = await reply(fake, user)
+        await press(fake, user, data(CallOp.COME, call_id), card["message_id"])
+        await reply(fake, user)
+        show = data(CallOp.SHOW, call_id)
+        withdraw = ("Withdraw", data(CallOp.WITHDRAW, call_id))
+        check = [
+            ("📍 Check in", data(CallOp.CHECK_IN, call_id)),
+            ("Check out", data(CallOp.CHECK_OUT, call_id)),
+        ]
+        coming = CALL_TEXT.replace("📣 Your community calls for help:", "🙋 You are coming:")
+
+        me = await say(fake, user, "/me")
+        assert "Calls ahead:\n• Clear the stairwell: 2026-11-25 12:00–14:00" in me["text"]
+        assert buttons(me["reply_markup"]) == [("📍 Clear the stairwell", show)]
+
+        # Before check-in opens: the place, and Withdraw.
+        await press(fake, user, show, me["message_id"])
+        shown = await reply(fake, user)
+        assert shown["text"] == coming
+        assert fake.sent(user)[-2]["venue"] == VENUE
+        assert buttons(shown["reply_markup"]) == [withdraw]
+
+        # Check-in open, before the start: Check in / Check out, and still Withdraw.
+        clock.set(T0 + timedelta(hours=1, minutes=45))
+        await press(fake, user, show, me["message_id"])
+        shown = await reply(fake, user)
+        assert buttons(shown["reply_markup"]) == [*check, withdraw]
+        await press(fake, user, check[0][1], shown["message_id"])
+        await reply(fake, user)
+        await say(fake, user, None, location=NEAR)
+
+        # Checked in: Check out stays (Check in says "already"), Withdraw is gone.
+        await press(fake, user, show, me["message_id"])
+        shown = await reply(fake, user)
+        assert buttons(shown["reply_markup"]) == check
+
+        # Another member, not coming: the button refuses, naming why.
+        refused = await press(fake, MEMBERS[1], show, card["message_id"])
+        assert refused.params["text"] == "You have not said you will come to this call."

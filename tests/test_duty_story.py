@@ -145,13 +145,15 @@ async def register(fake: FakeTelegram, user: int, name: str, home: dict, place: 
     assert done["text"].startswith("Thank you! Your registration has been sent")
 
 
-async def approve(fake: FakeTelegram, secretary: int, user: int, name: str) -> None:
-    """The secretary gets the registration card and presses Approve; the member is told."""
+async def approve(fake: FakeTelegram, secretary: int, user: int, name: str, lives: str) -> None:
+    """The secretary gets the registration card (where the member lives too) and presses
+    Approve; the member is told."""
     card = await told(fake, secretary, "🙋")
     assert card["text"] == (
         "🙋 A Party member reports for duty with your community\n"
         f"Name: {name}\n"
         "Branch / work unit: Jianzhongjie Party branch\n"
+        f"Lives in: {lives}\n"
         "Offers: Safety patrol\n"
         "Skills: first aid"
     )
@@ -215,13 +217,15 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         for user, (name, home, place) in FIVE.items():
             await register(fake, user, name, home, f"Qingtong Community › {place}")
             assert (await member_of(db_url, user)).status == MemberStatus.PENDING
-            await approve(fake, SECRETARY, user, name)
+            await approve(fake, SECRETARY, user, name, f"Qingtong Community › {place}")
             assert (await member_of(db_url, user)).status == MemberStatus.APPROVED
         # One more registers in Songfeng, and Songfeng's secretary (not Qingtong's) approves.
         await register(
             fake, OUTSIDER, "Wu Gang", OUTSIDER_HOME, "Songfeng Community › Songfeng Grid 1"
         )
-        await approve(fake, OTHER_SECRETARY, OUTSIDER, "Wu Gang")
+        await approve(
+            fake, OTHER_SECRETARY, OUTSIDER, "Wu Gang", "Songfeng Community › Songfeng Grid 1"
+        )
         assert not [m for m in fake.sent(SECRETARY) if "Wu Gang" in (m.get("text") or "")]
 
         # 3. The secretary calls: the five get it with I'll come / Can't; Songfeng's does not.
@@ -239,7 +243,10 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         for user in FIVE:
             card = await told(fake, user, "📣")
             assert card["text"] == (
-                f"📣 Your community calls for help: {TITLE}\nStarts: 2026-11-26 09:00"
+                f"📣 Your community calls for help: {TITLE}\n"
+                "Shovel the paths of buildings 1 to 4.\n"
+                "When: 2026-11-26 09:00–11:00\n"
+                "Where: the place on the map above"
             )
             assert buttons(card["reply_markup"]) == [("🙋 I'll come", come), ("Can't", cant)]
             cards[user] = card["message_id"]
@@ -275,7 +282,8 @@ async def test_party_members_on_duty_the_whole_story(db_url: str) -> None:
         reminders = {}
         for user in (LI, WANG, ZHAO):
             reminder = await told(fake, user, "⏰")
-            assert reminder["text"].startswith(f"⏰ Reminder: {TITLE} starts at 2026-11-26 09:00.")
+            assert reminder["text"].startswith(f"⏰ Reminder: {TITLE}\nShovel the paths")
+            assert "When: 2026-11-26 09:00–11:00" in reminder["text"]
             assert buttons(reminder["reply_markup"]) == [
                 ("📍 Check in", check_in),
                 ("Check out", check_out),
@@ -410,7 +418,7 @@ async def test_refusals_outside_the_story(db_url: str) -> None:
     async with story_bot(db_url, clock) as fake:
         name, home, place = FIVE[LI]
         await register(fake, LI, name, home, f"Qingtong Community › {place}")
-        await approve(fake, SECRETARY, LI, name)
+        await approve(fake, SECRETARY, LI, name, f"Qingtong Community › {place}")
         name, home, place = FIVE[WANG]
         await register(fake, WANG, name, home, f"Qingtong Community › {place}")
         card = await told(fake, SECRETARY, "🙋")  # Wang stays pending

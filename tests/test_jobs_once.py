@@ -165,6 +165,43 @@ async def test_those_coming_are_reminded_once_by_two_schedulers(db_url, clock) -
             assert {c.reminded_at for c in calls} == {clock.now()}
 
 
+async def test_a_member_answering_while_the_call_is_reminded_gets_one_reminder(
+    db_url, clock
+) -> None:
+    """A scheduler reminds a call while members say "I'll come" in other processes: whichever
+    goes first, each member coming gets the reminder once (from the scheduler, or at once with
+    their answer), and nobody who did not answer gets one."""
+    async with _processes(db_url) as makers:
+        async with makers[0]() as session:
+            tree, _, secretary, _, people = await _duty_world(session, members=5)
+            call, _ = await _call(session, clock, tree, secretary, capacity=5)
+            await answer_call(session=session, clock=clock, person=people[0], call_id=call.id)
+            await session.commit()
+        clock.advance(timedelta(hours=1, minutes=30))
+
+        async def answer(maker: async_sessionmaker, person) -> None:
+            async with maker() as session:
+                await answer_call(session=session, clock=clock, person=person, call_id=call.id)
+                await session.commit()
+
+        async def remind(maker: async_sessionmaker) -> None:
+            async with maker() as session:
+                await remind_calls(session=session, clock=clock, before=timedelta(hours=1))
+                await session.commit()
+
+        work = [remind(makers[0]), *(answer(makers[1], p) for p in people[1:4])]
+        await _together(makers[0], "duty_call", work)
+
+        async with makers[0]() as session:
+            reminders = await _outbox(session, "duty_call_reminder")
+            places = await _outbox(session, "duty_call_place")
+        coming = Counter(p.telegram_id for p in people[:4])
+        assert Counter(m.chat_id for m in reminders) == coming
+        # Each reminder comes with the call's place, sent just before it.
+        lane = reminders[0].lane
+        assert Counter(m.chat_id for m in places if m.lane == lane) == coming
+
+
 async def test_a_forgotten_check_out_is_closed_once_by_two_schedulers(db_url, clock) -> None:
     async with _processes(db_url) as makers:
         async with makers[0]() as session:

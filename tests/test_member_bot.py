@@ -199,7 +199,8 @@ async def test_register_approve_and_me(db_url: str) -> None:
         assert card["text"] == (
             "🙋 A Party member reports for duty with your community\n"
             "Name: Zhang Wei\n"
-            "Branch / work unit: Qingtong Party branch"
+            "Branch / work unit: Qingtong Party branch\n"
+            "Lives in: Qingtong Community › Qingtong Grid 1"
         )
         approve = MemberDecision(id=row.id, ok=True).pack()
         reject = MemberDecision(id=row.id, ok=False).pack()
@@ -216,7 +217,7 @@ async def test_register_approve_and_me(db_url: str) -> None:
         assert answer.params["text"] == "Zhang Wei approved; they have been told."
         edit = fake.calls_to("editMessageText", SECRETARY)[-1].params
         assert edit["message_id"] == card["message_id"]
-        assert edit["text"].endswith("\n\n✅ Approved.")
+        assert edit["text"] == f"{card['text']}\n\n✅ Approved."
         decision = await reply(fake, MEMBER)
         assert decision["text"].startswith("✅ Your registration for duty has been approved")
         assert (await member_row(db_url)).status == MemberStatus.APPROVED

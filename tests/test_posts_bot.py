@@ -249,19 +249,20 @@ async def test_me_lists_the_posts_held_and_the_calls_ahead(db_url: str) -> None:
             "\n"
             "Posts you hold: Building helper, Safety patrol\n"
             "Calls ahead:\n"
-            "• Clear the stairwell: 2026-11-25 12:00\n"
-            "• Flood watch: 2026-11-26 10:00"
+            "• Clear the stairwell: 2026-11-25 12:00–14:00\n"
+            "• Flood watch: 2026-11-26 10:00–13:00"
         )
 
         # Under way still counts as ahead; once it has ended, it is gone.
         clock.set(T0 + timedelta(hours=3))
         me = await say(fake, ALICE, "/me")
         assert me["text"].endswith(
-            "Calls ahead:\n• Clear the stairwell: 2026-11-25 12:00\n• Flood watch: 2026-11-26 10:00"
+            "Calls ahead:\n• Clear the stairwell: 2026-11-25 12:00–14:00\n"
+            "• Flood watch: 2026-11-26 10:00–13:00"
         )
         clock.set(T0 + timedelta(hours=4))
         me = await say(fake, ALICE, "/me")
-        assert me["text"].endswith("Calls ahead:\n• Flood watch: 2026-11-26 10:00")
+        assert me["text"].endswith("Calls ahead:\n• Flood watch: 2026-11-26 10:00–13:00")
 
         # Bob holds nothing and has no call ahead.
         me = await say(fake, BOB, "/me")

@@ -423,3 +423,59 @@ def test_an_empty_digest_is_one_line_without_buttons() -> None:
         rendered = render("digest", empty, language)
         assert rendered.text == expected
         assert rendered.reply_markup is None
+
+
+REGISTRATION = {
+    "member_id": 7,
+    "full_name": "张伟",
+    "branch": "青桐党支部",
+    "services": [],
+    "skills": [],
+    "community_zh": "青桐社区",
+    "community_en": "Qingtong Community",
+    "grid_zh": "青桐第一网格",
+    "grid_en": "Qingtong Grid 1",
+}
+
+
+def test_a_registration_says_where_the_member_lives() -> None:
+    """The secretary reads whose neighbour it is: community and grid, in their language; a
+    registration without a grid says so; a row queued before places were carried has none."""
+    zh = render("member_registration", REGISTRATION, "zh-hans").text
+    assert zh.splitlines()[-1] == "居住：青桐社区 › 青桐第一网格"
+    en = render("member_registration", REGISTRATION).text
+    assert en.splitlines()[-1] == "Lives in: Qingtong Community › Qingtong Grid 1"
+    no_grid = {**REGISTRATION, "grid_zh": None, "grid_en": None}
+    assert render("member_registration", no_grid).text.splitlines()[-1] == (
+        "Lives in: Qingtong Community (grid not given)"
+    )
+    old = {k: v for k, v in REGISTRATION.items() if not k.startswith(("community", "grid"))}
+    assert "Lives in" not in render("member_registration", old).text
+
+
+CALL = {
+    "call_id": 9,
+    "title": "清扫楼道",
+    "description": "3号楼",
+    "starts_at": "2026-11-25T04:00:00+00:00",
+    "ends_at": "2026-11-25T06:30:00+00:00",
+    "latitude": 34.742,
+    "longitude": 113.632,
+}
+
+
+def test_a_call_says_what_when_and_where_and_its_place_is_a_venue() -> None:
+    text = render("duty_call", CALL, "zh-hans").text
+    assert text == "📣 社区召集：清扫楼道\n3号楼\n时间：2026-11-25 12:00–14:30\n地点：见上方地图"
+    place = render("duty_call_place", CALL, "zh-hans")
+    assert place.method == "sendVenue"
+    assert (place.place.latitude, place.place.longitude) == (34.742, 113.632)
+    assert (place.place.title, place.place.address) == ("清扫楼道", "2026-11-25 12:00–14:30")
+    # A call over midnight names both days; a row queued before the end was carried has the
+    # start alone, and one without a place does not point to a map.
+    overnight = {**CALL, "ends_at": "2026-11-25T17:00:00+00:00"}
+    assert "When: 2026-11-25 12:00 – 2026-11-26 01:00" in render("duty_call", overnight).text
+    old = {"call_id": 9, "title": "Sweep", "starts_at": CALL["starts_at"]}
+    assert render("duty_call", old).text == (
+        "📣 Your community calls for help: Sweep\nWhen: 2026-11-25 12:00"
+    )

@@ -160,10 +160,12 @@ class CallOp(StrEnum):
     WITHDRAW = "w"  # before the start: the place is free again
     CHECK_IN = "i"  # then asks for the location
     CHECK_OUT = "o"
+    SHOW = "s"  # from /me: the call's place and times, and what may be pressed now
 
 
 class CallAction(Button, prefix="dc"):
-    """A button on a call to a member, its reminder, or the "you're in" message (`id`: call)."""
+    """A button on a call to a member, its reminder, the "you're in" message or /me (`id`:
+    call)."""
 
     op: CallOp
     id: int

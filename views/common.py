@@ -3,10 +3,21 @@ domain refusal put in the person's words."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from domain.errors import DomainError
 from views.i18n import Translate
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A point on the map: a venue when it has a title and an address, else a plain location."""
+
+    latitude: float
+    longitude: float
+    title: str | None = None
+    address: str | None = None
 
 
 def scope_name(language: str, name_zh: str, name_en: str) -> str:

@@ -12,11 +12,19 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from domain.members import SERVICE_KINDS
 from storage.enums import MemberStatus
 from views.buttons import MemberDecision
+from views.cards import localized_name
 from views.i18n import Translate
 
 
-def registration_text(data: Mapping[str, Any], t: Translate) -> str:
+def registration_text(data: Mapping[str, Any], language: str, t: Translate) -> str:
     lines = [t("member.registration", full_name=data["full_name"], branch=data["branch"])]
+    community = localized_name(data, "community", language)
+    if community:  # a card queued before the place was carried has none
+        grid = localized_name(data, "grid", language)
+        if grid:
+            lines.append(t("member.registration_lives", community=community, grid=grid))
+        else:
+            lines.append(t("member.registration_lives_community", community=community))
     services = [t(f"member.service.{c}") for c in data.get("services") or [] if c in SERVICE_KINDS]
     if services:
         lines.append(t("member.registration_services", services=", ".join(services)))

@@ -28,6 +28,7 @@ from views.cards import (
     summons_keyboard,
     summons_text,
 )
+from views.common import Place
 from views.i18n import catalogs, text, translator
 
 ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
@@ -36,16 +37,6 @@ ReplyMarkup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove |
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption
 TEXT_LIMIT = 4096  # and for a message text
 MEDIA_GROUP_LIMIT = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """A point on the map: a venue when it has a title and an address, else a plain location."""
-
-    latitude: float
-    longitude: float
-    title: str | None = None
-    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +357,7 @@ def render_member_registration(data: Mapping[str, Any], language: str) -> Render
     """Kind "member_registration": to the community secretary, with Approve / Reject."""
     t = translator(language)
     return Rendered(
-        member.registration_text(data, t),
+        member.registration_text(data, language, t),
         reply_markup=member.registration_keyboard(int(data["member_id"]), t),
     )
 
@@ -385,6 +376,12 @@ def render_duty_call(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> R
     return Rendered(
         calls.call_text(data, t, tz), reply_markup=calls.call_keyboard(int(data["call_id"]), t)
     )
+
+
+def render_duty_call_place(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
+    """Kind "duty_call_place": where a call is, as a venue (sent just before the call or its
+    reminder, whose text points to it)."""
+    return Rendered(place=calls.call_place(data, tz))
 
 
 def render_duty_call_cancelled(data: Mapping[str, Any], language: str, *, tz: tzinfo) -> Rendered:
@@ -447,6 +444,7 @@ def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     renderer.register("member_registration", render_member_registration)
     renderer.register("member_decision", render_member_decision)
     renderer.register("duty_call", partial(render_duty_call, tz=zone))
+    renderer.register("duty_call_place", partial(render_duty_call_place, tz=zone))
     renderer.register("duty_call_reminder", partial(render_duty_call_reminder, tz=zone))
     renderer.register("duty_call_cancelled", partial(render_duty_call_cancelled, tz=zone))
     renderer.register("duty_attendance_due", partial(render_duty_attendance_due, tz=zone))

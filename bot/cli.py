@@ -1,4 +1,5 @@
-"""The `gridbot` command line: run the bot, migrate, load the organisation, invite people.
+"""The `gridbot` command line: run the bot, migrate, load the organisation, invite people,
+print a unit's figures.
 
 Each command imports what it uses when it runs: `gridbot --help` loads neither aiogram (most of
 a start-up) nor the handlers, the scheduler, Alembic or the organisation file's reader, and
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 import typer
 
 from bot.cli_org import org_app
+from bot.cli_stats import stats
 from bot.cli_support import database_setup, fail, load_settings
 from bot.memory import collector_off
 from bot.settings import MAX_INVITE_DAYS, Settings, invite_days_problem
@@ -30,6 +32,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
+app.command()(stats)
 
 
 def setup_logging(settings: Settings) -> None:

@@ -36,7 +36,17 @@ class Changes:
         note: str | None = None,
         **data: object,
     ) -> None:
-        """A line of the ticket's history: who, when, from what to its status now, and why."""
+        """A line of the ticket's history: who, when, from what to its status now, and why.
+
+        It also says which unit held the ticket when it happened (before a move hands it on),
+        and, while the ticket waited to be accepted, since when and until when: the figures
+        (domain.figures) are tallied from these.
+        """
+        held: dict[str, object] = {"unit": ticket.holder_unit_id}
+        if from_status == TicketStatus.NEW:
+            held["since"] = ticket.holder_since.isoformat()
+            if ticket.accept_deadline is not None:
+                held["due"] = ticket.accept_deadline.isoformat()
         self.events.append(
             {
                 "ticket_id": ticket.id,
@@ -46,7 +56,7 @@ class Changes:
                 "from_status": from_status,
                 "to_status": ticket.status,
                 "note": note,
-                "data": dict(data),
+                "data": held | data,
             }
         )
 

@@ -21,6 +21,7 @@ from domain.calls import close_forgotten, remind_calls
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
+from domain.figures import roll_up
 from domain.sweep import SweepReport
 from domain.updates import forget_old_updates
 from scheduler.sweep import sweep
@@ -60,8 +61,9 @@ def _require() -> JobContext:
 
 async def sweep_job() -> SweepReport:
     """Re-read the calendar and ladder, sweep what is due, remind members of calls ahead,
-    close check-outs they forgot, ask organisers of calls just over for attendance, and send
-    the digest and last month's summaries when due."""
+    close check-outs they forgot, ask organisers of calls just over for attendance, send
+    the digest and last month's summaries when due, and roll the settled ticket events up
+    into the monthly figures."""
     return await run_jobs(_require())
 
 
@@ -94,6 +96,8 @@ async def run_jobs(ctx: JobContext) -> SweepReport:
         )
         await session.commit()
         await forget_old_updates(session=session, clock=ctx.clock)
+        await session.commit()
+        await roll_up(session=session, clock=ctx.clock, tz=ctx.timing.calendar.tz)
         await session.commit()
     if (report.total or digests or reminded or asked or summaries) and ctx.on_queued is not None:
         ctx.on_queued()

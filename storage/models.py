@@ -288,6 +288,38 @@ class TicketEvent(SQLModel, table=True):
     to_status: TicketStatus | None = Field(default=None, sa_type=_enum(TicketStatus))
     note: str | None = Field(default=None, sa_type=sa.Text)
     data: dict = Field(default_factory=dict, sa_type=JSONType)
+    # The ticket events are the record of truth for the three rates: the roll-up reads them
+    # by time (storage.figures), the figures add what happened since its mark.
+    __table_args__ = (sa.Index("ix_ticket_event_at", "at"),)
+
+
+class UnitMonthFigures(SQLModel, table=True):
+    """A unit's own figures for a month (its subtree's are summed when read), tallied from the
+    ticket events by domain.figures. Rolled up by the scheduler up to `FiguresMark.upto`; what
+    happened after the mark is tallied from the events when read, so the figures are exact."""
+
+    __tablename__ = "unit_month_figures"
+
+    month: int = Field(primary_key=True)  # 202611: a month in the city's time
+    unit_id: int = Field(foreign_key="org_unit.id", primary_key=True)
+    dispatched: int = 0  # steps that came to the unit and ended (returns apart)
+    responded: int = 0  # of those, accepted in time
+    returned: int = 0
+    followups: int = 0  # answers whose follow-up ended (solved, unanswered or reopened)
+    solved: int = 0  # the resident confirmed it solved
+    unanswered: int = 0  # closed as solved after an unanswered follow-up
+    ratings: int = 0
+    satisfied: int = 0  # ratings of 4 or 5
+    rating_sum: int = 0
+
+
+class FiguresMark(SQLModel, table=True):
+    """How far the ticket events are rolled up into UnitMonthFigures (one row)."""
+
+    __tablename__ = "figures_mark"
+
+    id: int = Field(default=1, primary_key=True)
+    upto: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: not rolled yet
 
 
 class OutboxMessage(SQLModel, table=True):

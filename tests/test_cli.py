@@ -34,6 +34,7 @@ runner = CliRunner()
         ["org", "load"],
         ["org", "sample"],
         ["invite"],
+        ["stats"],
     ],
 )
 def test_every_command_has_help(args) -> None:

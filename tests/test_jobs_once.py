@@ -34,12 +34,14 @@ from domain.calls import (
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
 from domain.digests import send_digests
+from domain.figures import Figures, month_of, roll_up, tally
 from domain.summons import whistle
 from domain.tickets import accept_ticket, escalate_ticket, resolve_ticket
 from scheduler import jobs
 from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import Role, TicketStatus
+from storage.figures import events_between, figures_of_month
 from storage.models import (
     CallClaim,
     Department,
@@ -200,6 +202,40 @@ async def test_a_member_answering_while_the_call_is_reminded_gets_one_reminder(
         # Each reminder comes with the call's place, sent just before it.
         lane = reminders[0].lane
         assert Counter(m.chat_id for m in places if m.lane == lane) == coming
+
+
+async def test_the_figures_are_rolled_up_once_by_two_schedulers(db_url, clock) -> None:
+    """Two schedulers roll the ticket events up at once, twice over: every event is counted
+    once (the monthly rows equal a tally of all the events), the first time and after."""
+    async with _processes(db_url) as makers:
+
+        async def accepted(session) -> None:
+            ticket = await _file(session, clock, tree, category, people)
+            leader = people["leader"]
+            await accept_ticket(
+                session=session, clock=clock, timing=TIMING, actor=leader, ticket_id=ticket.id
+            )
+            await session.commit()
+
+        async with makers[0]() as session:
+            tree, category, people = await _ticket_world(session)
+            for _ in range(3):
+                await accepted(session)
+        for _ in range(2):
+            clock.advance(timedelta(minutes=6))
+            rolled = await _at_once(
+                makers, "figures_mark", lambda s: roll_up(session=s, clock=clock, tz=TZ)
+            )
+            async with makers[0]() as session:
+                everything = tally(await events_between(session, None, None), TZ)
+                month = month_of(clock.now(), TZ)
+                expected = {u: f for (m, u), f in everything.items() if m == month}
+                rows = await figures_of_month(session, month)
+                assert {u: Figures(**counts) for u, counts in rows.items()} == expected
+            async with makers[1]() as session:
+                await accepted(session)
+            assert sorted(rolled)[0] == 0  # one of the two rolled them, the other nothing
+        assert expected[tree.grid.id].dispatched == 4
 
 
 async def test_a_forgotten_check_out_is_closed_once_by_two_schedulers(db_url, clock) -> None:

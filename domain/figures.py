@@ -1,0 +1,294 @@
+"""The three rates a unit is judged by, per month (12345's 响应率 / 解决率 / 满意率), tallied
+from the ticket events, the record of truth.
+
+Every ticket event says which unit held the ticket when it happened (domain.changes). A
+month is a calendar month in the city's time. A unit's figures include its whole subtree.
+
+- **Response (响应率)**: each time a ticket comes into a unit's hands to be accepted (filed to
+  its grid, escalated to it, dispatched again to a grid) is a step. A step counts when it
+  ends, in the month it began: accepted (签收; for a street, summoning departments) by its
+  accept deadline is responded; passed up the ladder, by hand or on the missed deadline, is
+  not. A step the unit returned (退单) is not counted either way, only shown: it was not
+  theirs, and the level above decides it. Steps still waiting are not counted yet.
+  Response rate = responded / steps ended.
+- **Resolution (解决率)**: each answer (答复) the resident was asked about counts once, in
+  the month its follow-up ended, for the unit that answered it: confirmed solved, closed as
+  solved after the follow-up went unanswered (shown apart), or reopened (not solved).
+  Resolution rate = (confirmed + unanswered) / follow-ups ended.
+- **Satisfaction (满意率)**: each rating counts in the month it was given, for the unit that
+  answered: 4 or 5 stars is satisfied. Satisfaction rate = ratings of 4-5 / ratings; the mean
+  rating beside it.
+
+Beside each rate its count, so a rate on 3 tickets is not read as one on 3,000. Events
+recorded before the figures were kept carry no unit and are not counted.
+
+The scheduler rolls the events up into monthly rows per unit (roll_up); a read adds the
+events after the roll-up's mark, so what it shows is exact at the moment of reading.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, tzinfo
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from domain.clock import Clock
+from domain.errors import DomainError
+from domain.reference import OrgSnapshot
+from storage.enums import TicketStatus
+from storage.figures import (
+    EventFacts,
+    add_figures,
+    current_mark,
+    events_between,
+    figures_of_month,
+    mark_for_update,
+    overdue_by_holder,
+    set_mark,
+)
+from storage.models import OrgUnit
+
+S = TicketStatus
+# A step in a unit's hands ends with one of these, from NEW (the ticket waiting to be taken).
+RESPONDED = frozenset({"accept", "whistle"})
+NOT_RESPONDED = frozenset({"escalate"})
+RETURNED = "return"
+# A follow-up visit ends with one of these, from RESOLVED.
+FOLLOWUP_ENDS = {"confirm": "solved", "expire": "unanswered", "reopen": None}
+RATE = "rate"
+SATISFIED_FROM = 4
+# Events are rolled up once this old: every transaction that wrote earlier events has ended.
+SETTLE = timedelta(minutes=5)
+# Being worked on: a ticket in one of these past its deadline is overdue in its holder's hands.
+WORKED_ON = frozenset({S.NEW, S.ACCEPTED, S.REOPENED, S.RETURNED, S.SUMMONED})
+
+
+@dataclass
+class Figures:
+    """A unit's counts for a month, and the rates made of them (None: nothing to rate)."""
+
+    dispatched: int = 0
+    responded: int = 0
+    returned: int = 0
+    followups: int = 0
+    solved: int = 0
+    unanswered: int = 0
+    ratings: int = 0
+    satisfied: int = 0
+    rating_sum: int = 0
+
+    def add(self, other: Figures) -> None:
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+    @property
+    def response_rate(self) -> float | None:
+        return self.responded / self.dispatched if self.dispatched else None
+
+    @property
+    def resolution_rate(self) -> float | None:
+        return (self.solved + self.unanswered) / self.followups if self.followups else None
+
+    @property
+    def satisfaction_rate(self) -> float | None:
+        return self.satisfied / self.ratings if self.ratings else None
+
+    @property
+    def mean_rating(self) -> float | None:
+        return self.rating_sum / self.ratings if self.ratings else None
+
+
+def month_of(moment: datetime, tz: tzinfo) -> int:
+    """The month a moment falls in, in the city's time: 202611."""
+    local = moment.astimezone(tz)
+    return local.year * 100 + local.month
+
+
+def month_bounds(month: int, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The month's [start, end) in the city's time."""
+    year, number = divmod(month, 100)
+    start = datetime(year, number, 1, tzinfo=tz)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def _moment(value: str | datetime) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def tally(events: Iterable[EventFacts], tz: tzinfo) -> dict[tuple[int, int], Figures]:
+    """The counts the events add, by (month, unit): the definitions above, in one place."""
+    out: dict[tuple[int, int], Figures] = defaultdict(Figures)
+    for event in events:
+        unit = event.data.get("unit")
+        if unit is None:
+            continue
+        kind = event.kind
+        if event.from_status == S.NEW and (
+            kind in RESPONDED or kind in NOT_RESPONDED or kind == RETURNED
+        ):
+            since = event.data.get("since")
+            if since is None:
+                continue
+            figures = out[(month_of(_moment(since), tz), unit)]
+            if kind == RETURNED:
+                figures.returned += 1
+                continue
+            figures.dispatched += 1
+            due = event.data.get("due")
+            if kind in RESPONDED and (due is None or event.at <= _moment(due)):
+                figures.responded += 1
+        elif event.from_status == S.RESOLVED and kind in FOLLOWUP_ENDS:
+            figures = out[(month_of(event.at, tz), unit)]
+            figures.followups += 1
+            outcome = FOLLOWUP_ENDS[kind]
+            if outcome is not None:
+                setattr(figures, outcome, getattr(figures, outcome) + 1)
+        elif kind == RATE and isinstance(event.data.get("rating"), int):
+            rating = event.data["rating"]
+            figures = out[(month_of(event.at, tz), unit)]
+            figures.ratings += 1
+            figures.rating_sum += rating
+            figures.satisfied += rating >= SATISFIED_FROM
+    return dict(out)
+
+
+async def roll_up(*, session: AsyncSession, clock: Clock, tz: tzinfo) -> int:
+    """Add the events that have settled since the mark to the monthly rows, and move the
+    mark: once, however many schedulers run it (the mark's row is held by the transaction
+    that rolls, and the next one starts where it stopped). How many events were rolled."""
+    mark = await mark_for_update(session)
+    upto = clock.now() - SETTLE
+    if mark is not None and upto <= mark:
+        return 0
+    events = await events_between(session, mark, upto)
+    counts = tally(events, tz)
+    await add_figures(session, {key: vars(value) for key, value in counts.items()})
+    await set_mark(session, upto)
+    return len(events)
+
+
+async def own_figures(session: AsyncSession, tz: tzinfo, month: int) -> dict[int, Figures]:
+    """Each unit's own figures for the month (not its subtree's), exact now: the rolled-up
+    rows, and what the events after the roll-up's mark add to the month (a step that began in
+    it may have ended since; nothing before the month's start counts in it)."""
+    rolled = await figures_of_month(session, month)
+    own = {unit: Figures(**counts) for unit, counts in rolled.items()}
+    start, _ = month_bounds(month, tz)
+    mark = await current_mark(session)
+    tail = await events_between(session, start if mark is None else max(mark, start), None)
+    for (event_month, unit), figures in tally(tail, tz).items():
+        if event_month == month:
+            own.setdefault(unit, Figures()).add(figures)
+    return own
+
+
+def subtree_figures(org: OrgSnapshot, own: dict[int, Figures]) -> dict[int, Figures]:
+    """Every unit's figures with its subtree's: each unit's own added to it and those above."""
+    totals: dict[int, Figures] = defaultdict(Figures)
+    for unit_id, figures in own.items():
+        unit = org.units.get(unit_id)
+        if unit is None:
+            continue
+        for above in org.chain(unit):
+            totals[above.id].add(figures)
+    return dict(totals)
+
+
+async def overdue_now(session: AsyncSession, clock: Clock, org: OrgSnapshot) -> dict[int, int]:
+    """Tickets being worked on past their deadline now, by unit, subtrees included."""
+    totals: dict[int, int] = defaultdict(int)
+    for unit_id, count in (await overdue_by_holder(session, clock.now(), WORKED_ON)).items():
+        unit = org.units.get(unit_id)
+        if unit is None:
+            continue
+        for above in org.chain(unit):
+            totals[above.id] += count
+    return dict(totals)
+
+
+# -- a unit's report: its figures and its children ranked --------------------------------------
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How the three rates make one score for ranking (Beijing's 12345 weighs response 10%,
+    resolution 45%, satisfaction 45%)."""
+
+    response: float = 0.10
+    resolution: float = 0.45
+    satisfaction: float = 0.45
+
+
+def score(figures: Figures, weights: Weights) -> float | None:
+    """The weighted mean of the rates the unit has (a rate with nothing to rate leaves its
+    weight out); None when it has none."""
+    parts = [
+        (rate, weight)
+        for rate, weight in (
+            (figures.response_rate, weights.response),
+            (figures.resolution_rate, weights.resolution),
+            (figures.satisfaction_rate, weights.satisfaction),
+        )
+        if rate is not None and weight > 0
+    ]
+    total = sum(weight for _, weight in parts)
+    return sum(rate * weight for rate, weight in parts) / total if total else None
+
+
+@dataclass(frozen=True)
+class Line:
+    """One unit in a report: its figures (subtree included), its overdue tickets now, its
+    score."""
+
+    unit: OrgUnit
+    figures: Figures
+    overdue: int
+    score: float | None
+
+
+@dataclass(frozen=True)
+class UnitReport:
+    """A unit's month: its own line, and its children's ranked by score (those with nothing
+    to rate last, by code)."""
+
+    month: int
+    unit: Line
+    children: list[Line]
+
+
+async def unit_report(
+    *,
+    session: AsyncSession,
+    org: OrgSnapshot,
+    clock: Clock,
+    tz: tzinfo,
+    unit: OrgUnit,
+    month: int,
+    weights: Weights | None = None,
+) -> UnitReport:
+    """The figures of `unit` and of each unit right below it for `month`, and what is overdue
+    in each now."""
+    weights = weights or Weights()
+    totals = subtree_figures(org, await own_figures(session, tz, month))
+    overdue = await overdue_now(session, clock, org)
+
+    def line(of: OrgUnit) -> Line:
+        figures = totals.get(of.id, Figures())
+        return Line(of, figures, overdue.get(of.id, 0), score(figures, weights))
+
+    children = [line(child) for child in org.units.values() if child.parent_id == unit.id]
+    children.sort(key=lambda c: (c.score is None, -(c.score or 0.0), c.unit.code))
+    return UnitReport(month, line(unit), children)
+
+
+def parse_month(text: str) -> int:
+    """ "2026-11" as 202611; a DomainError naming the form otherwise."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
+    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 2000:
+        raise DomainError("stats.bad_month", given=text)
+    return int(match[1]) * 100 + int(match[2])

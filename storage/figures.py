@@ -1,0 +1,121 @@
+"""The three rates' storage: the ticket events read by time, and each unit's monthly figures
+rolled up from them (domain.figures decides what counts)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.enums import TicketStatus
+from storage.models import FiguresMark, Ticket, TicketEvent, UnitMonthFigures
+
+# The counts of a unit's month, in the table's order.
+COUNTS = (
+    "dispatched",
+    "responded",
+    "returned",
+    "followups",
+    "solved",
+    "unanswered",
+    "ratings",
+    "satisfied",
+    "rating_sum",
+)
+
+
+class EventFacts(NamedTuple):
+    """What the figures read of a ticket event."""
+
+    kind: str
+    at: datetime
+    from_status: TicketStatus | None
+    data: dict[str, Any]
+
+
+async def events_between(
+    session: AsyncSession, start: datetime | None, end: datetime | None
+) -> list[EventFacts]:
+    """The ticket events with `start` <= at < `end` (None: unbounded), oldest first."""
+    e = TicketEvent
+    statement = select(e.kind, e.at, e.from_status, e.data).order_by(e.at, e.id)
+    if start is not None:
+        statement = statement.where(e.at >= start)
+    if end is not None:
+        statement = statement.where(e.at < end)
+    return [EventFacts(*row) for row in (await session.exec(statement)).all()]
+
+
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+async def mark_for_update(session: AsyncSession) -> datetime | None:
+    """How far the events are rolled up (None: not yet), the mark's row held by this
+    transaction until it ends: another roll-up waits, then starts where this one stopped.
+
+    The row is made first if missing (ON CONFLICT DO NOTHING: of two first roll-ups, the
+    second waits for the first's row), so there is always a row to hold."""
+    table = FiguresMark.__table__
+    await session.exec(_insert(session)(table).values(id=1, upto=None).on_conflict_do_nothing())
+    statement = select(FiguresMark.upto).where(FiguresMark.id == 1).with_for_update()
+    return (await session.exec(statement)).one()
+
+
+async def current_mark(session: AsyncSession) -> datetime | None:
+    """How far the events are rolled up (None: not yet)."""
+    return (await session.exec(select(FiguresMark.upto).where(FiguresMark.id == 1))).first()
+
+
+async def set_mark(session: AsyncSession, upto: datetime) -> None:
+    """Move the mark (held by mark_for_update) to `upto`."""
+    await session.exec(sa.update(FiguresMark).where(FiguresMark.id == 1).values(upto=upto))
+
+
+async def add_figures(
+    session: AsyncSession, figures: Mapping[tuple[int, int], Mapping[str, int]]
+) -> None:
+    """Add counts to the (month, unit) rows, making those that are missing: one INSERT ... ON
+    CONFLICT DO UPDATE for all of them."""
+    if not figures:
+        return
+    rows = [
+        {"month": month, "unit_id": unit_id, **{name: counts.get(name, 0) for name in COUNTS}}
+        for (month, unit_id), counts in figures.items()
+    ]
+    table = UnitMonthFigures.__table__
+    statement = _insert(session)(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.month, table.c.unit_id],
+        set_={name: table.c[name] + statement.excluded[name] for name in COUNTS},
+    )
+    await session.exec(statement, params=rows)
+
+
+async def figures_of_month(session: AsyncSession, month: int) -> dict[int, dict[str, int]]:
+    """Each unit's own rolled-up counts for the month, by unit id."""
+    u = UnitMonthFigures
+    rows = await session.exec(
+        select(u.unit_id, *(getattr(u, name) for name in COUNTS)).where(u.month == month)
+    )
+    return {row[0]: dict(zip(COUNTS, row[1:], strict=True)) for row in rows.all()}
+
+
+async def overdue_by_holder(
+    session: AsyncSession, now: datetime, statuses: Collection[TicketStatus]
+) -> dict[int, int]:
+    """Tickets in `statuses` past their next deadline now, by the unit holding them (read
+    through the index on the next deadline: its cost follows what is overdue)."""
+    t = Ticket
+    rows = await session.exec(
+        select(t.holder_unit_id, sa.func.count())
+        .where(t.next_deadline < now, t.status.in_(list(statuses)), t.holder_unit_id.is_not(None))
+        .group_by(t.holder_unit_id)
+    )
+    return {unit: int(count) for unit, count in rows.all()}

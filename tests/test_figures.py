@@ -1,0 +1,362 @@
+"""The three rates (domain.figures): the definitions on hand-built events, then the real
+ticket lifecycle on SQLite and PostgreSQL (accepted, late, escalated by the sweep, returned,
+reopened, rated, closed after an unanswered follow-up), rolled up and read back exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from typer.testing import CliRunner
+
+from bot.cli import app
+from domain.clock import SystemClock
+from domain.deadlines import Timing
+from domain.figures import (
+    Figures,
+    Weights,
+    month_bounds,
+    month_of,
+    own_figures,
+    roll_up,
+    score,
+    subtree_figures,
+    tally,
+)
+from domain.reference import load_snapshot
+from domain.tickets import (
+    accept_ticket,
+    confirm_ticket,
+    file_ticket,
+    rate_ticket,
+    reopen_ticket,
+    resolve_ticket,
+    return_ticket,
+)
+from scheduler.sweep import sweep
+from storage.db import make_engine, make_sessionmaker
+from storage.enums import ReturnReason, Role, TicketStatus, UnitKind
+from storage.figures import EventFacts, events_between
+from storage.models import RoleAssignment
+from storage.org_loader import apply_org, sample_path
+from storage.orgfile import read_org_file
+from tests.factories import make_person
+from tests.test_sweep import TIMING, _file, _world
+from views.figures import CSV_COLUMNS, month_text, percent
+
+TZ = ZoneInfo("Asia/Shanghai")
+S = TicketStatus
+NOV = 202611
+GRID, COMMUNITY = 5, 4
+
+
+def _at(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=TZ).astimezone(UTC)
+
+
+def _step_end(kind: str, at: datetime, since: datetime, due: datetime | None, unit=GRID):
+    data = {"unit": unit, "since": since.isoformat()}
+    if due is not None:
+        data["due"] = due.isoformat()
+    return EventFacts(kind, at, S.NEW, data)
+
+
+def test_a_step_is_responded_when_accepted_by_its_deadline_in_the_month_it_began() -> None:
+    since = _at(30, 23, 0)  # the last hour of November, in the city's time
+    due = since + timedelta(hours=2)
+    events = [
+        _step_end("accept", due, since, due),  # on the deadline: in time, and November's
+        _step_end("accept", due + timedelta(seconds=1), since, due),  # late
+        _step_end("escalate", due, since, due),  # passed up (here by hand, in time): not
+        _step_end("whistle", _at(30, 23, 30), since, due),  # a street summoning departments
+        _step_end("return", _at(30, 23, 10), since, due),  # not theirs: shown apart
+        _step_end("accept", _at(1, 1, 0, month=12), _at(1, 0, 30, month=12), None),  # no due
+    ]
+    figures = tally(events, TZ)
+    assert figures == {
+        (NOV, GRID): Figures(dispatched=4, responded=2, returned=1),
+        (202612, GRID): Figures(dispatched=1, responded=1),
+    }
+    assert figures[(NOV, GRID)].response_rate == 0.5
+
+
+def test_follow_ups_and_ratings_count_where_and_when_they_ended() -> None:
+    resolved = {"unit": COMMUNITY}
+    events = [
+        EventFacts("confirm", _at(3, 9), S.RESOLVED, resolved),
+        EventFacts("expire", _at(4, 9), S.RESOLVED, resolved),  # unanswered: solved, apart
+        EventFacts("reopen", _at(5, 9), S.RESOLVED, resolved),
+        EventFacts("rate", _at(3, 10), S.CLOSED, resolved | {"rating": 5}),
+        EventFacts("rate", _at(3, 11), S.CLOSED, resolved | {"rating": 3}),
+        EventFacts("rate", _at(3, 12), S.CLOSED, resolved | {"rating": 4}),
+        # Not counted: an event recorded before the figures were kept, a resolve (the
+        # follow-up has not ended), an acceptance of a reopened ticket's second answer.
+        EventFacts("confirm", _at(3, 9), S.RESOLVED, {}),
+        EventFacts("resolve", _at(3, 9), S.ACCEPTED, resolved),
+    ]
+    [(key, figures)] = tally(events, TZ).items()
+    assert key == (NOV, COMMUNITY)
+    assert figures == Figures(
+        followups=3, solved=1, unanswered=1, ratings=3, satisfied=2, rating_sum=12
+    )
+    assert figures.resolution_rate == 2 / 3
+    assert figures.satisfaction_rate == 2 / 3
+    assert figures.mean_rating == 4.0
+
+
+def test_a_unit_with_nothing_has_no_rates_and_months_are_the_citys() -> None:
+    empty = Figures()
+    assert (empty.response_rate, empty.resolution_rate, empty.satisfaction_rate) == (None,) * 3
+    assert empty.mean_rating is None
+    assert month_of(datetime(2026, 11, 30, 16, 30, tzinfo=UTC), TZ) == 202612  # 00:30 local
+    assert month_bounds(202612, TZ) == (
+        datetime(2026, 12, 1, tzinfo=TZ),
+        datetime(2027, 1, 1, tzinfo=TZ),
+    )
+
+
+async def test_the_rates_of_a_month_of_real_tickets(sessionmaker, clock) -> None:
+    """Five tickets through the real use cases and the sweep; the figures read before and
+    after the roll-up are the same, a second roll-up adds nothing, and the monthly rows equal
+    a tally of every event (nothing drifts)."""
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        leader, secretary, resident = people["leader"], people["secretary"], people["resident"]
+
+        async def through(ticket_id: int, actor, rating: int | None = None) -> None:
+            await resolve_ticket(
+                session=session,
+                clock=clock,
+                timing=TIMING,
+                actor=actor,
+                ticket_id=ticket_id,
+                note="done",
+            )
+            if rating is not None:
+                await confirm_ticket(
+                    session=session, clock=clock, actor=resident, ticket_id=ticket_id
+                )
+                await rate_ticket(
+                    session=session, clock=clock, actor=resident, ticket_id=ticket_id, rating=rating
+                )
+
+        async def accept(ticket_id: int, actor) -> None:
+            await accept_ticket(
+                session=session, clock=clock, timing=TIMING, actor=actor, ticket_id=ticket_id
+            )
+
+        # 1. Accepted in time, answered, and nobody answers the follow-up for three days.
+        unanswered = (await _file(session, clock, tree, category, people)).id
+        clock.advance(timedelta(minutes=10))
+        await accept(unanswered, leader)
+        await through(unanswered, leader)
+        clock.advance(timedelta(days=3))
+        assert (await sweep(session=session, clock=clock, timing=TIMING)).closed_unrated == 1
+        # 2-3. Accepted in time, confirmed solved, rated 5 and 3.
+        for rating in (5, 3):
+            ticket_id = (await _file(session, clock, tree, category, people)).id
+            await accept(ticket_id, leader)
+            await through(ticket_id, leader, rating)
+        # 4. The grid misses the accept deadline: the sweep passes it to the community, whose
+        # secretary accepts in time, answers, and the resident reopens it.
+        moved = (await _file(session, clock, tree, category, people)).id
+        clock.advance(timedelta(minutes=31))
+        assert (await sweep(session=session, clock=clock, timing=TIMING)).escalated == 1
+        clock.advance(timedelta(minutes=5))
+        await accept(moved, secretary)
+        await through(moved, secretary)
+        await reopen_ticket(
+            session=session,
+            clock=clock,
+            timing=TIMING,
+            actor=resident,
+            ticket_id=moved,
+            reason="still broken",
+        )
+        # 5. Returned by the grid: not theirs.
+        returned = (await _file(session, clock, tree, category, people)).id
+        await return_ticket(
+            session=session,
+            clock=clock,
+            timing=TIMING,
+            actor=leader,
+            ticket_id=returned,
+            reason=ReturnReason.NOT_MY_GRID,
+        )
+        await session.commit()
+
+        grid = Figures(
+            dispatched=4,
+            responded=3,
+            returned=1,
+            followups=3,
+            solved=2,
+            unanswered=1,
+            ratings=2,
+            satisfied=1,
+            rating_sum=8,
+        )
+        community = Figures(dispatched=1, responded=1, followups=1)
+        expected = {tree.grid.id: grid, tree.community.id: community}
+        assert await own_figures(session, TZ, NOV) == expected
+
+        org = await load_snapshot(session)
+        totals = subtree_figures(org, await own_figures(session, TZ, NOV))
+        for unit in (tree.community, tree.street, tree.city):
+            assert (
+                totals[unit.id].response_rate,
+                totals[unit.id].resolution_rate,
+                totals[unit.id].satisfaction_rate,
+                totals[unit.id].mean_rating,
+            ) == (4 / 5, 3 / 4, 1 / 2, 4.0)
+        assert totals[tree.grid.id] == grid
+        assert tree.other_grid.id not in totals  # nothing there: no rates at all
+
+        # Rolled up once the events settled: the same figures; again: nothing more.
+        clock.advance(timedelta(minutes=6))
+        assert await roll_up(session=session, clock=clock, tz=TZ) > 0
+        await session.commit()
+        assert await own_figures(session, TZ, NOV) == expected
+        assert await roll_up(session=session, clock=clock, tz=TZ) == 0
+        await session.commit()
+        assert await own_figures(session, TZ, NOV) == expected
+        # The monthly rows are a tally of the events, whenever it is made.
+        everything = tally(await events_between(session, None, None), TZ)
+        assert {unit: f for (month, unit), f in everything.items() if month == NOV} == expected
+        assert await own_figures(session, TZ, 202612) == {}
+
+        # Events after the mark are read too: a rating given now counts at once.
+        await rate_ticket(
+            session=session, clock=clock, actor=resident, ticket_id=unanswered, rating=4
+        )
+        await session.commit()
+        now = await own_figures(session, TZ, NOV)
+        assert (now[tree.grid.id].ratings, now[tree.grid.id].satisfied) == (3, 2)
+
+
+async def _sample_city_with_two_tickets(url: str) -> tuple[str, str]:
+    """The bundled sample city, and two tickets in one grid filed now (real time: the command
+    reads this month): one accepted at once. The city's code and the grid's community's."""
+    engine = make_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            await apply_org(session=session, org=read_org_file(sample_path()), clock=SystemClock())
+            org = await load_snapshot(session)
+            grid = min(
+                (u for u in org.units.values() if u.kind == UnitKind.GRID), key=lambda u: u.code
+            )
+            community = org.ancestor(grid, UnitKind.COMMUNITY)
+            resident = await make_person(session, 7001, "Resident")
+            leader = await make_person(session, 7002, "Leader")
+            session.add(RoleAssignment(person_id=leader.id, role=Role.GRID_LEADER, unit_id=grid.id))
+            await session.commit()
+            timing = Timing.plain(TZ)
+            for n in range(2):
+                ctx = await file_ticket(
+                    session=session,
+                    org=org,
+                    clock=SystemClock(),
+                    timing=timing,
+                    reporter=resident,
+                    category_id=org.active_categories[0].id,
+                    description=f"ticket {n}",
+                    grid_id=grid.id,
+                )
+                if n == 0:
+                    await accept_ticket(
+                        session=session,
+                        clock=SystemClock(),
+                        timing=timing,
+                        actor=leader,
+                        ticket_id=ctx.ticket.id,
+                    )
+            await session.commit()
+            city = next(u for u in org.units.values() if u.parent_id is None)
+            return city.code, community.code
+    finally:
+        await engine.dispose()
+
+
+def test_gridbot_stats_prints_the_table_and_the_csv(db_url: str, monkeypatch) -> None:
+    """`gridbot stats`: the city by default, this month; a unit by code; CSV with a header,
+    the unit, then its children by rank; bad input is one line and exit 2."""
+    city, community = asyncio.run(_sample_city_with_two_tickets(db_url))
+    monkeypatch.setenv("GRIDBOT_DATABASE_URL", db_url)
+    monkeypatch.setenv("GRIDBOT_DEFAULT_LANGUAGE", "en")
+    runner = CliRunner()
+
+    # One step ended (accepted in time); the other still waits, so it is not counted yet.
+    shown = runner.invoke(app, ["stats"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith("📊 ") and lines[0].endswith(
+        month_text(month_of(datetime.now(UTC), TZ))
+    )
+    assert lines[1] == ("response 100.0% (1/1) · resolution — (0/0) · satisfaction — (0/0)")
+    assert "Below, ranked:" in lines
+    zh = runner.invoke(app, ["stats", "--unit", community, "--language", "zh-hans"])
+    assert zh.exit_code == 0, zh.output
+    assert zh.output.splitlines()[1] == "响应率 100.0%（1/1） · 解决率 —（0/0） · 满意率 —（0/0）"
+
+    table = runner.invoke(app, ["stats", "--unit", community, "--format", "csv"])
+    assert table.exit_code == 0, table.output
+    rows = list(csv.reader(io.StringIO(table.output)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert (rows[1][0], rows[1][1], rows[1][3], rows[1][4], rows[1][5]) == (
+        "",
+        community,
+        "1",
+        "1",
+        "1.0000",
+    )
+    assert [row[0] for row in rows[2:]] == [str(n) for n in range(1, len(rows) - 1)]
+    assert rows[2][5] == "1.0000"  # the grid with the ticket ranks first
+
+    for args, line in (
+        (
+            ["--month", "2026-13"],
+            "gridbot: “2026-13” is not a month: write it as YYYY-MM, e.g. 2026-11.",
+        ),
+        (["--unit", "NOPE"], "gridbot: There is no unit with code NOPE."),
+        (["--language", "fr"], "gridbot: --language 'fr': use one of zh-hans, en"),
+    ):
+        refused = runner.invoke(app, ["stats", *args])
+        assert refused.exit_code == 2
+        assert refused.output.strip() == line
+    assert city
+
+
+def test_the_readmes_example_holds() -> None:
+    """The README's worked example, figure by figure."""
+    grid = Figures(
+        dispatched=5,
+        responded=3,
+        returned=1,
+        followups=4,
+        solved=2,
+        unanswered=1,
+        ratings=2,
+        satisfied=1,
+        rating_sum=8,
+    )
+    community = Figures(dispatched=1, responded=1)
+    subtree = Figures()
+    subtree.add(grid)
+    subtree.add(community)
+    assert percent(grid.response_rate) == "60.0%"
+    assert percent(subtree.response_rate) == "66.7%"
+    assert percent(grid.resolution_rate) == "75.0%"
+    assert percent(grid.satisfaction_rate) == "50.0%"
+    assert f"{grid.mean_rating:.2f}" == "4.00"
+    assert score(grid, Weights()) == 0.10 * 0.6 + 0.45 * 0.75 + 0.45 * 0.5
+    assert f"{score(grid, Weights()) * 100:.1f}" == "62.3"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for said in ("3/5 = 60.0%", "4/6 = 66.7%", "(2 + 1)/4 = 75.0%", "1/2 = 50.0%, mean 4.00"):
+        assert said in readme.replace("\n", " ")
+    # A rate with nothing to rate leaves its weight out; nothing at all, no score.
+    assert score(Figures(dispatched=2, responded=1), Weights()) == 0.5
+    assert score(Figures(), Weights()) is None

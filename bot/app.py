@@ -63,6 +63,7 @@ COMMANDS = (
     "posts",
     "call",
     "calls",
+    "stats",
     "cancel",
 )
 

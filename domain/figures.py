@@ -36,21 +36,26 @@ from datetime import datetime, timedelta, tzinfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from domain.access import require_role
 from domain.clock import Clock
-from domain.errors import DomainError
+from domain.errors import DomainError, NotAllowed, NotFound
 from domain.reference import OrgSnapshot
+from domain.roles import figure_roles
 from storage.enums import TicketStatus
 from storage.figures import (
     EventFacts,
+    OverdueTicket,
     add_figures,
     current_mark,
     events_between,
     figures_of_month,
     mark_for_update,
     overdue_by_holder,
+    overdue_tickets,
     set_mark,
 )
-from storage.models import OrgUnit
+from storage.models import OrgUnit, Person
+from storage.people import active_assignments_of
 
 S = TicketStatus
 # A step in a unit's hands ends with one of these, from NEW (the ticket waiting to be taken).
@@ -292,3 +297,115 @@ def parse_month(text: str) -> int:
     if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 2000:
         raise DomainError("stats.bad_month", given=text)
     return int(match[1]) * 100 + int(match[2])
+
+
+# -- /stats: who sees which unit's figures ------------------------------------------------------
+
+
+async def figures_home(session: AsyncSession, person: Person) -> OrgUnit | None:
+    """The highest unit whose figures the person sees (their own unit as a secretary, street
+    officer or administrator; the first such when they hold several at one height); None:
+    they see none."""
+    seeing = figure_roles()
+    units = [
+        held.unit
+        for held in await active_assignments_of(session, person.id)
+        if held.unit is not None and held.assignment.role in seeing
+    ]
+    return min(units, key=lambda u: u.path.count("/"), default=None)
+
+
+async def figures_of(
+    *,
+    session: AsyncSession,
+    org: OrgSnapshot,
+    clock: Clock,
+    tz: tzinfo,
+    person: Person,
+    unit_id: int | None,
+    month: int | None,
+    weights: Weights | None = None,
+) -> UnitReport:
+    """/stats: the report of `unit_id` (default: the person's home unit) for `month`
+    (default: this month), if the person sees that unit's figures; NotAllowed (audited)
+    otherwise. A month after this one is refused."""
+    now_month = month_of(clock.now(), tz)
+    if month is not None and month > now_month:
+        raise DomainError("stats.future_month", month=f"{month // 100}-{month % 100:02d}")
+    if unit_id is None:
+        unit = await figures_home(session, person)
+        if unit is None:
+            raise NotAllowed("stats.not_allowed")
+    else:
+        unit = org.units.get(unit_id)
+        if unit is None:
+            raise NotFound("unit.unknown", code=str(unit_id))
+    await require_role(
+        session,
+        clock=clock,
+        person_id=person.id,
+        roles=figure_roles(),
+        unit=unit,
+        action=f"stats:{unit.code}",
+    )
+    return await unit_report(
+        session=session,
+        org=org,
+        clock=clock,
+        tz=tz,
+        unit=unit,
+        month=month or now_month,
+        weights=weights,
+    )
+
+
+def previous_month(month: int) -> int:
+    year, number = divmod(month, 100)
+    return (year - 1) * 100 + 12 if number == 1 else month - 1
+
+
+def next_month(month: int) -> int:
+    year, number = divmod(month, 100)
+    return (year + 1) * 100 + 1 if number == 12 else month + 1
+
+
+async def trend(
+    session: AsyncSession, org: OrgSnapshot, tz: tzinfo, unit: OrgUnit, month: int, months: int = 6
+) -> list[tuple[int, Figures]]:
+    """The unit's figures (its subtree's) for the `months` months up to `month`, oldest first."""
+    wanted = [month]
+    while len(wanted) < months:
+        wanted.append(previous_month(wanted[-1]))
+    out = []
+    for each in reversed(wanted):
+        totals = subtree_figures(org, await own_figures(session, tz, each))
+        out.append((each, totals.get(unit.id, Figures())))
+    return out
+
+
+async def overdue_in(
+    *,
+    session: AsyncSession,
+    org: OrgSnapshot,
+    clock: Clock,
+    person: Person,
+    unit_id: int,
+    limit: int = 20,
+) -> tuple[OrgUnit, list[OverdueTicket]]:
+    """The tickets being worked on past their deadline now in the unit's subtree, the most
+    overdue first, for one who sees its figures (NotAllowed, audited, otherwise)."""
+    unit = org.units.get(unit_id)
+    if unit is None:
+        raise NotFound("unit.unknown", code=str(unit_id))
+    await require_role(
+        session,
+        clock=clock,
+        person_id=person.id,
+        roles=figure_roles(),
+        unit=unit,
+        action=f"stats.overdue:{unit.code}",
+    )
+    below = None  # the city: every unit
+    if unit.parent_id is not None:
+        below = [u.id for u in org.units.values() if u.path.startswith(unit.path)]
+    return unit, await overdue_tickets(session, clock.now(), below, WORKED_ON, limit)

@@ -49,6 +49,9 @@ class Powers:
     call_scope: UnitKind | None = None
     # Issues invitations in chat, for units its unit covers.
     invites: bool = False
+    # Sees the three rates (/stats) of its unit and the units below, and gets the monthly
+    # ranking of the units below it.
+    sees_figures: bool = False
 
 
 # The table, in the order of storage.enums.Role.
@@ -75,6 +78,7 @@ ROLES: tuple[Powers, ...] = (
         hears_members=True,
         organises_calls=True,
         call_scope=UnitKind.COMMUNITY,
+        sees_figures=True,
     ),
     Powers(
         Role.STREET_OFFICER,
@@ -83,6 +87,7 @@ ROLES: tuple[Powers, ...] = (
         primary=True,
         sees_tickets=True,
         digest=Level.STREET,
+        sees_figures=True,
     ),
     Powers(Role.DEPARTMENT_LIAISON, unit_kind=None, department=True),
     Powers(
@@ -96,6 +101,7 @@ ROLES: tuple[Powers, ...] = (
         approves_members=True,
         organises_calls=True,
         invites=True,
+        sees_figures=True,
     ),
 )
 
@@ -193,6 +199,14 @@ def organising_roles() -> tuple[Role, ...]:
 def calling_roles() -> tuple[Role, ...]:
     """Who the call dialog offers to post from the unit they are held in."""
     return _roles(lambda row: row.call_scope is not None)
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def figure_roles() -> tuple[Role, ...]:
+    """Who sees the three rates of the units their own unit covers."""
+    return _roles(lambda row: row.sees_figures)
 
 
 # -- invitations -------------------------------------------------------------------------------

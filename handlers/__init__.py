@@ -16,6 +16,7 @@ from handlers import (
     member,
     posts,
     resident,
+    stats,
     whistle,
 )
 
@@ -47,5 +48,6 @@ def duties() -> Router:
         attendance.router(),
         posts.router(),
         department.router(),
+        stats.router(),
     )
     return r

@@ -89,6 +89,8 @@ async def help_command(
     """/help: the commands, and the person's roles."""
     parts = [t("help.text")]
     assignments = await roles_of(session=session, person_id=person.id)
+    if any(powers(a.role).sees_figures for a, _, _ in assignments):
+        parts[0] += "\n" + t("help.stats")
     if any(powers(a.role).invites for a, _, _ in assignments):
         parts[0] += "\n" + t("help.admin")
     roles = role_lines(person, assignments, t)

@@ -119,3 +119,35 @@ async def overdue_by_holder(
         .group_by(t.holder_unit_id)
     )
     return {unit: int(count) for unit, count in rows.all()}
+
+
+class OverdueTicket(NamedTuple):
+    """A ticket past its deadline: which, where, since when."""
+
+    id: int
+    number: str
+    status: TicketStatus
+    holder_unit_id: int | None
+    next_deadline: datetime
+
+
+async def overdue_tickets(
+    session: AsyncSession,
+    now: datetime,
+    unit_ids: Collection[int] | None,
+    statuses: Collection[TicketStatus],
+    limit: int,
+) -> list[OverdueTicket]:
+    """Tickets in `statuses` held in one of the units (None: anywhere), past their next
+    deadline now, the most overdue first."""
+    t = Ticket
+    statement = (
+        select(t.id, t.number, t.status, t.holder_unit_id, t.next_deadline)
+        .where(t.next_deadline < now, t.status.in_(list(statuses)))
+        .order_by(t.next_deadline, t.id)
+        .limit(limit)
+    )
+    if unit_ids is not None:
+        statement = statement.where(t.holder_unit_id.in_(list(unit_ids)))
+    rows = await session.exec(statement)
+    return [OverdueTicket(*row) for row in rows.all()]

@@ -719,7 +719,11 @@ class FakeTelegram:
             for key, value in form.items():
                 if isinstance(value, web.FileField):
                     content = value.file.read()
-                    raw[key] = {"filename": value.filename, "size": len(content)}
+                    raw[key] = {
+                        "filename": value.filename,
+                        "size": len(content),
+                        "content": content,
+                    }
                 else:
                     raw[key] = value
             raw.update(request.query)

@@ -264,3 +264,22 @@ class DutyService(Button, prefix="ms"):
     """The kinds of service in the /duty dialog: toggle one (`i`: its index), or done (-1)."""
 
     i: int
+
+
+# -- the three rates (/stats) ------------------------------------------------------------------
+
+
+class StatsOp(StrEnum):
+    SHOW = "v"  # the unit's month (another unit, another month)
+    OVERDUE = "o"  # its tickets past their deadline now
+    CHART = "c"  # the PNG
+    XLSX = "x"
+    CSV = "t"
+
+
+class StatsView(Button, prefix="st"):
+    """A unit's figures for a month (`month` as 202611)."""
+
+    op: StatsOp
+    unit: int
+    month: int

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import tzinfo
 
-from domain.figures import Figures, Line, UnitReport
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from domain.figures import Figures, Line, UnitReport, next_month, previous_month
+from storage.figures import OverdueTicket
+from storage.models import OrgUnit
+from views.buttons import StatsOp, StatsView, TicketAction, TicketOp
+from views.cards import local_time
 from views.common import scope_name
 from views.i18n import Translate
+
+TEXT_LIMIT = 4096  # Telegram's, for a message
+CHILD_BUTTONS = 20  # the units below that get a button, by rank
 
 
 def percent(rate: float | None) -> str:
@@ -58,8 +68,11 @@ def _details(line: Line, t: Translate) -> list[str]:
     return out
 
 
-def report_text(report: UnitReport, language: str, t: Translate) -> str:
-    """The unit's month, then the units below it ranked by score."""
+def report_text(
+    report: UnitReport, language: str, t: Translate, *, limit: int | None = None
+) -> str:
+    """The unit's month, then the units below it ranked by score; with a `limit` (a chat
+    message's), the ranking is cut where it would not fit, saying how many are left out."""
     unit = report.unit
     lines = [
         t(
@@ -72,18 +85,111 @@ def report_text(report: UnitReport, language: str, t: Translate) -> str:
     ]
     if report.children:
         lines += ["", t("stats.children")]
+        used = sum(len(line) + 1 for line in lines)
         for rank, child in enumerate(report.children, start=1):
             name = scope_name(language, child.unit.name_zh, child.unit.name_en)
             if child.score is None:
-                lines.append(t("stats.child_nothing", rank=rank, name=name, overdue=child.overdue))
-                continue
-            lines.append(
-                t("stats.child", rank=rank, name=name, score=f"{child.score * 100:.1f}")
-                + "\n   "
-                + rates_text(child.figures, t)
-                + (f" · {t('stats.overdue', count=child.overdue)}" if child.overdue else "")
-            )
+                entry = t("stats.child_nothing", rank=rank, name=name, overdue=child.overdue)
+            else:
+                entry = (
+                    t("stats.child", rank=rank, name=name, score=f"{child.score * 100:.1f}")
+                    + "\n   "
+                    + rates_text(child.figures, t)
+                    + (f" · {t('stats.overdue', count=child.overdue)}" if child.overdue else "")
+                )
+            more = t("stats.more", count=len(report.children) - rank + 1)
+            if limit is not None and used + len(entry) + 1 + len(more) + 1 > limit:
+                lines.append(more)
+                break
+            lines.append(entry)
+            used += len(entry) + 1
     return "\n".join(lines)
+
+
+def _button(text: str, op: StatsOp, unit: int, month: int) -> InlineKeyboardButton:
+    return InlineKeyboardButton(
+        text=text, callback_data=StatsView(op=op, unit=unit, month=month).pack()
+    )
+
+
+def report_keyboard(
+    report: UnitReport,
+    language: str,
+    t: Translate,
+    *,
+    this_month: int,
+    up: OrgUnit | None,
+) -> InlineKeyboardMarkup:
+    """The month before (and after, up to this one), the overdue list, the chart and the
+    files, a button per unit below (by rank), and the unit above when the reader sees it."""
+    unit, month = report.unit.unit.id, report.month
+    before = previous_month(month)
+    rows = [[_button(f"◀ {month_text(before)}", StatsOp.SHOW, unit, before)]]
+    if month < this_month:
+        after = next_month(month)
+        rows[0].append(_button(f"{month_text(after)} ▶", StatsOp.SHOW, unit, after))
+    if report.unit.overdue:
+        label = t("stats.btn.overdue", count=report.unit.overdue)
+        rows.append([_button(label, StatsOp.OVERDUE, unit, month)])
+    rows.append(
+        [
+            _button(t("stats.btn.chart"), StatsOp.CHART, unit, month),
+            _button("Excel", StatsOp.XLSX, unit, month),
+            _button("CSV", StatsOp.CSV, unit, month),
+        ]
+    )
+    below = []
+    for child in report.children[:CHILD_BUTTONS]:
+        name = scope_name(language, child.unit.name_zh, child.unit.name_en)
+        below.append(_button(f"🔎 {name}", StatsOp.SHOW, child.unit.id, month))
+    rows += [below[i : i + 2] for i in range(0, len(below), 2)]
+    if up is not None:
+        name = scope_name(language, up.name_zh, up.name_en)
+        rows.append([_button(f"⬆ {name}", StatsOp.SHOW, up.id, month)])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def overdue_text(
+    unit: OrgUnit,
+    tickets: list[OverdueTicket],
+    units: dict[int, OrgUnit],
+    language: str,
+    t: Translate,
+    tz: tzinfo,
+) -> str:
+    """The tickets past their deadline in the unit's subtree, each with who holds it."""
+    name = scope_name(language, unit.name_zh, unit.name_en)
+    if not tickets:
+        return t("stats.overdue_none", unit=name)
+    lines = [t("stats.overdue_title", unit=name)]
+    for ticket in tickets:
+        holder = units.get(ticket.holder_unit_id or 0)
+        lines.append(
+            t(
+                "stats.overdue_line",
+                number=ticket.number,
+                holder=scope_name(language, holder.name_zh, holder.name_en) if holder else "—",
+                deadline=local_time(ticket.next_deadline, tz),
+                status=t(f"status.{ticket.status.value}"),
+            )
+        )
+    return "\n".join(lines)
+
+
+def overdue_keyboard(tickets: list[OverdueTicket]) -> InlineKeyboardMarkup | None:
+    """A button per ticket that opens its card."""
+    if not tickets:
+        return None
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=ticket.number,
+                callback_data=TicketAction(op=TicketOp.OPEN, id=ticket.id).pack(),
+            )
+        ]
+        for ticket in tickets
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 CSV_COLUMNS = (
@@ -114,7 +220,7 @@ def _ratio(value: float | None) -> str:
 def report_rows(report: UnitReport, language: str) -> list[list[str | int]]:
     """The report as rows (the unit first, rank empty; then its children by rank)."""
     rows: list[list[str | int]] = []
-    lines = [("", report.unit)] + [(str(n), c) for n, c in enumerate(report.children, 1)]
+    lines = [("", report.unit)] + list(enumerate(report.children, 1))
     for rank, line in lines:
         f = line.figures
         rows.append(
@@ -147,4 +253,37 @@ def report_csv(report: UnitReport, language: str) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     writer.writerows(report_rows(report, language))
+    return out.getvalue()
+
+
+def report_xlsx(report: UnitReport, language: str, t: Translate) -> bytes:
+    """The report as an Excel workbook: the same columns as the CSV, rates as percentages."""
+    import xlsxwriter
+
+    out = io.BytesIO()
+    workbook = xlsxwriter.Workbook(out, {"in_memory": True})
+    sheet = workbook.add_worksheet(month_text(report.month))
+    bold = workbook.add_format({"bold": True})
+    share = workbook.add_format({"num_format": "0.0%"})
+    mean = workbook.add_format({"num_format": "0.00"})
+    name = scope_name(language, report.unit.unit.name_zh, report.unit.unit.name_en)
+    sheet.write(0, 0, t("stats.chart_title", unit=name, month=month_text(report.month)), bold)
+    sheet.write_row(2, 0, CSV_COLUMNS, bold)
+    formats = {"mean_rating": mean} | {
+        column: share for column in CSV_COLUMNS if column.endswith("_rate") or column == "score"
+    }
+    for offset, row in enumerate(report_rows(report, language), start=3):
+        for column, (key, value) in enumerate(zip(CSV_COLUMNS, row, strict=True)):
+            if key in formats:
+                if value == "":
+                    sheet.write_blank(offset, column, None)
+                else:
+                    sheet.write_number(offset, column, float(value), formats[key])
+            elif isinstance(value, int):
+                sheet.write_number(offset, column, value)
+            else:
+                sheet.write_string(offset, column, value)
+    sheet.set_column(2, 2, 24)
+    sheet.freeze_panes(3, 3)
+    workbook.close()
     return out.getvalue()

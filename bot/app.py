@@ -111,6 +111,7 @@ def build_dispatcher(
     timing: Timing | None = None,
     conversations: ConversationStore | None = None,
     across_processes: bool = False,
+    reference: Reference | None = None,
     **workflow_data: Any,
 ) -> Dispatcher:
     """The dispatcher with durable FSM storage, the middlewares and every router.
@@ -127,7 +128,7 @@ def build_dispatcher(
         events_isolation=isolation,
         settings=settings,
         sessionmaker=sessionmaker,
-        reference=Reference(),
+        reference=reference or Reference(),
         timing=timing or Timing.plain(settings.tz),
         **workflow_data,
     )

@@ -26,6 +26,7 @@ from bot.settings import Settings
 from bot.throttle import Throttle
 from domain.clock import Clock, SystemClock
 from domain.deadlines import Timing, load_timing
+from domain.reference import Reference
 from scheduler import jobs
 from storage.conversations import ConversationStore, open_store
 from storage.db import check_writable, make_engine, make_sessionmaker, setup_turn, upgrade
@@ -169,6 +170,8 @@ class City:
         self.clock = clock
         self.timing = timing
         self.conversations = conversations
+        # The organisation's snapshot, one per process: the handlers' and the scheduler's.
+        self.reference = Reference()
         self.holder = process_name()
         # Where leases are taken and renewed (by default the updates' own pool).
         self.leases = sessionmaker
@@ -204,6 +207,7 @@ class City:
                 timing=self.timing,
                 conversations=self.conversations,
                 across_processes=bool(self.settings.webhook_url),
+                reference=self.reference,
             )
             self.queue = UpdateQueue(
                 lambda update: feed_update(dp, self.bot, update),
@@ -296,6 +300,7 @@ class City:
             self.settings.digest_time,
             self.wake_sender,
             timedelta(minutes=self.settings.call_reminder_minutes),
+            reference=self.reference,
         )
         scheduler = start_scheduler(context, self.settings.sweep_interval)
 

@@ -32,16 +32,19 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from domain.access import require_role
 from domain.clock import Clock
+from domain.deadlines import Timing
 from domain.errors import DomainError, NotAllowed, NotFound
+from domain.outbox import Outgoing, enqueue_many
 from domain.reference import OrgSnapshot
 from domain.roles import figure_roles
-from storage.enums import TicketStatus
+from storage.digests import digest_holders
+from storage.enums import Lane, TicketStatus
 from storage.figures import (
     EventFacts,
     OverdueTicket,
@@ -55,6 +58,7 @@ from storage.figures import (
     set_mark,
 )
 from storage.models import OrgUnit, Person
+from storage.once import claim_once
 from storage.people import active_assignments_of
 
 S = TicketStatus
@@ -282,6 +286,19 @@ async def unit_report(
     totals = subtree_figures(org, await own_figures(session, tz, month))
     overdue = await overdue_now(session, clock, org)
 
+    return _ranked(org, unit, month, totals, overdue, weights)
+
+
+def _ranked(
+    org: OrgSnapshot,
+    unit: OrgUnit,
+    month: int,
+    totals: dict[int, Figures],
+    overdue: dict[int, int],
+    weights: Weights,
+) -> UnitReport:
+    """The unit's line and its children's, ranked by score (nothing to rate: last, by code)."""
+
     def line(of: OrgUnit) -> Line:
         figures = totals.get(of.id, Figures())
         return Line(of, figures, overdue.get(of.id, 0), score(figures, weights))
@@ -409,3 +426,83 @@ async def overdue_in(
     if unit.parent_id is not None:
         below = [u.id for u in org.units.values() if u.path.startswith(unit.path)]
     return unit, await overdue_tickets(session, clock.now(), below, WORKED_ON, limit)
+
+
+# -- the monthly ranking (月度排名) --------------------------------------------------------------
+
+
+def _figures_data(figures: Figures) -> dict[str, object]:
+    return {
+        "dispatched": figures.dispatched,
+        "responded": figures.responded,
+        "followups": figures.followups,
+        "solved": figures.solved + figures.unanswered,
+        "ratings": figures.ratings,
+        "satisfied": figures.satisfied,
+    }
+
+
+def ranking_data(report: UnitReport) -> dict[str, object]:
+    """What the monthly ranking message says (an outbox row's data): the unit, the month,
+    and its children by rank with their counts and scores."""
+    unit = report.unit
+    return {
+        "month": report.month,
+        "unit_id": unit.unit.id,
+        "unit_zh": unit.unit.name_zh,
+        "unit_en": unit.unit.name_en,
+        "figures": _figures_data(unit.figures),
+        "score": unit.score,
+        "children": [
+            {
+                "name_zh": line.unit.name_zh,
+                "name_en": line.unit.name_en,
+                "figures": _figures_data(line.figures),
+                "score": line.score,
+            }
+            for line in report.children
+        ],
+    }
+
+
+async def send_monthly_rankings(
+    *,
+    session: AsyncSession,
+    org: OrgSnapshot,
+    clock: Clock,
+    timing: Timing,
+    at: time,
+    weights: Weights | None = None,
+) -> int | None:
+    """On the first working day of a month, from `at` (or at the first sweep after, so a bot
+    that was down then still sends it), every official who sees figures gets last month's
+    ranking of the units below their own: once, however many schedulers run it (the month
+    is claimed with a JobRun row in the transaction that queues the messages). How many were
+    queued, or None when it was not the time or already done."""
+    tz = timing.calendar.tz
+    now = clock.now()
+    local = now.astimezone(tz)
+    first = local.date().replace(day=1)
+    while not timing.calendar.is_working_day(first):
+        first += timedelta(days=1)
+    if local.date() < first or (local.date() == first and local.time() < at):
+        return None
+    month = previous_month(month_of(now, tz))
+    if not await claim_once(session, f"ranking:{month}", now):
+        return None
+    totals = subtree_figures(org, await own_figures(session, tz, month))
+    weights = weights or Weights()
+    messages = []
+    seen: set[tuple[int, int]] = set()
+    for _, chat_id, unit in await digest_holders(session, figure_roles()):
+        if (chat_id, unit.id) in seen or unit.id not in org.units:
+            continue
+        seen.add((chat_id, unit.id))
+        report = _ranked(org, org.units[unit.id], month, totals, {}, weights)
+        # A month with nothing to rate below is not news.
+        if report.children and report.unit.figures != Figures():
+            data = ranking_data(report)
+            messages.append(Outgoing(chat_id, "monthly_ranking", data, Lane.BULK))
+    sent = await enqueue_many(session, messages, clock=clock)
+    await session.flush()
+    return sent

@@ -30,7 +30,7 @@ from storage.deadlines import deadline_policies
 from storage.enums import UnitKind
 from storage.models import Category, OrgUnit
 from storage.org_loader import read_revision
-from storage.reference import all_categories, all_units
+from storage.reference import all_categories, all_units, detach
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ async def load_snapshot(session: AsyncSession) -> OrgSnapshot:
     categories = await all_categories(session)
     policies = await deadline_policies(session)
     locator = await load_locator(session)
+    detach(session, [*units, *categories, *policies])
     return OrgSnapshot(
         revision=revision,
         units={u.id: u for u in units},

@@ -21,7 +21,8 @@ from domain.calls import close_forgotten, remind_calls
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
-from domain.figures import roll_up
+from domain.figures import roll_up, send_monthly_rankings
+from domain.reference import Reference
 from domain.sweep import SweepReport
 from domain.updates import forget_old_updates
 from scheduler.sweep import sweep
@@ -39,6 +40,8 @@ class JobContext:
     digest_time: time
     on_queued: Callable[[], None] | None = None
     call_reminder: timedelta = timedelta(hours=1)
+    # The organisation's snapshot (the handlers' own, where this process serves updates too).
+    reference: Reference = field(default_factory=Reference)
     # Held while a job runs, so a stopping bot can wait for it before closing the database.
     # One per context: a lock belongs to the event loop it was first waited on in.
     running: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -62,8 +65,8 @@ def _require() -> JobContext:
 async def sweep_job() -> SweepReport:
     """Re-read the calendar and ladder, sweep what is due, remind members of calls ahead,
     close check-outs they forgot, ask organisers of calls just over for attendance, send
-    the digest and last month's summaries when due, and roll the settled ticket events up
-    into the monthly figures."""
+    the digest, last month's summaries and last month's ranking when due, and roll the
+    settled ticket events up into the monthly figures."""
     return await run_jobs(_require())
 
 
@@ -95,11 +98,20 @@ async def run_jobs(ctx: JobContext) -> SweepReport:
             session=session, clock=ctx.clock, timing=ctx.timing, at=ctx.digest_time
         )
         await session.commit()
+        rankings = await send_monthly_rankings(
+            session=session,
+            org=await ctx.reference.get(session),
+            clock=ctx.clock,
+            timing=ctx.timing,
+            at=ctx.digest_time,
+        )
+        await session.commit()
         await forget_old_updates(session=session, clock=ctx.clock)
         await session.commit()
         await roll_up(session=session, clock=ctx.clock, tz=ctx.timing.calendar.tz)
         await session.commit()
-    if (report.total or digests or reminded or asked or summaries) and ctx.on_queued is not None:
+    queued = report.total or digests or reminded or asked or summaries or rankings
+    if queued and ctx.on_queued is not None:
         ctx.on_queued()
     return report
 

@@ -3,6 +3,8 @@ category."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.orm import defer
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,3 +25,11 @@ async def all_categories(session: AsyncSession) -> list[Category]:
     return list(
         (await session.exec(select(Category).order_by(Category.position, Category.id))).all()
     )
+
+
+def detach(session: AsyncSession, objects: Iterable[object]) -> None:
+    """Take loaded rows out of the session, with what they hold: a snapshot that outlives it
+    (the organisation's, shared by every update and the scheduler) must not be expired by a
+    rollback of the session that read it."""
+    for row in objects:
+        session.expunge(row)

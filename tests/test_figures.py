@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from bot.cli import app
-from domain.clock import SystemClock
+from domain.clock import FrozenClock, SystemClock
 from domain.deadlines import Timing
 from domain.figures import (
     Figures,
@@ -24,6 +25,7 @@ from domain.figures import (
     own_figures,
     roll_up,
     score,
+    send_monthly_rankings,
     subtree_figures,
     tally,
 )
@@ -41,12 +43,13 @@ from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import ReturnReason, Role, TicketStatus, UnitKind
 from storage.figures import EventFacts, events_between
-from storage.models import RoleAssignment
+from storage.models import OutboxMessage, RoleAssignment
 from storage.org_loader import apply_org, sample_path
 from storage.orgfile import read_org_file
 from tests.factories import make_person
 from tests.test_sweep import TIMING, _file, _world
 from views.figures import CSV_COLUMNS, month_text, percent
+from views.outbox import default_renderer
 
 TZ = ZoneInfo("Asia/Shanghai")
 S = TicketStatus
@@ -360,3 +363,62 @@ def test_the_readmes_example_holds() -> None:
     # A rate with nothing to rate leaves its weight out; nothing at all, no score.
     assert score(Figures(dispatched=2, responded=1), Weights()) == 0.5
     assert score(Figures(), Weights()) is None
+
+
+async def test_the_monthly_ranking_goes_once_on_the_first_working_day(sessionmaker) -> None:
+    """Last month's ranking reaches each official who sees figures (not a grid leader), from
+    the digest time of the month's first working day, also after downtime, and once."""
+    clock = FrozenClock(_at(25, 10))
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        for _ in range(2):
+            ticket_id = (await _file(session, clock, tree, category, people)).id
+            await accept_ticket(
+                session=session,
+                clock=clock,
+                timing=TIMING,
+                actor=people["leader"],
+                ticket_id=ticket_id,
+            )
+        await session.commit()
+        org = await load_snapshot(session)
+
+        async def send() -> int | None:
+            sent = await send_monthly_rankings(
+                session=session, org=org, clock=clock, timing=TIMING, at=time(9, 0)
+            )
+            await session.commit()
+            return sent
+
+        # November: October's ranking, nothing in it (sent to nobody), and only once.
+        assert await send() == 0
+        assert await send() is None
+        # 1 December (a Tuesday, a working day) before nine.
+        clock.set(_at(1, 8, 59, month=12))
+        assert await send() is None
+        # Down at nine: the first sweep after sends it, once.
+        clock.set(_at(2, 14, 0, month=12))
+        assert await send() == 3  # the community's secretary, the street's officer, the admin
+        assert await send() is None
+        rows = (
+            await session.exec(select(OutboxMessage).where(OutboxMessage.kind == "monthly_ranking"))
+        ).all()
+        by_chat = {row.chat_id: row.data for row in rows}
+        assert set(by_chat) == {300, 400, 500}
+        community = by_chat[300]
+        assert (community["month"], community["unit_id"]) == (NOV, tree.community.id)
+        assert [c["name_en"] for c in community["children"]] == [
+            tree.grid.name_en,
+            tree.other_grid.name_en,
+        ]
+        assert community["children"][0]["figures"]["responded"] == 2
+        assert community["children"][1]["score"] is None
+        text = default_renderer().render("monthly_ranking", community, "en")
+        assert text.text.splitlines()[:2] == [
+            f"🏆 {tree.community.name_en}: the ranking for 2026-11",
+            "response 100.0% (2/2) · resolution — (0/0) · satisfaction — (0/0)",
+        ]
+        assert text.text.splitlines()[3] == f"1. {tree.grid.name_en}: score 100.0"
+        assert text.text.splitlines()[-1] == f"2. {tree.other_grid.name_en}: nothing to rate"
+        zh = default_renderer().render("monthly_ranking", community, "zh-hans").text
+        assert zh.splitlines()[0] == f"🏆 {tree.community.name_zh}：2026-11 月度排名"

@@ -34,7 +34,8 @@ from domain.calls import (
 from domain.clock import FrozenClock
 from domain.deadlines import Ladder, Timing
 from domain.digests import send_digests
-from domain.figures import Figures, month_of, roll_up, tally
+from domain.figures import Figures, month_of, roll_up, send_monthly_rankings, tally
+from domain.reference import load_snapshot
 from domain.summons import whistle
 from domain.tickets import accept_ticket, escalate_ticket, resolve_ticket
 from scheduler import jobs
@@ -236,6 +237,36 @@ async def test_the_figures_are_rolled_up_once_by_two_schedulers(db_url, clock) -
                 await accepted(session)
             assert sorted(rolled)[0] == 0  # one of the two rolled them, the other nothing
         assert expected[tree.grid.id].dispatched == 4
+
+
+async def test_the_monthly_ranking_is_sent_once_by_two_schedulers(db_url, clock) -> None:
+    async with _processes(db_url) as makers:
+        async with makers[0]() as session:
+            tree, category, people = await _ticket_world(session)
+            ticket = await _file(session, clock, tree, category, people)
+            await accept_ticket(
+                session=session,
+                clock=clock,
+                timing=TIMING,
+                actor=people["leader"],
+                ticket_id=ticket.id,
+            )
+            await session.commit()
+            org = await load_snapshot(session)
+        clock.set(_local(2026, 12, 1, 9, 30))  # the first working day of December
+
+        sent = await _at_once(
+            makers,
+            "job_run",
+            lambda s: send_monthly_rankings(
+                session=s, org=org, clock=clock, timing=TIMING, at=time(9, 0)
+            ),
+        )
+
+        async with makers[0]() as session:
+            rankings = await _outbox(session, "monthly_ranking")
+        assert sorted(sent, key=str) == [3, None]
+        assert sorted(m.chat_id for m in rankings) == [300, 400, 500]
 
 
 async def test_a_forgotten_check_out_is_closed_once_by_two_schedulers(db_url, clock) -> None:

@@ -158,3 +158,22 @@ async def test_a_changed_grid_is_located_anew(sessionmaker, clock) -> None:
     await load(sessionmaker, data, clock)
     async with sessionmaker() as session:
         assert (await reference.get(session)).place_of(*point) is None
+
+
+async def test_the_snapshot_outlives_a_rollback_of_the_session_that_read_it(
+    sessionmaker, clock
+) -> None:
+    """The snapshot is shared by every update and the scheduler: a refusal or a failure that
+    rolls back the session that happened to read it must not expire what it holds."""
+    await load(sessionmaker, sample_data(), clock)
+    reference = Reference()
+    async with sessionmaker() as session:
+        org = await reference.get(session)
+        await session.rollback()
+    grid = next(u for u in org.units.values() if u.kind == UnitKind.GRID)
+    assert [u.kind for u in org.chain(grid)][-1] == UnitKind.GRID
+    assert grid.code and grid.path and org.active_categories[0].name_en
+    async with sessionmaker() as session:
+        # Another session reads its own copy of a unit, not the shared one.
+        fresh = await session.get(OrgUnit, grid.id)
+        assert fresh is not grid and fresh.code == grid.code

@@ -287,3 +287,46 @@ def report_xlsx(report: UnitReport, language: str, t: Translate) -> bytes:
     sheet.freeze_panes(3, 3)
     workbook.close()
     return out.getvalue()
+
+
+def _stored_rates(data: dict, t: Translate) -> str:
+    """rates_text for the counts a ranking message carries."""
+    keys = ("dispatched", "responded", "followups", "solved", "ratings", "satisfied")
+    return rates_text(Figures(**{key: data[key] for key in keys}), t)
+
+
+def ranking_text(data: dict, language: str, t: Translate) -> str:
+    """Last month's ranking of the units below, as the official receives it on the first
+    working day (cut to fit one message, saying how many are left out)."""
+    unit = scope_name(language, data["unit_zh"], data["unit_en"])
+    lines = [
+        t("stats.ranking_title", unit=unit, month=month_text(int(data["month"]))),
+        _stored_rates(data["figures"], t),
+        "",
+    ]
+    used = sum(len(line) + 1 for line in lines)
+    children = data["children"]
+    for rank, child in enumerate(children, start=1):
+        name = scope_name(language, child["name_zh"], child["name_en"])
+        if child["score"] is None:
+            entry = t("stats.ranking_nothing", rank=rank, name=name)
+        else:
+            entry = (
+                t("stats.child", rank=rank, name=name, score=f"{child['score'] * 100:.1f}")
+                + "\n   "
+                + _stored_rates(child["figures"], t)
+            )
+        more = t("stats.more", count=len(children) - rank + 1)
+        if used + len(entry) + len(more) + 2 > TEXT_LIMIT:
+            lines.append(more)
+            break
+        lines.append(entry)
+        used += len(entry) + 1
+    return "\n".join(lines)
+
+
+def ranking_keyboard(data: dict, t: Translate) -> InlineKeyboardMarkup:
+    """Open the month in /stats (chart, files, the units below)."""
+    month = int(data["month"])
+    button = _button(t("stats.btn.open"), StatsOp.SHOW, int(data["unit_id"]), month)
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])

@@ -16,7 +16,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from views import attendance, calls, member
+from views import attendance, calls, figures, member
 from views.buttons import FollowUp, TicketAction, TicketOp
 from views.cards import (
     AUDIENCES,
@@ -423,6 +423,18 @@ def render_duty_month_secretary(data: Mapping[str, Any], language: str) -> Rende
     return Rendered(attendance.month_secretary_text(data, translator(language)))
 
 
+# -- the three rates ---------------------------------------------------------------------------
+
+
+def render_monthly_ranking(data: Mapping[str, Any], language: str) -> Rendered:
+    """Kind "monthly_ranking": last month's ranking of the units below, to an official."""
+    t = translator(language)
+    return Rendered(
+        figures.ranking_text(dict(data), language, t),
+        reply_markup=figures.ranking_keyboard(dict(data), t),
+    )
+
+
 def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     """A renderer with every kind the bot sends through the outbox.
 
@@ -450,4 +462,5 @@ def default_renderer(*, tz: tzinfo | None = None) -> Renderer:
     renderer.register("duty_attendance_due", partial(render_duty_attendance_due, tz=zone))
     renderer.register("duty_month_member", render_duty_month_member)
     renderer.register("duty_month_secretary", render_duty_month_secretary)
+    renderer.register("monthly_ranking", render_monthly_ranking)
     return renderer

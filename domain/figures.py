@@ -233,6 +233,13 @@ class Weights:
     satisfaction: float = 0.45
 
 
+def weights_of(org: OrgSnapshot) -> Weights:
+    """The weights the organisation file gives (its figures section), else 12345's."""
+    given = org.figures.get("weights") or {}
+    rates = ("response", "resolution", "satisfaction")
+    return Weights(**{name: float(given[name]) for name in rates if name in given})
+
+
 def score(figures: Figures, weights: Weights) -> float | None:
     """The weighted mean of the rates the unit has (a rate with nothing to rate leaves its
     weight out); None when it has none."""
@@ -282,7 +289,7 @@ async def unit_report(
 ) -> UnitReport:
     """The figures of `unit` and of each unit right below it for `month`, and what is overdue
     in each now."""
-    weights = weights or Weights()
+    weights = weights or weights_of(org)
     totals = subtree_figures(org, await own_figures(session, tz, month))
     overdue = await overdue_now(session, clock, org)
 
@@ -491,7 +498,7 @@ async def send_monthly_rankings(
     if not await claim_once(session, f"ranking:{month}", now):
         return None
     totals = subtree_figures(org, await own_figures(session, tz, month))
-    weights = weights or Weights()
+    weights = weights or weights_of(org)
     messages = []
     seen: set[tuple[int, int]] = set()
     for _, chat_id, unit in await digest_holders(session, figure_roles()):

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,10 +27,10 @@ from domain.errors import NotFound
 from domain.geo import GridLocator, load_locator
 from domain.lookups import ancestor_ids
 from domain.places import GridPlace
-from storage.deadlines import deadline_policies
+from storage.deadlines import deadline_policies, settings
 from storage.enums import UnitKind
 from storage.models import Category, OrgUnit
-from storage.org_loader import read_revision
+from storage.org_loader import FIGURES_KEY, read_revision
 from storage.reference import all_categories, all_units, detach
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class OrgSnapshot:
     active_categories: list[Category]  # in the order residents see them
     policies: Policies
     locator: GridLocator
+    # The organisation file's figures section as stored (domain.figures.weights_of reads it).
+    figures: dict[str, Any] = field(default_factory=dict)
     _places: dict[int, list[OrgUnit]] = field(default_factory=dict, repr=False)
 
     def unit(self, unit_id: int) -> OrgUnit:
@@ -103,6 +106,7 @@ async def load_snapshot(session: AsyncSession) -> OrgSnapshot:
     categories = await all_categories(session)
     policies = await deadline_policies(session)
     locator = await load_locator(session)
+    stored = await settings(session, [FIGURES_KEY])
     detach(session, [*units, *categories, *policies])
     return OrgSnapshot(
         revision=revision,
@@ -111,6 +115,7 @@ async def load_snapshot(session: AsyncSession) -> OrgSnapshot:
         active_categories=[c for c in categories if c.active],
         policies=Policies(policies),
         locator=locator,
+        figures=stored.get(FIGURES_KEY, {}),
     )
 
 

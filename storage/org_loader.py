@@ -52,6 +52,7 @@ _MAX_DEPTH = 32
 # The org_setting keys domain.deadlines reads (CALENDAR_KEY, LADDER_KEY).
 CALENDAR_KEY = "calendar"
 LADDER_KEY = "ladder"
+FIGURES_KEY = "figures"
 # Bumped by every load that changed something, so running bots know to read the
 # organisation again (domain.reference); value {"n": <revision>}.
 REVISION_KEY = "revision"
@@ -88,6 +89,7 @@ class LoadReport:
     # One row each: at most one of created, updated, unchanged or removed is 1.
     calendar: Counts = field(default_factory=Counts)
     ladder: Counts = field(default_factory=Counts)
+    figures: Counts = field(default_factory=Counts)
     # One per community and post; `kept`: gone from the file but still held by members.
     posts: Counts = field(default_factory=Counts)
     posts_not_in_file: list[str] = field(default_factory=list)  # "COMMUNITY/POST", kept
@@ -104,6 +106,7 @@ class LoadReport:
             self.deadlines,
             self.calendar,
             self.ladder,
+            self.figures,
             self.posts,
         )
 
@@ -148,6 +151,7 @@ class LoadReport:
             part("posts", self.posts) + f", {self.posts.removed} removed",
             setting("calendar", self.calendar),
             setting("ladder", self.ladder),
+            setting("figures", self.figures),
         ]
         line = f"Organisation {self.city}: " + "; ".join(parts)
         kept = [
@@ -613,10 +617,12 @@ async def _apply_posts(
 async def _apply_settings(
     session: AsyncSession, org: Organisation, now: datetime, report: LoadReport
 ) -> None:
-    """The calendar and ladder rows: written when they differ, removed when not in the file."""
+    """The calendar, ladder and figures rows: written when they differ, removed when not in
+    the file."""
     sections = (
         (CALENDAR_KEY, org.calendar, report.calendar),
         (LADDER_KEY, org.ladder, report.ladder),
+        (FIGURES_KEY, org.figures, report.figures),
     )
     rows = await session.exec(
         select(OrgSetting.key, OrgSetting.value).where(

@@ -28,6 +28,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    field_validator,
 )
 from pydantic import Field as PydanticField
 from shapely.geometry import MultiPolygon, Polygon
@@ -44,9 +45,10 @@ OVERLAP_TOLERANCE_M2 = 1.0
 WITHIN_TOLERANCE_M = 1.0
 DEFAULT_REMINDERS = (0.5, 0.8)
 REQUIRED_KEYS = ("city", "units", "departments", "categories", "deadlines")
-# Without these sections the defaults apply: whole working days, no operator-listed days, and
-# the ladder's built-in timing (domain.deadlines.Ladder).
-OPTIONAL_KEYS = ("calendar", "ladder", "posts")
+# Without these sections the defaults apply: whole working days, no operator-listed days, the
+# ladder's built-in timing (domain.deadlines.Ladder), and 12345's weights for ranking units
+# (domain.figures.Weights).
+OPTIONAL_KEYS = ("calendar", "ladder", "posts", "figures")
 TOP_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
 MAX_TOP_REPEAT_TIMES = 100
 MAX_POST_PLACES = 10_000
@@ -151,6 +153,19 @@ class LadderSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class FiguresSpec:
+    """How /stats and the monthly ranking weigh the three rates into one score."""
+
+    response: float
+    resolution: float
+    satisfaction: float
+
+    def setting(self) -> dict[str, dict[str, float]]:
+        """The org_setting value (domain.figures.Weights.from_setting reads it)."""
+        return {"weights": {f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+@dataclass(frozen=True, slots=True)
 class PostSpec:
     """A standing service post (认岗) offered in every community, or in those listed."""
 
@@ -185,6 +200,7 @@ class Organisation:
     ladder: LadderSpec | None = None
     # None: the file has no posts section, and the stored posts are left as they are.
     posts: tuple[PostSpec, ...] | None = None
+    figures: FiguresSpec | None = None
 
     @property
     def all_units(self) -> tuple[UnitSpec, ...]:
@@ -331,6 +347,8 @@ Name = Annotated[StrictStr, PydanticField(min_length=1, max_length=200)]
 Fraction = Annotated[float, Strict()]
 RepeatTimes = Annotated[StrictInt, PydanticField(ge=0, le=MAX_TOP_REPEAT_TIMES)]
 Places = Annotated[StrictInt, PydanticField(ge=1, le=MAX_POST_PLACES)]
+# A rate's weight in the ranking score: a share of the whole, 0 to 1.
+Weight = Annotated[float, PydanticField(ge=0, le=1, allow_inf_nan=False)]
 
 
 class _Entry(BaseModel):
@@ -392,6 +410,23 @@ class _LadderIn(_Entry):
     followup_close: StrictStr | None = None
 
 
+class _WeightsIn(_Entry):
+    response: Weight
+    resolution: Weight
+    satisfaction: Weight
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def not_a_yes_or_no(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number from 0 to 1")
+        return value
+
+
+class _FiguresIn(_Entry):
+    weights: _WeightsIn | None = None
+
+
 class _PostIn(_Entry):
     code: Code
     name_zh: Name
@@ -433,6 +468,8 @@ def _reason(error: Mapping[str, Any]) -> str:
     if kind == "string_pattern_mismatch":
         return f"must not contain spaces, got {value!r}"
     message = error["msg"]
+    if kind == "value_error":  # a validator's own words, without pydantic's prefix
+        message = message.removeprefix("Value error, ")
     message = message.replace("Input should be", "should be").replace("String should", "should")
     if isinstance(value, (str, int, float, bool)) or value is None:
         message += f", got {value!r}"
@@ -575,6 +612,7 @@ class _Validator:
         calendar = self._calendar(data["calendar"]) if "calendar" in data else None
         ladder = self._ladder(data["ladder"]) if "ladder" in data else None
         posts = self._posts(units, data["posts"]) if "posts" in data else None
+        figures = self._figures(data["figures"]) if "figures" in data else None
 
         if self.problems or city is None:
             # In file order, whatever order the checks ran in.
@@ -588,6 +626,7 @@ class _Validator:
             calendar=calendar,
             ladder=ladder,
             posts=posts,
+            figures=figures,
         )
 
     def _model(self, model: type[BaseModel], value: Any, where: str) -> Any | None:
@@ -870,7 +909,7 @@ class _Validator:
         """
         names = list(model.model_fields)
         if value is None or (isinstance(value, Mapping) and not value):
-            some = f"{', '.join(names[:-1])} or {names[-1]}"
+            some = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
             self.problem(key, f"is empty: give {some}, or leave the section out")
             return None
         if not isinstance(value, Mapping):
@@ -996,6 +1035,29 @@ class _Validator:
         if self._in_field_order(before, _LadderIn):
             return None
         return LadderSpec(top_repeat, parsed.top_repeat_times, followup_close)
+
+    def _figures(self, value: Any) -> FiguresSpec | None:
+        before = len(self.problems)
+        if isinstance(value, Mapping) and "weights" in value:
+            weights = value["weights"]
+            if not isinstance(weights, Mapping):
+                self.problem(
+                    "figures.weights",
+                    f"must be a mapping of response, resolution and satisfaction, "
+                    f"got {type(weights).__name__}",
+                )
+                return None
+        parsed = self._section("figures", value, _FiguresIn)
+        if parsed is None or len(self.problems) > before:
+            return None
+        weights = parsed.weights
+        if weights is None:
+            self.problem("figures.weights", "missing: give response, resolution and satisfaction")
+            return None
+        if weights.response + weights.resolution + weights.satisfaction <= 0:
+            self.problem("figures.weights", "are all 0: at least one rate must count")
+            return None
+        return FiguresSpec(weights.response, weights.resolution, weights.satisfaction)
 
     def _in_field_order(self, since: int, model: type[BaseModel]) -> bool:
         """Sort a section's problems (those after `since`) by field and item; any found?"""

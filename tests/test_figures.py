@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import yaml
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -28,6 +29,7 @@ from domain.figures import (
     send_monthly_rankings,
     subtree_figures,
     tally,
+    weights_of,
 )
 from domain.reference import load_snapshot
 from domain.tickets import (
@@ -45,7 +47,7 @@ from storage.enums import ReturnReason, Role, TicketStatus, UnitKind
 from storage.figures import EventFacts, events_between
 from storage.models import OutboxMessage, RoleAssignment
 from storage.org_loader import apply_org, sample_path
-from storage.orgfile import read_org_file
+from storage.orgfile import read_org_file, validate_org
 from tests.factories import make_person
 from tests.test_sweep import TIMING, _file, _world
 from views.figures import CSV_COLUMNS, month_text, percent
@@ -422,3 +424,20 @@ async def test_the_monthly_ranking_goes_once_on_the_first_working_day(sessionmak
         assert text.text.splitlines()[-1] == f"2. {tree.other_grid.name_en}: nothing to rate"
         zh = default_renderer().render("monthly_ranking", community, "zh-hans").text
         assert zh.splitlines()[0] == f"🏆 {tree.community.name_zh}：2026-11 月度排名"
+
+
+async def test_the_organisation_file_sets_the_weights(sessionmaker, clock) -> None:
+    """The file's figures section reaches the ranking (a load moves the snapshot); without
+    it, 12345's weights."""
+    data = yaml.safe_load(sample_path().read_text(encoding="utf-8"))
+    data["figures"] = {"weights": {"response": 1, "resolution": 0, "satisfaction": 0}}
+    async with sessionmaker() as session:
+        await apply_org(session=session, org=validate_org(data), clock=clock)
+        org = await load_snapshot(session)
+    assert weights_of(org) == Weights(response=1.0, resolution=0.0, satisfaction=0.0)
+    # Response alone counts: a unit that answers every step in time scores 100.
+    assert score(Figures(dispatched=4, responded=4, ratings=2, satisfied=0), weights_of(org)) == 1.0
+    del data["figures"]
+    async with sessionmaker() as session:
+        await apply_org(session=session, org=validate_org(data), clock=clock)
+        assert weights_of(await load_snapshot(session)) == Weights()

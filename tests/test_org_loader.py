@@ -395,9 +395,12 @@ async def test_sample_loads_with_both_settings(sessionmaker, clock, sample_org) 
 
     assert (report.calendar.created, report.ladder.created) == (1, 1)
     assert "; deadlines 16 created, 0 updated, 0 unchanged, 0 removed; " in report.summary()
-    assert report.summary().endswith("; calendar created; ladder created")
+    assert report.summary().endswith("; calendar created; ladder created; figures created")
     rows = await settings(sessionmaker)
-    assert sorted(rows) == ["calendar", "ladder", "revision"]
+    assert sorted(rows) == ["calendar", "figures", "ladder", "revision"]
+    assert rows["figures"].value == {
+        "weights": {"response": 0.1, "resolution": 0.45, "satisfaction": 0.45}
+    }
     assert rows["revision"].value == {"n": 1}
     calendar = rows["calendar"]
     assert calendar.value["working_hours"] == [["09:00", "12:00"], ["13:00", "17:00"]]
@@ -430,7 +433,7 @@ async def test_settings_are_created_updated_kept_and_removed(
     clock.advance(timedelta(hours=1))
     again = await load(sessionmaker, sample_org, clock)
     assert (again.calendar.unchanged, again.ladder.unchanged) == (1, 1)
-    assert again.summary().endswith("; calendar unchanged; ladder unchanged")
+    assert again.summary().endswith("; calendar unchanged; ladder unchanged; figures unchanged")
     assert not again.changed
     assert {row.updated_at for row in (await settings(sessionmaker)).values()} == {first}
 
@@ -442,7 +445,7 @@ async def test_settings_are_created_updated_kept_and_removed(
     changed = await load(sessionmaker, validate_org(data), clock)
     assert (changed.calendar.updated, changed.ladder.unchanged) == (1, 1)
     assert changed.updated == 1 and changed.changed
-    assert changed.summary().endswith("; calendar updated; ladder unchanged")
+    assert changed.summary().endswith("; calendar updated; ladder unchanged; figures unchanged")
     rows = await settings(sessionmaker)
     assert rows["calendar"].value["workdays"] == ["2027-02-20"]
     assert rows["calendar"].value["holidays"][0] == "2027-01-01"
@@ -456,13 +459,14 @@ async def test_settings_are_created_updated_kept_and_removed(
     assert (await settings(sessionmaker))["ladder"].value == {"top_repeat_times": 5}
 
     # Sections gone from the file: rows removed, defaults apply.
-    del data["calendar"], data["ladder"]
+    del data["calendar"], data["ladder"], data["figures"]
     gone = validate_org(data)
     removed = await load(sessionmaker, gone, clock)
-    assert (removed.calendar.removed, removed.ladder.removed) == (1, 1)
-    assert removed.removed == 2
+    assert (removed.calendar.removed, removed.ladder.removed, removed.figures.removed) == (1, 1, 1)
+    assert removed.removed == 3
     assert removed.summary().endswith(
         "; calendar removed (defaults apply); ladder removed (defaults apply)"
+        "; figures removed (defaults apply)"
     )
     # Only the organisation's revision is left, moved once by each load that changed something.
     left = await settings(sessionmaker)
@@ -476,6 +480,7 @@ async def test_settings_are_created_updated_kept_and_removed(
     assert not none.changed
     assert none.summary().endswith(
         "; calendar not set (defaults apply); ladder not set (defaults apply)"
+        "; figures not set (defaults apply)"
     )
 
     # Back in the file: created afresh.

@@ -19,6 +19,7 @@ from storage.enums import Level, UnitKind, Urgency
 from storage.org_loader import sample_path
 from storage.orgfile import (
     CalendarSpec,
+    FiguresSpec,
     LadderSpec,
     OrgFileError,
     format_duration,
@@ -920,8 +921,65 @@ def test_unknown_top_level_key_names_the_optional_sections() -> None:
     assert where == "calender"
     assert reason == (
         "unknown key (expected city, units, departments, categories, deadlines, calendar, ladder,"
-        " posts)"
+        " posts, figures)"
     )
+
+
+# --- figures: how the units below are ranked ----------------------------------------------------
+
+
+def test_the_sample_weighs_the_rates_as_12345_does() -> None:
+    org = read_org_file(sample_path())
+    assert org.figures == FiguresSpec(0.10, 0.45, 0.45)
+    assert org.figures.setting() == {
+        "weights": {"response": 0.10, "resolution": 0.45, "satisfaction": 0.45}
+    }
+    assert validate_org(minimal()).figures is None
+
+
+@pytest.mark.parametrize(
+    ("figures", "problems"),
+    [
+        ({}, [("figures", "is empty: give weights, or leave the section out")]),
+        ({"weight": 1}, [("figures.weight", "unknown field (expected weights)")]),
+        (
+            {"weights": 3},
+            [
+                (
+                    "figures.weights",
+                    "must be a mapping of response, resolution and satisfaction, got int",
+                )
+            ],
+        ),
+        (
+            {"weights": {"response": 2, "resolution": "x"}},
+            [
+                ("figures.weights.response", "should be less than or equal to 1, got 2"),
+                (
+                    "figures.weights.resolution",
+                    "should be a valid number, unable to parse string as a number, got 'x'",
+                ),
+                ("figures.weights.satisfaction", "missing"),
+            ],
+        ),
+        (
+            {"weights": {"response": True, "resolution": 0.5, "satisfaction": 0.5}},
+            [("figures.weights.response", "must be a number from 0 to 1, got True")],
+        ),
+        (
+            {"weights": {"response": float("nan"), "resolution": 0.5, "satisfaction": 0.5}},
+            [("figures.weights.response", "should be a finite number, got nan")],
+        ),
+        (
+            {"weights": {"response": 0, "resolution": 0, "satisfaction": 0}},
+            [("figures.weights", "are all 0: at least one rate must count")],
+        ),
+    ],
+)
+def test_bad_weights_are_refused_with_the_place_and_the_reason(figures, problems) -> None:
+    data = minimal()
+    data["figures"] = figures
+    assert refused(data) == problems
 
 
 # --- service posts ---------------------------------------------------------------------------

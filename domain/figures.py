@@ -44,12 +44,14 @@ from domain.outbox import Outgoing, enqueue_many
 from domain.reference import OrgSnapshot
 from domain.roles import figure_roles
 from storage.digests import digest_holders
-from storage.enums import Lane, TicketStatus
+from storage.enums import Lane, TicketStatus, UnitKind
 from storage.figures import (
+    DutyCounts,
     EventFacts,
     OverdueTicket,
     add_figures,
     current_mark,
+    duty_by_community,
     events_between,
     figures_of_month,
     mark_for_update,
@@ -270,11 +272,33 @@ class Line:
 @dataclass(frozen=True)
 class UnitReport:
     """A unit's month: its own line, and its children's ranked by score (those with nothing
-    to rate last, by code)."""
+    to rate last, by code); for a community and above, its Party members on duty."""
 
     month: int
     unit: Line
     children: list[Line]
+    duty: DutyCounts | None = None
+
+
+async def duty_in(
+    session: AsyncSession,
+    org: OrgSnapshot,
+    clock: Clock,
+    tz: tzinfo,
+    unit: OrgUnit,
+    month: int,
+) -> DutyCounts | None:
+    """The Party members on duty in the unit's communities: registered and approved now; the
+    month's calls posted and filled, hours served and no-shows. None below a community."""
+    if unit.kind == UnitKind.GRID:
+        return None
+    start, end = month_bounds(month, tz)
+    totals = [0] * len(DutyCounts._fields)
+    for community_id, counts in (await duty_by_community(session, start, end, clock.now())).items():
+        community = org.units.get(community_id)
+        if community is not None and community.path.startswith(unit.path):
+            totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    return DutyCounts(*totals)
 
 
 async def unit_report(
@@ -292,8 +316,9 @@ async def unit_report(
     weights = weights or weights_of(org)
     totals = subtree_figures(org, await own_figures(session, tz, month))
     overdue = await overdue_now(session, clock, org)
-
-    return _ranked(org, unit, month, totals, overdue, weights)
+    report = _ranked(org, unit, month, totals, overdue, weights)
+    duty = await duty_in(session, org, clock, tz, unit, month)
+    return UnitReport(report.month, report.unit, report.children, duty)
 
 
 def _ranked(

@@ -12,8 +12,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.enums import TicketStatus
-from storage.models import FiguresMark, Ticket, TicketEvent, UnitMonthFigures
+from storage.enums import CallStatus, ClaimStatus, MemberStatus, TicketStatus
+from storage.models import (
+    CallClaim,
+    DutyCall,
+    FiguresMark,
+    Member,
+    Ticket,
+    TicketEvent,
+    UnitMonthFigures,
+)
 
 # The counts of a unit's month, in the table's order.
 COUNTS = (
@@ -151,3 +159,64 @@ async def overdue_tickets(
         statement = statement.where(t.holder_unit_id.in_(list(unit_ids)))
     rows = await session.exec(statement)
     return [OverdueTicket(*row) for row in rows.all()]
+
+
+class DutyCounts(NamedTuple):
+    """A community's Party members on duty: registrations now, and a month's calls."""
+
+    registered: int = 0  # pending or approved now
+    approved: int = 0
+    calls: int = 0  # calls starting in the month, not cancelled
+    filled: int = 0  # of those, every place taken
+    minutes: int = 0  # confirmed service in them
+    no_shows: int = 0  # places taken in calls over that never checked in or were marked absent
+
+
+async def duty_by_community(
+    session: AsyncSession, start: datetime, end: datetime, now: datetime
+) -> dict[int, DutyCounts]:
+    """Each community's DutyCounts for the calls starting in [start, end); no-shows only of
+    calls over by `now`."""
+    counts: dict[int, dict[str, int]] = {}
+
+    def add(community_id: int, **values: int) -> None:
+        entry = counts.setdefault(community_id, {})
+        for name, value in values.items():
+            entry[name] = entry.get(name, 0) + int(value or 0)
+
+    approved = sa.func.sum(sa.case((Member.status == MemberStatus.APPROVED, 1), else_=0))
+    for community_id, registered, yes in (
+        await session.exec(
+            select(Member.community_id, sa.func.count(), approved)
+            .where(Member.status != MemberStatus.REJECTED)
+            .group_by(Member.community_id)
+        )
+    ).all():
+        add(community_id, registered=registered, approved=yes)
+    in_month = (
+        DutyCall.starts_at >= start,
+        DutyCall.starts_at < end,
+        DutyCall.status != CallStatus.CANCELLED,
+    )
+    filled = sa.func.sum(sa.case((DutyCall.claimed >= DutyCall.capacity, 1), else_=0))
+    for community_id, calls, full in (
+        await session.exec(
+            select(DutyCall.community_id, sa.func.count(), filled)
+            .where(*in_month)
+            .group_by(DutyCall.community_id)
+        )
+    ).all():
+        add(community_id, calls=calls, filled=full)
+    served = sa.func.sum(sa.case((CallClaim.confirmed.is_(True), CallClaim.minutes), else_=0))
+    absent = sa.or_(CallClaim.checked_in_at.is_(None), CallClaim.confirmed.is_(False))
+    missed = sa.func.sum(sa.case((sa.and_(DutyCall.ends_at <= now, absent), 1), else_=0))
+    for community_id, minutes, no_shows in (
+        await session.exec(
+            select(DutyCall.community_id, served, missed)
+            .join(CallClaim, CallClaim.call_id == DutyCall.id)
+            .where(*in_month, CallClaim.status == ClaimStatus.CLAIMED)
+            .group_by(DutyCall.community_id)
+        )
+    ).all():
+        add(community_id, minutes=minutes, no_shows=no_shows)
+    return {community_id: DutyCounts(**entry) for community_id, entry in counts.items()}

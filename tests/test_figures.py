@@ -11,16 +11,19 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import yaml
 from sqlmodel import select
 from typer.testing import CliRunner
 
 from bot.cli import app
+from domain.calls import answer_call
 from domain.clock import FrozenClock, SystemClock
 from domain.deadlines import Timing
 from domain.figures import (
     Figures,
     Weights,
+    duty_in,
     month_bounds,
     month_of,
     own_figures,
@@ -29,6 +32,7 @@ from domain.figures import (
     send_monthly_rankings,
     subtree_figures,
     tally,
+    unit_report,
     weights_of,
 )
 from domain.reference import load_snapshot
@@ -43,14 +47,17 @@ from domain.tickets import (
 )
 from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
-from storage.enums import ReturnReason, Role, TicketStatus, UnitKind
-from storage.figures import EventFacts, events_between
-from storage.models import OutboxMessage, RoleAssignment
+from storage.enums import MemberStatus, ReturnReason, Role, TicketStatus, UnitKind
+from storage.figures import DutyCounts, EventFacts, events_between
+from storage.models import CallClaim, Member, OutboxMessage, RoleAssignment
 from storage.org_loader import apply_org, sample_path
 from storage.orgfile import read_org_file, validate_org
 from tests.factories import make_person
+from tests.test_duty import _call
+from tests.test_duty import _world as _duty_world
 from tests.test_sweep import TIMING, _file, _world
-from views.figures import CSV_COLUMNS, month_text, percent
+from views.figures import CSV_COLUMNS, month_text, percent, report_text
+from views.i18n import translator
 from views.outbox import default_renderer
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -286,7 +293,7 @@ async def _sample_city_with_two_tickets(url: str) -> tuple[str, str]:
         await engine.dispose()
 
 
-def test_gridbot_stats_prints_the_table_and_the_csv(db_url: str, monkeypatch) -> None:
+def test_gridbot_stats_prints_the_table_and_the_csv(db_url: str, monkeypatch, tmp_path) -> None:
     """`gridbot stats`: the city by default, this month; a unit by code; CSV with a header,
     the unit, then its children by rank; bad input is one line and exit 2."""
     city, community = asyncio.run(_sample_city_with_two_tickets(db_url))
@@ -298,9 +305,8 @@ def test_gridbot_stats_prints_the_table_and_the_csv(db_url: str, monkeypatch) ->
     shown = runner.invoke(app, ["stats"])
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
-    assert lines[0].startswith("📊 ") and lines[0].endswith(
-        month_text(month_of(datetime.now(UTC), TZ))
-    )
+    this_month = month_text(month_of(datetime.now(UTC), TZ))
+    assert lines[0].startswith("📊 ") and lines[0].endswith(this_month)
     assert lines[1] == ("response 100.0% (1/1) · resolution — (0/0) · satisfaction — (0/0)")
     assert "Below, ranked:" in lines
     zh = runner.invoke(app, ["stats", "--unit", community, "--language", "zh-hans"])
@@ -321,7 +327,30 @@ def test_gridbot_stats_prints_the_table_and_the_csv(db_url: str, monkeypatch) ->
     assert [row[0] for row in rows[2:]] == [str(n) for n in range(1, len(rows) - 1)]
     assert rows[2][5] == "1.0000"  # the grid with the ticket ranks first
 
+    # The Excel file and the chart are written to a file.
+    target = tmp_path / "city.xlsx"
+    wrote = runner.invoke(app, ["stats", "--format", "xlsx", "--output", str(target)])
+    assert wrote.exit_code == 0, wrote.output
+    assert wrote.output.strip() == f"wrote {target}"
+    sheet = openpyxl.load_workbook(target).active
+    assert [cell.value for cell in sheet[3]] == list(CSV_COLUMNS)
+    assert sheet.cell(row=4, column=2).value == city
+    monkeypatch.chdir(tmp_path)
+    drawn = runner.invoke(app, ["stats", "--unit", community, "--format", "png"])
+    assert drawn.exit_code == 0, drawn.output
+    png = tmp_path / f"{community}-{this_month}.png"
+    assert drawn.output.strip() == f"wrote {png.name}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     for args, line in (
+        (
+            ["--format", "csv", "--output", "x.csv"],
+            "gridbot: --output goes with --format xlsx or png (table and csv are printed)",
+        ),
+        (
+            ["--format", "xlsx", "--output", str(tmp_path / "missing" / "x.xlsx")],
+            f"gridbot: cannot write {tmp_path / 'missing' / 'x.xlsx'}: No such file or directory",
+        ),
         (
             ["--month", "2026-13"],
             "gridbot: “2026-13” is not a month: write it as YYYY-MM, e.g. 2026-11.",
@@ -332,7 +361,6 @@ def test_gridbot_stats_prints_the_table_and_the_csv(db_url: str, monkeypatch) ->
         refused = runner.invoke(app, ["stats", *args])
         assert refused.exit_code == 2
         assert refused.output.strip() == line
-    assert city
 
 
 def test_the_readmes_example_holds() -> None:
@@ -441,3 +469,53 @@ async def test_the_organisation_file_sets_the_weights(sessionmaker, clock) -> No
     async with sessionmaker() as session:
         await apply_org(session=session, org=validate_org(data), clock=clock)
         assert weights_of(await load_snapshot(session)) == Weights()
+
+
+async def test_party_members_on_duty_in_a_units_view(sessionmaker, clock) -> None:
+    """For a community and above: registered and approved members, the month's calls posted
+    and filled, hours served (confirmed) and no-shows (only of calls over); none for a grid."""
+    async with sessionmaker() as session:
+        tree, _, secretary, _, people = await _duty_world(session, members=3)
+        pending = await make_person(session, 2000, "Pending")
+        session.add(
+            Member(
+                person_id=pending.id,
+                full_name="Pending",
+                branch="b",
+                community_id=tree.community.id,
+                status=MemberStatus.PENDING,
+            )
+        )
+        await session.commit()
+        call, _ = await _call(session, clock, tree, secretary, capacity=2)
+        for person in people[:2]:
+            await answer_call(session=session, clock=clock, person=person, call_id=call.id)
+        await session.commit()
+        org = await load_snapshot(session)
+        month = month_of(clock.now(), TZ)
+
+        before = await duty_in(session, org, clock, TZ, tree.community, month)
+        assert before == DutyCounts(registered=4, approved=3, calls=1, filled=1)
+
+        # The call is over: one served an hour (confirmed), the other never came.
+        claims = (await session.exec(select(CallClaim).order_by(CallClaim.id))).all()
+        came = claims[0]
+        came.checked_in_at = call.starts_at
+        came.minutes, came.confirmed = 60, True
+        session.add(came)
+        await session.commit()
+        clock.set(call.ends_at)
+        after = DutyCounts(registered=4, approved=3, calls=1, filled=1, minutes=60, no_shows=1)
+        assert await duty_in(session, org, clock, TZ, tree.community, month) == after
+        assert await duty_in(session, org, clock, TZ, tree.city, month) == after
+        assert await duty_in(session, org, clock, TZ, tree.grid, month) is None
+        # Another month: the members, but no calls.
+        assert await duty_in(session, org, clock, TZ, tree.community, 202610) == DutyCounts(4, 3)
+        report = await unit_report(
+            session=session, org=org, clock=clock, tz=TZ, unit=tree.community, month=month
+        )
+        text = report_text(report, "en", translator("en"))
+        assert (
+            "Party members: 4 registered, 3 approved · calls: 1 posted, 1 filled · "
+            "1 hour served · 1 no-show"
+        ) in text.splitlines()

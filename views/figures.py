@@ -14,7 +14,7 @@ from storage.figures import OverdueTicket
 from storage.models import OrgUnit
 from views.buttons import StatsOp, StatsView, TicketAction, TicketOp
 from views.cards import local_time
-from views.common import scope_name
+from views.common import hours, scope_name
 from views.i18n import Translate
 
 TEXT_LIMIT = 4096  # Telegram's, for a message
@@ -83,6 +83,19 @@ def report_text(
         rates_text(unit.figures, t),
         " · ".join(_details(unit, t)),
     ]
+    if report.duty is not None:
+        duty = report.duty
+        lines.append(
+            t(
+                "stats.duty",
+                registered=duty.registered,
+                approved=duty.approved,
+                calls=duty.calls,
+                filled=duty.filled,
+                hours=hours(duty.minutes),
+                no_shows=duty.no_shows,
+            )
+        )
     if report.children:
         lines += ["", t("stats.children")]
         used = sum(len(line) + 1 for line in lines)

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, time, timedelta, tzinfo
+from typing import Self, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -42,7 +43,7 @@ from domain.deadlines import Timing
 from domain.errors import DomainError, NotAllowed, NotFound
 from domain.outbox import Outgoing, enqueue_many
 from domain.reference import OrgSnapshot
-from domain.roles import figure_roles
+from domain.roles import department_roles, figure_roles
 from storage.digests import digest_holders
 from storage.enums import Lane, TicketStatus, UnitKind
 from storage.figures import (
@@ -50,6 +51,7 @@ from storage.figures import (
     EventFacts,
     OverdueTicket,
     add_figures,
+    all_departments,
     current_mark,
     duty_by_community,
     events_between,
@@ -59,11 +61,13 @@ from storage.figures import (
     overdue_tickets,
     set_mark,
 )
-from storage.models import OrgUnit, Person
+from storage.models import Department, OrgUnit, Person
 from storage.once import claim_once
 from storage.people import active_assignments_of
+from storage.summons import answers_for_department
 
 S = TicketStatus
+C = TypeVar("C", bound="_Counts")
 # A step in a unit's hands ends with one of these, from NEW (the ticket waiting to be taken).
 RESPONDED = frozenset({"accept", "whistle"})
 NOT_RESPONDED = frozenset({"escalate"})
@@ -79,7 +83,16 @@ WORKED_ON = frozenset({S.NEW, S.ACCEPTED, S.REOPENED, S.RETURNED, S.SUMMONED})
 
 
 @dataclass
-class Figures:
+class _Counts:
+    """Counts that add up: a month's of a unit, of its subtree, of a department."""
+
+    def add(self, other: Self) -> None:
+        for each in fields(self):
+            setattr(self, each.name, getattr(self, each.name) + getattr(other, each.name))
+
+
+@dataclass
+class Figures(_Counts):
     """A unit's counts for a month, and the rates made of them (None: nothing to rate)."""
 
     dispatched: int = 0
@@ -91,10 +104,6 @@ class Figures:
     ratings: int = 0
     satisfied: int = 0
     rating_sum: int = 0
-
-    def add(self, other: Figures) -> None:
-        for field in fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
     @property
     def response_rate(self) -> float | None:
@@ -168,34 +177,111 @@ def tally(events: Iterable[EventFacts], tz: tzinfo) -> dict[tuple[int, int], Fig
     return dict(out)
 
 
+@dataclass
+class DepartmentFigures(_Counts):
+    """A department's month as the whistle summoned it: reported in (报到) and finished on
+    time, each over those done; returned and silent (reported to the district) apart."""
+
+    reported_in: int = 0
+    reported_in_time: int = 0
+    finished: int = 0
+    finished_in_time: int = 0
+    returned: int = 0
+    silent: int = 0
+
+    @property
+    def report_in_rate(self) -> float | None:
+        return self.reported_in_time / self.reported_in if self.reported_in else None
+
+    @property
+    def finish_rate(self) -> float | None:
+        return self.finished_in_time / self.finished if self.finished else None
+
+
+# A summoned department's step: what it counts as, and the in-time count it may add to.
+DEPARTMENT_STEPS = {
+    "department_accepted": ("reported_in", "reported_in_time"),
+    "department_finished": ("finished", "finished_in_time"),
+    "department_returned": ("returned", None),
+    "department_escalated": ("silent", None),
+}
+
+
+def tally_departments(
+    events: Iterable[EventFacts], tz: tzinfo
+) -> dict[tuple[int, int], DepartmentFigures]:
+    """The counts the events add, by (month, department), in the month of the step: reported
+    in or finished by the step's deadline is in time; silent is a summons past a deadline."""
+    out: dict[tuple[int, int], DepartmentFigures] = defaultdict(DepartmentFigures)
+    for event in events:
+        step = DEPARTMENT_STEPS.get(event.kind)
+        department = event.data.get("department_id")
+        if step is None or department is None:
+            continue
+        figures = out[(month_of(event.at, tz), department)]
+        done, in_time = step
+        setattr(figures, done, getattr(figures, done) + 1)
+        due = event.data.get("due")
+        if in_time is not None and (due is None or event.at <= _moment(due)):
+            setattr(figures, in_time, getattr(figures, in_time) + 1)
+    return dict(out)
+
+
 async def roll_up(*, session: AsyncSession, clock: Clock, tz: tzinfo) -> int:
-    """Add the events that have settled since the mark to the monthly rows, and move the
-    mark: once, however many schedulers run it (the mark's row is held by the transaction
-    that rolls, and the next one starts where it stopped). How many events were rolled."""
+    """Add the events that have settled since the mark to the monthly rows (the units' and
+    the departments'), and move the mark: once, however many schedulers run it (the mark's
+    row is held by the transaction that rolls, and the next one starts where it stopped). How
+    many events were rolled."""
     mark = await mark_for_update(session)
     upto = clock.now() - SETTLE
     if mark is not None and upto <= mark:
         return 0
     events = await events_between(session, mark, upto)
-    counts = tally(events, tz)
-    await add_figures(session, {key: vars(value) for key, value in counts.items()})
+    for whose, counts in (
+        ("unit", tally(events, tz)),
+        ("department", tally_departments(events, tz)),
+    ):
+        await add_figures(session, whose, {key: vars(value) for key, value in counts.items()})
     await set_mark(session, upto)
     return len(events)
 
 
-async def own_figures(session: AsyncSession, tz: tzinfo, month: int) -> dict[int, Figures]:
-    """Each unit's own figures for the month (not its subtree's), exact now: the rolled-up
-    rows, and what the events after the roll-up's mark add to the month (a step that began in
+async def _tail(session: AsyncSession, tz: tzinfo, month: int) -> list[EventFacts]:
+    """The events after the roll-up's mark that may count in the month (a step that began in
     it may have ended since; nothing before the month's start counts in it)."""
-    rolled = await figures_of_month(session, month)
-    own = {unit: Figures(**counts) for unit, counts in rolled.items()}
     start, _ = month_bounds(month, tz)
     mark = await current_mark(session)
-    tail = await events_between(session, start if mark is None else max(mark, start), None)
-    for (event_month, unit), figures in tally(tail, tz).items():
+    return await events_between(session, start if mark is None else max(mark, start), None)
+
+
+async def _exact(
+    session: AsyncSession,
+    tz: tzinfo,
+    month: int,
+    whose: str,
+    make: Callable[..., C],
+    tally_of: Callable[[list[EventFacts], tzinfo], dict[tuple[int, int], C]],
+) -> dict[int, C]:
+    """A month's counts by unit or department, exact now: the rolled-up rows, and what the
+    events after the roll-up's mark add to the month."""
+    rolled = await figures_of_month(session, whose, month)
+    own = {key: make(**counts) for key, counts in rolled.items()}
+    for (event_month, key), counts in tally_of(await _tail(session, tz, month), tz).items():
         if event_month == month:
-            own.setdefault(unit, Figures()).add(figures)
+            own.setdefault(key, make()).add(counts)
     return own
+
+
+async def own_figures(session: AsyncSession, tz: tzinfo, month: int) -> dict[int, Figures]:
+    """Each unit's own figures for the month (not its subtree's), exact now."""
+    return await _exact(session, tz, month, "unit", Figures, tally)
+
+
+async def department_figures(
+    session: AsyncSession, tz: tzinfo, month: int
+) -> dict[int, DepartmentFigures]:
+    """Each department's figures for the month, exact now."""
+    return await _exact(session, tz, month, "department", DepartmentFigures, tally_departments)
 
 
 def subtree_figures(org: OrgSnapshot, own: dict[int, Figures]) -> dict[int, Figures]:
@@ -278,6 +364,8 @@ class UnitReport:
     unit: Line
     children: list[Line]
     duty: DutyCounts | None = None
+    # The departments at the unit or below that a whistle summoned this month.
+    departments: list[tuple[Department, DepartmentFigures]] = field(default_factory=list)
 
 
 async def duty_in(
@@ -318,7 +406,15 @@ async def unit_report(
     overdue = await overdue_now(session, clock, org)
     report = _ranked(org, unit, month, totals, overdue, weights)
     duty = await duty_in(session, org, clock, tz, unit, month)
-    return UnitReport(report.month, report.unit, report.children, duty)
+    figures = await department_figures(session, tz, month)
+    departments = [
+        (department, figures[department.id])
+        for department in await all_departments(session)
+        if department.id in figures
+        and org.units.get(department.unit_id) is not None
+        and org.units[department.unit_id].path.startswith(unit.path)
+    ]
+    return UnitReport(report.month, report.unit, report.children, duty, departments)
 
 
 def _ranked(
@@ -538,3 +634,65 @@ async def send_monthly_rankings(
     sent = await enqueue_many(session, messages, clock=clock)
     await session.flush()
     return sent
+
+
+# -- a department's own figures (/stats for its liaisons) -------------------------------------
+
+
+@dataclass(frozen=True)
+class DepartmentReport:
+    month: int
+    department: Department
+    figures: DepartmentFigures
+
+
+async def department_home(session: AsyncSession, person: Person) -> Department | None:
+    """The department the person answers for (the first, if several); None: none."""
+    answering = department_roles()
+    for held in await active_assignments_of(session, person.id):
+        if held.department is not None and held.assignment.role in answering:
+            return held.department
+    return None
+
+
+async def department_report(
+    *,
+    session: AsyncSession,
+    clock: Clock,
+    tz: tzinfo,
+    person: Person,
+    department_id: int | None,
+    month: int | None,
+) -> DepartmentReport:
+    """A department's month, for its liaisons and for the officials over its unit (anyone
+    else: NotAllowed, audited). Default: the person's own department, this month."""
+    now_month = month_of(clock.now(), tz)
+    if month is not None and month > now_month:
+        raise DomainError("stats.future_month", month=f"{month // 100}-{month % 100:02d}")
+    department = (
+        await department_home(session, person)
+        if department_id is None
+        else await session.get(Department, department_id)
+    )
+    if department is None:
+        raise (
+            NotAllowed("stats.not_allowed")
+            if department_id is None
+            else NotFound("department.unknown", code=str(department_id))
+        )
+    if not await answers_for_department(
+        session, person_id=person.id, roles=department_roles(), department_id=department.id
+    ):
+        unit = await session.get(OrgUnit, department.unit_id)
+        assert unit is not None
+        await require_role(
+            session,
+            clock=clock,
+            person_id=person.id,
+            roles=figure_roles(),
+            unit=unit,
+            action=f"stats.department:{department.code}",
+        )
+    month = month or now_month
+    figures = (await department_figures(session, tz, month)).get(department.id)
+    return DepartmentReport(month, department, figures or DepartmentFigures())

@@ -50,7 +50,7 @@ class Powers:
     # Issues invitations in chat, for units its unit covers.
     invites: bool = False
     # Sees the three rates (/stats) of its unit and the units below, and gets the monthly
-    # ranking of the units below it.
+    # ranking of the units below it; held in a department, that department's figures.
     sees_figures: bool = False
 
 
@@ -89,7 +89,7 @@ ROLES: tuple[Powers, ...] = (
         digest=Level.STREET,
         sees_figures=True,
     ),
-    Powers(Role.DEPARTMENT_LIAISON, unit_kind=None, department=True),
+    Powers(Role.DEPARTMENT_LIAISON, unit_kind=None, department=True, sees_figures=True),
     Powers(
         Role.ADMIN,
         unit_kind=None,

@@ -326,6 +326,24 @@ def _stale_summons(summons: TicketSummons, ticket: Ticket, department: Departmen
     )
 
 
+# What a department's step says for its figures (domain.figures): which department, and the
+# deadline the step had (to report in, or to finish).
+_STEP_DEADLINE = {
+    "department_accepted": "accept_deadline",
+    "department_finished": "finish_deadline",
+}
+
+
+def _step_facts(summons: TicketSummons, department: Department, kind: str) -> dict[str, object]:
+    facts: dict[str, object] = {"department_id": department.id}
+    deadline = getattr(summons, _STEP_DEADLINE.get(kind, ""), None)
+    if deadline is not None:
+        facts["due"] = deadline.isoformat()
+    if kind == "department_escalated":
+        facts["phase"] = "report_in" if summons.status == SS.SUMMONED else "finish"
+    return facts
+
+
 async def _tell_street(
     lk: Lookups,
     out: Changes,
@@ -346,6 +364,7 @@ async def _tell_street(
         from_status=ticket.status,
         note=note,
         department=department.code,
+        **_step_facts(summons, department, kind),
         **data,
     )
     ctx = await context_from(lk, ticket)
@@ -558,6 +577,7 @@ async def sweep_summons(
                         kind="department_escalated",
                         from_status=ticket.status,
                         department=department.code,
+                        **_step_facts(summons, department, "department_escalated"),
                     )
                     escalated += 1
                     # Past its deadline the department is chased at the ladder's top interval.

@@ -1,7 +1,7 @@
 """/stats: the three rates for community secretaries, street officers and administrators,
-scoped to what they cover (domain.figures decides, and refuses anyone else): a unit's month
-with its children ranked, another month or unit in place, the overdue list, the chart and
-the Excel and CSV files."""
+and a department's own figures for its liaisons, scoped to what they cover (domain.figures
+decides, and refuses anyone else): a unit's month with its children ranked, another month
+or unit in place, the overdue list, the chart and the Excel and CSV files."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.figures import (
     UnitReport,
+    department_home,
+    department_report,
     figures_home,
     figures_of,
     month_of,
@@ -31,6 +33,8 @@ from views.charts import chart_png
 from views.common import scope_name
 from views.figures import (
     TEXT_LIMIT,
+    department_keyboard,
+    department_text,
     month_text,
     overdue_keyboard,
     overdue_text,
@@ -71,8 +75,23 @@ async def stats_command(
     language: str,
     t: Translate,
 ) -> None:
-    """/stats: the reader's own unit, this month."""
+    """/stats: the reader's own unit, this month (a department liaison: their department)."""
     org = await reference.get(session)
+    this_month = month_of(clock.now(), settings.tz)
+    if await figures_home(session, person) is None and await department_home(session, person):
+        own = await department_report(
+            session=session,
+            clock=clock,
+            tz=settings.tz,
+            person=person,
+            department_id=None,
+            month=None,
+        )
+        await message.answer(
+            department_text(own, language, t),
+            reply_markup=department_keyboard(own, this_month=this_month),
+        )
+        return
     report = await figures_of(
         session=session,
         org=org,
@@ -82,7 +101,6 @@ async def stats_command(
         unit_id=None,
         month=None,
     )
-    this_month = month_of(clock.now(), settings.tz)
     text, markup = await _screen(session, org, person, report, language, t, this_month)
     await message.answer(text, reply_markup=markup)
 
@@ -102,6 +120,22 @@ async def stats_pressed(
     org = await reference.get(session)
     tz = settings.tz
     op, month = callback_data.op, callback_data.month
+    if op is StatsOp.DEPARTMENT:
+        own = await department_report(
+            session=session,
+            clock=clock,
+            tz=tz,
+            person=person,
+            department_id=callback_data.unit,
+            month=month,
+        )
+        await query.answer()
+        if isinstance(query.message, Message):
+            markup = department_keyboard(own, this_month=month_of(clock.now(), tz))
+            text = department_text(own, language, t)
+            with suppress(TelegramBadRequest):
+                await query.message.edit_text(text, reply_markup=markup)
+        return
     if op is StatsOp.OVERDUE:
         unit, tickets = await overdue_in(
             session=session, org=org, clock=clock, person=person, unit_id=callback_data.unit

@@ -15,6 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.enums import CallStatus, ClaimStatus, MemberStatus, TicketStatus
 from storage.models import (
     CallClaim,
+    Department,
+    DepartmentMonthFigures,
     DutyCall,
     FiguresMark,
     Member,
@@ -86,33 +88,51 @@ async def set_mark(session: AsyncSession, upto: datetime) -> None:
     await session.exec(sa.update(FiguresMark).where(FiguresMark.id == 1).values(upto=upto))
 
 
+# The counts of a department's month, in the table's order.
+DEPARTMENT_COUNTS = (
+    "reported_in",
+    "reported_in_time",
+    "finished",
+    "finished_in_time",
+    "returned",
+    "silent",
+)
+# Each kind of monthly figures: its table, the column that names whose they are, its counts.
+_TABLES = {
+    "unit": (UnitMonthFigures.__table__, "unit_id", COUNTS),
+    "department": (DepartmentMonthFigures.__table__, "department_id", DEPARTMENT_COUNTS),
+}
+
+
 async def add_figures(
-    session: AsyncSession, figures: Mapping[tuple[int, int], Mapping[str, int]]
+    session: AsyncSession, whose: str, figures: Mapping[tuple[int, int], Mapping[str, int]]
 ) -> None:
-    """Add counts to the (month, unit) rows, making those that are missing: one INSERT ... ON
-    CONFLICT DO UPDATE for all of them."""
+    """Add counts to the (month, unit or department) rows of `whose` ("unit", "department"),
+    making those that are missing: one INSERT ... ON CONFLICT DO UPDATE for all of them."""
     if not figures:
         return
+    table, key, names = _TABLES[whose]
     rows = [
-        {"month": month, "unit_id": unit_id, **{name: counts.get(name, 0) for name in COUNTS}}
-        for (month, unit_id), counts in figures.items()
+        {"month": month, key: owner, **{name: counts.get(name, 0) for name in names}}
+        for (month, owner), counts in figures.items()
     ]
-    table = UnitMonthFigures.__table__
     statement = _insert(session)(table)
     statement = statement.on_conflict_do_update(
-        index_elements=[table.c.month, table.c.unit_id],
-        set_={name: table.c[name] + statement.excluded[name] for name in COUNTS},
+        index_elements=[table.c.month, table.c[key]],
+        set_={name: table.c[name] + statement.excluded[name] for name in names},
     )
     await session.exec(statement, params=rows)
 
 
-async def figures_of_month(session: AsyncSession, month: int) -> dict[int, dict[str, int]]:
-    """Each unit's own rolled-up counts for the month, by unit id."""
-    u = UnitMonthFigures
+async def figures_of_month(
+    session: AsyncSession, whose: str, month: int
+) -> dict[int, dict[str, int]]:
+    """Each unit's (or department's) own rolled-up counts for the month, by its id."""
+    table, key, names = _TABLES[whose]
     rows = await session.exec(
-        select(u.unit_id, *(getattr(u, name) for name in COUNTS)).where(u.month == month)
+        sa.select(table.c[key], *(table.c[name] for name in names)).where(table.c.month == month)
     )
-    return {row[0]: dict(zip(COUNTS, row[1:], strict=True)) for row in rows.all()}
+    return {row[0]: dict(zip(names, row[1:], strict=True)) for row in rows.all()}
 
 
 async def overdue_by_holder(
@@ -220,3 +240,8 @@ async def duty_by_community(
     ).all():
         add(community_id, minutes=minutes, no_shows=no_shows)
     return {community_id: DutyCounts(**entry) for community_id, entry in counts.items()}
+
+
+async def all_departments(session: AsyncSession) -> list[Department]:
+    """Every department, by code."""
+    return list((await session.exec(select(Department).order_by(Department.code))).all())

@@ -313,6 +313,22 @@ class UnitMonthFigures(SQLModel, table=True):
     rating_sum: int = 0
 
 
+class DepartmentMonthFigures(SQLModel, table=True):
+    """A department's figures for a month as a whistle summoned it, tallied from the ticket
+    events with UnitMonthFigures (the same roll-up, the same mark)."""
+
+    __tablename__ = "department_month_figures"
+
+    month: int = Field(primary_key=True)  # 202611: a month in the city's time
+    department_id: int = Field(foreign_key="department.id", primary_key=True)
+    reported_in: int = 0
+    reported_in_time: int = 0  # by the deadline to report in
+    finished: int = 0
+    finished_in_time: int = 0  # by the deadline to finish
+    returned: int = 0
+    silent: int = 0  # past a deadline, reported to the district
+
+
 class FiguresMark(SQLModel, table=True):
     """How far the ticket events are rolled up into UnitMonthFigures (one row)."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import openpyxl
+import pytest
 import yaml
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -20,9 +21,13 @@ from bot.cli import app
 from domain.calls import answer_call
 from domain.clock import FrozenClock, SystemClock
 from domain.deadlines import Timing
+from domain.errors import NotAllowed
 from domain.figures import (
+    DepartmentFigures,
     Figures,
     Weights,
+    department_figures,
+    department_report,
     duty_in,
     month_bounds,
     month_of,
@@ -32,10 +37,12 @@ from domain.figures import (
     send_monthly_rankings,
     subtree_figures,
     tally,
+    tally_departments,
     unit_report,
     weights_of,
 )
 from domain.reference import load_snapshot
+from domain.summons import finish_summons, report_in, return_summons, whistle
 from domain.tickets import (
     accept_ticket,
     confirm_ticket,
@@ -47,16 +54,24 @@ from domain.tickets import (
 )
 from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
-from storage.enums import MemberStatus, ReturnReason, Role, TicketStatus, UnitKind
+from storage.enums import (
+    MemberStatus,
+    ReturnReason,
+    Role,
+    SummonsReturnReason,
+    TicketStatus,
+    UnitKind,
+)
 from storage.figures import DutyCounts, EventFacts, events_between
-from storage.models import CallClaim, Member, OutboxMessage, RoleAssignment
+from storage.models import AuditEntry, CallClaim, Member, OutboxMessage, RoleAssignment
 from storage.org_loader import apply_org, sample_path
 from storage.orgfile import read_org_file, validate_org
 from tests.factories import make_person
 from tests.test_duty import _call
 from tests.test_duty import _world as _duty_world
+from tests.test_summons import _at_the_street
 from tests.test_sweep import TIMING, _file, _world
-from views.figures import CSV_COLUMNS, month_text, percent, report_text
+from views.figures import CSV_COLUMNS, department_text, month_text, percent, report_text
 from views.i18n import translator
 from views.outbox import default_renderer
 
@@ -519,3 +534,135 @@ async def test_party_members_on_duty_in_a_units_view(sessionmaker, clock) -> Non
             "Party members: 4 registered, 3 approved · calls: 1 posted, 1 filled · "
             "1 hour served · 1 no-show"
         ) in text.splitlines()
+
+
+def test_a_departments_steps_count_in_time_or_late() -> None:
+    urban = {"department_id": 7}
+    due = _at(3, 10)
+    events = [
+        EventFacts("department_accepted", due, S.SUMMONED, urban | {"due": due.isoformat()}),
+        EventFacts(
+            "department_accepted",
+            due + timedelta(minutes=1),
+            S.SUMMONED,
+            urban | {"due": due.isoformat()},
+        ),
+        EventFacts(
+            "department_finished", _at(4, 9), S.SUMMONED, urban | {"due": _at(4, 10).isoformat()}
+        ),
+        EventFacts("department_returned", _at(4, 9), S.SUMMONED, urban),
+        EventFacts("department_escalated", _at(4, 9), S.SUMMONED, urban | {"phase": "report_in"}),
+        EventFacts("department_accepted", _at(4, 9), S.SUMMONED, {}),  # before figures were kept
+    ]
+    assert tally_departments(events, TZ) == {
+        (NOV, 7): DepartmentFigures(
+            reported_in=2, reported_in_time=1, finished=1, finished_in_time=1, returned=1, silent=1
+        )
+    }
+    figures = tally_departments(events, TZ)[(NOV, 7)]
+    assert (figures.report_in_rate, figures.finish_rate) == (0.5, 1.0)
+    assert DepartmentFigures().report_in_rate is None
+
+
+async def test_summoned_departments_figures_and_who_sees_them(sessionmaker, clock) -> None:
+    """A whistle to two departments: one reports in on time and finishes late, the other
+    returns it. The liaison sees their department, an official over its unit sees it in the
+    unit's figures too; another department's liaison is refused and audited."""
+    async with sessionmaker() as session:
+        tree, police, people, ticket_id = await _at_the_street(session, clock)
+        _, summoned = await whistle(
+            session=session,
+            clock=clock,
+            timing=TIMING,
+            actor=people["officer"],
+            ticket_id=ticket_id,
+            department_ids=[tree.department.id, police.id],
+        )
+        urban_id, police_id = (
+            next(s.id for s in summoned if s.department_id == d)
+            for d in (tree.department.id, police.id)
+        )
+        clock.advance(timedelta(minutes=10))
+        await report_in(
+            session=session, clock=clock, timing=TIMING, actor=people["urban"], summons_id=urban_id
+        )
+        await return_summons(
+            session=session,
+            clock=clock,
+            timing=TIMING,
+            actor=people["police"],
+            summons_id=police_id,
+            reason=SummonsReturnReason.NOT_OUR_REMIT,
+            note="not ours",
+        )
+        clock.advance(timedelta(hours=5))  # past the four hours to finish
+        await finish_summons(
+            session=session,
+            clock=clock,
+            timing=TIMING,
+            actor=people["urban"],
+            summons_id=urban_id,
+            note="cleared",
+        )
+        await session.commit()
+
+        urban = DepartmentFigures(reported_in=1, reported_in_time=1, finished=1)
+        mine = await department_report(
+            session=session,
+            clock=clock,
+            tz=TZ,
+            person=people["urban"],
+            department_id=None,
+            month=None,
+        )
+        assert (mine.department.id, mine.figures) == (tree.department.id, urban)
+        assert department_text(mine, "en", translator("en")).splitlines()[1] == (
+            "reported in on time 100.0% (1/1) · finished on time 0.0% (0/1)"
+        )
+        # Rolled up, the same.
+        clock.advance(timedelta(minutes=6))
+        await roll_up(session=session, clock=clock, tz=TZ)
+        await session.commit()
+        assert (await department_figures(session, TZ, NOV))[tree.department.id] == urban
+        assert (await department_figures(session, TZ, NOV))[police.id] == DepartmentFigures(
+            returned=1
+        )
+        # The street's figures show the police (at the street); the district's show both.
+        org = await load_snapshot(session)
+        for unit, expected in (
+            (tree.street, {"PS": DepartmentFigures(returned=1)}),
+            (tree.district, {"PS": DepartmentFigures(returned=1), tree.department.code: urban}),
+        ):
+            report = await unit_report(
+                session=session, org=org, clock=clock, tz=TZ, unit=unit, month=NOV
+            )
+            assert {d.code: f for d, f in report.departments} == expected
+        text = report_text(report, "en", translator("en"))
+        assert (
+            f"• {tree.department.name_en}: reported in on time 100.0% (1/1) · "
+            "finished on time 0.0% (0/1)"
+        ) in text.splitlines()
+        # An official over the police's unit sees it alone too.
+        seen = await department_report(
+            session=session,
+            clock=clock,
+            tz=TZ,
+            person=people["officer"],
+            department_id=police.id,
+            month=NOV,
+        )
+        assert seen.figures == DepartmentFigures(returned=1)
+        # Another department's liaison: refused, and audited.
+        with pytest.raises(NotAllowed):
+            await department_report(
+                session=session,
+                clock=clock,
+                tz=TZ,
+                person=people["police"],
+                department_id=tree.department.id,
+                month=NOV,
+            )
+        audit = (await session.exec(select(AuditEntry))).all()
+        assert f"stats.department:{tree.department.code}" in {
+            a.data.get("attempted") for a in audit
+        }

@@ -231,7 +231,7 @@ async def test_the_figures_are_rolled_up_once_by_two_schedulers(db_url, clock) -
                 everything = tally(await events_between(session, None, None), TZ)
                 month = month_of(clock.now(), TZ)
                 expected = {u: f for (m, u), f in everything.items() if m == month}
-                rows = await figures_of_month(session, month)
+                rows = await figures_of_month(session, "unit", month)
                 assert {u: Figures(**counts) for u, counts in rows.items()} == expected
             async with makers[1]() as session:
                 await accepted(session)

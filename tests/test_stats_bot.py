@@ -18,7 +18,7 @@ from domain.deadlines import Timing
 from domain.reference import load_snapshot
 from domain.tickets import accept_ticket, file_ticket
 from storage.enums import Role, UnitKind
-from storage.models import AuditEntry, OrgUnit, Person, RoleAssignment
+from storage.models import AuditEntry, Department, OrgUnit, Person, RoleAssignment
 from tests.botkit import running_bot
 from tests.test_member_bot import buttons, press, say, session_of
 from views.buttons import StatsOp, StatsView, TicketAction, TicketOp
@@ -27,7 +27,7 @@ from views.figures import CSV_COLUMNS
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in the city
 COMMUNITY = "EQ-JZJ-01"
-SECRETARY, OFFICER, LEADER, RESIDENT = 4600, 4601, 4602, 4603
+SECRETARY, OFFICER, LEADER, RESIDENT, LIAISON = 4600, 4601, 4602, 4603, 4604
 NOV, OCT = 202611, 202610
 
 
@@ -57,6 +57,15 @@ async def world(url: str, clock: FrozenClock) -> dict:
                 .order_by(OrgUnit.code)
             )
         ).all()
+        department = (await session.exec(select(Department).order_by(Department.code))).first()
+        liaison = Person(telegram_id=LIAISON, full_name="Liaison", language="en")
+        session.add(liaison)
+        await session.flush()
+        session.add(
+            RoleAssignment(
+                person_id=liaison.id, role=Role.DEPARTMENT_LIAISON, department_id=department.id
+            )
+        )
         people = {}
         for telegram_id, role, unit in (
             (SECRETARY, Role.COMMUNITY_SECRETARY, community),
@@ -101,6 +110,7 @@ async def world(url: str, clock: FrozenClock) -> dict:
             "street": street,
             "grids": grids,
             "waiting": filed[1],
+            "department": department,
         }
 
 
@@ -216,3 +226,19 @@ async def test_stats_for_those_who_cover_a_unit(db_url: str) -> None:
             f"⬆ {street.name_en}",
             view(StatsOp.SHOW, street.id),
         )
+
+        # A department's liaison: their department's month, and the month before in place.
+        department = w["department"]
+        shown = await say(fake, LIAISON, "/stats")
+        assert shown["text"].splitlines() == [
+            f"📊 {department.name_en} · 2026-11",
+            "reported in on time — (0/0) · finished on time — (0/0)",
+        ]
+        before = view(StatsOp.DEPARTMENT, department.id, OCT)
+        assert buttons(shown["reply_markup"]) == [("◀ 2026-10", before)]
+        edit = await edited(fake, LIAISON, before, shown["message_id"])
+        assert edit["text"].splitlines()[0] == f"📊 {department.name_en} · 2026-10"
+        assert buttons(edit["reply_markup"]) == [
+            ("◀ 2026-09", view(StatsOp.DEPARTMENT, department.id, 202609)),
+            ("2026-11 ▶", view(StatsOp.DEPARTMENT, department.id, NOV)),
+        ]

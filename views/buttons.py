@@ -275,6 +275,7 @@ class StatsOp(StrEnum):
     CHART = "c"  # the PNG
     XLSX = "x"
     CSV = "t"
+    DEPARTMENT = "d"  # a department's month (`unit`: the department's id)
 
 
 class StatsView(Button, prefix="st"):

@@ -9,7 +9,15 @@ from datetime import tzinfo
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from domain.figures import Figures, Line, UnitReport, next_month, previous_month
+from domain.figures import (
+    DepartmentFigures,
+    DepartmentReport,
+    Figures,
+    Line,
+    UnitReport,
+    next_month,
+    previous_month,
+)
 from storage.figures import OverdueTicket
 from storage.models import OrgUnit
 from views.buttons import StatsOp, StatsView, TicketAction, TicketOp
@@ -96,6 +104,15 @@ def report_text(
                 no_shows=duty.no_shows,
             )
         )
+    if report.departments:
+        lines += ["", t("stats.departments")]
+        lines += [
+            "• "
+            + scope_name(language, department.name_zh, department.name_en)
+            + ": "
+            + department_rates(figures, t)
+            for department, figures in report.departments
+        ]
     if report.children:
         lines += ["", t("stats.children")]
         used = sum(len(line) + 1 for line in lines)
@@ -343,3 +360,52 @@ def ranking_keyboard(data: dict, t: Translate) -> InlineKeyboardMarkup:
     month = int(data["month"])
     button = _button(t("stats.btn.open"), StatsOp.SHOW, int(data["unit_id"]), month)
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+def department_rates(figures: DepartmentFigures, t: Translate) -> str:
+    """Reported in and finished on time, with counts; returned and silent when any."""
+    parts = [
+        t(
+            "stats.report_in",
+            rate=percent(figures.report_in_rate),
+            in_time=figures.reported_in_time,
+            done=figures.reported_in,
+        ),
+        t(
+            "stats.finish",
+            rate=percent(figures.finish_rate),
+            in_time=figures.finished_in_time,
+            done=figures.finished,
+        ),
+    ]
+    if figures.returned:
+        parts.append(t("stats.returned", count=figures.returned))
+    if figures.silent:
+        parts.append(t("stats.silent", count=figures.silent))
+    return " · ".join(parts)
+
+
+def department_text(report: DepartmentReport, language: str, t: Translate) -> str:
+    """A department's month, as its liaison reads it."""
+    department = report.department
+    return "\n".join(
+        [
+            t(
+                "stats.title",
+                unit=scope_name(language, department.name_zh, department.name_en),
+                month=month_text(report.month),
+            ),
+            department_rates(report.figures, t),
+        ]
+    )
+
+
+def department_keyboard(report: DepartmentReport, *, this_month: int) -> InlineKeyboardMarkup:
+    """The month before, and after up to this one."""
+    department, month = report.department.id, report.month
+    before = previous_month(month)
+    row = [_button(f"◀ {month_text(before)}", StatsOp.DEPARTMENT, department, before)]
+    if month < this_month:
+        after = next_month(month)
+        row.append(_button(f"{month_text(after)} ▶", StatsOp.DEPARTMENT, department, after))
+    return InlineKeyboardMarkup(inline_keyboard=[row])

@@ -366,6 +366,8 @@ class UnitReport:
     duty: DutyCounts | None = None
     # The departments at the unit or below that a whistle summoned this month.
     departments: list[tuple[Department, DepartmentFigures]] = field(default_factory=list)
+    # The unit's figures the month before, to read this month's against.
+    previous: Figures | None = None
 
 
 async def duty_in(
@@ -414,7 +416,15 @@ async def unit_report(
         and org.units.get(department.unit_id) is not None
         and org.units[department.unit_id].path.startswith(unit.path)
     ]
-    return UnitReport(report.month, report.unit, report.children, duty, departments)
+    before = subtree_figures(org, await own_figures(session, tz, previous_month(month)))
+    return UnitReport(
+        report.month,
+        report.unit,
+        report.children,
+        duty,
+        departments,
+        before.get(unit.id, Figures()),
+    )
 
 
 def _ranked(

@@ -3,6 +3,7 @@ rolled up from them (domain.figures decides what counts)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -138,15 +139,19 @@ async def figures_of_month(
 async def overdue_by_holder(
     session: AsyncSession, now: datetime, statuses: Collection[TicketStatus]
 ) -> dict[int, int]:
-    """Tickets in `statuses` past their next deadline now, by the unit holding them (read
-    through the index on the next deadline: its cost follows what is overdue)."""
+    """Tickets in `statuses` past their next deadline now, by the unit holding them.
+
+    Read in the order of the next deadline, so through its index: the cost follows what is
+    overdue (the sweep keeps that short), not the tickets there are. Grouped by the holder in
+    SQL, SQLite walked the holder index instead, every ticket: 108 ms at 300,000 tickets
+    against 2.3 ms (benchmarks/stats.py's city)."""
     t = Ticket
     rows = await session.exec(
-        select(t.holder_unit_id, sa.func.count())
-        .where(t.next_deadline < now, t.status.in_(list(statuses)), t.holder_unit_id.is_not(None))
-        .group_by(t.holder_unit_id)
+        select(t.holder_unit_id)
+        .where(t.next_deadline < now, t.status.in_(list(statuses)))
+        .order_by(t.next_deadline)
     )
-    return {unit: int(count) for unit, count in rows.all()}
+    return dict(Counter(unit for unit in rows.all() if unit is not None))
 
 
 class OverdueTicket(NamedTuple):

@@ -31,10 +31,21 @@ SMALL = {
         *("--paid-members", "30", "--paid-window", "1"),
     ],
     "startup": ["--runs", "1"],
+    "stats": ["--tickets", "2000", "--filed", "10"],
 }
 
 # What each script's JSON must hold (the others: just "benchmark").
 KEYS = {
+    "stats": {
+        "database",
+        "city_s",
+        "street_s",
+        "city_chart_s",
+        "street_chart_s",
+        "filing_cost_ratio",
+        "first_rollup_s",
+        "city_figures",
+    },
     "inbound": {
         "database",
         "bare_updates_per_s",

@@ -255,6 +255,12 @@ async def test_the_rates_of_a_month_of_real_tickets(sessionmaker, clock) -> None
         everything = tally(await events_between(session, None, None), TZ)
         assert {unit: f for (month, unit), f in everything.items() if month == NOV} == expected
         assert await own_figures(session, TZ, 202612) == {}
+        # December's report reads November beside it.
+        december = await unit_report(
+            session=session, org=org, clock=clock, tz=TZ, unit=tree.community, month=202612
+        )
+        assert december.unit.figures == Figures()
+        assert december.previous == totals[tree.community.id]
 
         # Events after the mark are read too: a rating given now counts at once.
         await rate_ticket(

@@ -135,6 +135,8 @@ async def test_stats_for_those_who_cover_a_unit(db_url: str) -> None:
         assert lines[0] == f"📊 {community.name_en} · 2026-11"
         assert lines[1] == "response 100.0% (1/1) · resolution — (0/0) · satisfaction — (0/0)"
         assert lines[2] == "1 overdue now"
+        # Last month beside it, to read this month against.
+        assert lines[3] == "2026-10: response — (0/0) · resolution — (0/0) · satisfaction — (0/0)"
         assert "Below, ranked:" in lines
         assert lines[lines.index("Below, ranked:") + 1] == f"1. {grids[0].name_en}: score 100.0"
         pressed = buttons(shown["reply_markup"])

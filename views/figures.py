@@ -91,6 +91,14 @@ def report_text(
         rates_text(unit.figures, t),
         " · ".join(_details(unit, t)),
     ]
+    if report.previous is not None:
+        lines.append(
+            t(
+                "stats.previous",
+                month=month_text(previous_month(report.month)),
+                rates=rates_text(report.previous, t),
+            )
+        )
     if report.duty is not None:
         duty = report.duty
         lines.append(

@@ -1133,7 +1133,8 @@ class Driver:
 
     async def post_call(self, part: Part) -> None:
         """The secretary's call to the whole community (the domain use case the /call dialog
-        ends in): one bulk outbox row per member, committed; the sender finds them by polling."""
+        ends in): two bulk outbox rows per member (its place, then its text), committed; the
+        sender finds them by polling."""
         now = datetime.now(UTC)
         starts = now + timedelta(minutes=self.args.reminder_minutes, seconds=part.lead)
         async with self.sessionmaker() as session:

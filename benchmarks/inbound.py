@@ -88,7 +88,7 @@ from domain.calls import create_call  # noqa: E402
 from domain.clock import SystemClock  # noqa: E402
 from storage.db import make_engine, make_sessionmaker, sync_url  # noqa: E402
 from storage.enums import MemberStatus, Role, UnitKind  # noqa: E402
-from storage.models import Member, OrgUnit, Person, RoleAssignment  # noqa: E402
+from storage.models import Member, OrgUnit, OutboxMessage, Person, RoleAssignment  # noqa: E402
 from storage.org_loader import sample_path  # noqa: E402
 from storage.orgfile import read_org_file  # noqa: E402
 from tests.fake_telegram import REJECTION_KINDS, FakeTelegram  # noqa: E402
@@ -178,7 +178,8 @@ class BenchFake(FakeTelegram):
         self.polling: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.bulk_times: list[float] = []  # perf_counter of each message to a member
         self.bulk_paid = 0
-        self.bulk_chats: Counter[int] = Counter()
+        # Messages to each member by method: a call is its venue, then its text.
+        self.bulk_chats: Counter[tuple[int, str]] = Counter()
         self.rejected_at: list[tuple[float, str]] = []  # (perf_counter, kind) of each 429
         super().__init__(**kwargs)
 
@@ -205,7 +206,7 @@ class BenchFake(FakeTelegram):
         if isinstance(chat_id, int) and chat_id >= FIRST_MEMBER:
             self.bulk_times.append(time.perf_counter())
             self.bulk_paid += bool(params.get("allow_paid_broadcast"))
-            self.bulk_chats[chat_id] += 1
+            self.bulk_chats[(chat_id, method)] += 1
             return message
         chat = self.chats.get(chat_id)  # type: ignore[arg-type]
         if chat is not None:
@@ -883,7 +884,9 @@ async def seed_members(url: str, members: int) -> Community:
 
 
 async def post_call(url: str, community: Community, title: str) -> tuple[int, float]:
-    """The real create_call for the whole community: (outbox rows written, seconds)."""
+    """The real create_call for the whole community: (outbox rows written, seconds). Each
+    member gets the call as its place (a venue) and its text: the rows are counted in the
+    outbox, not assumed."""
     engine = make_engine(url)
     sessionmaker = make_sessionmaker(engine)
     clock = SystemClock()
@@ -892,7 +895,7 @@ async def post_call(url: str, community: Community, title: str) -> tuple[int, fl
         async with sessionmaker() as session:
             actor = await session.get(Person, community.secretary_id)
             started = time.perf_counter()
-            _, rows = await create_call(
+            call, _ = await create_call(
                 session=session,
                 clock=clock,
                 actor=actor,
@@ -906,7 +909,16 @@ async def post_call(url: str, community: Community, title: str) -> tuple[int, fl
                 capacity=1000,
             )
             await session.commit()
-            return rows, time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            rows = (
+                await session.exec(
+                    select(sa.func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.kind.in_(["duty_call", "duty_call_place"]))
+                    .where(OutboxMessage.created_at >= call.created_at)
+                )
+            ).one()
+            return rows, elapsed
     finally:
         await engine.dispose()
 

@@ -402,6 +402,10 @@ class Part:
     rows: int = 0
     posted_at: float = 0.0
     call_times: list[float] = field(default_factory=list)
+    # The call's place (a venue) sent before its text: the first to each member is the call's
+    # (a later one comes with the reminder).
+    place_times: list[float] = field(default_factory=list)
+    placed: set[int] = field(default_factory=set)
     pressing: set[int] = field(default_factory=set)
     pressed: Counter[int] = field(default_factory=Counter)  # webhook status -> presses
     reminders: Counter[int] = field(default_factory=Counter)  # chat -> reminders delivered
@@ -421,6 +425,10 @@ class Part:
     @property
     def call_texts(self) -> tuple[str, ...]:
         return tuple(p + self.title for p in CALL_PREFIXES)
+
+    @property
+    def place_text(self) -> str:
+        return f"venue: {self.title} |"
 
     @property
     def reminder_texts(self) -> tuple[str, ...]:
@@ -994,6 +1002,9 @@ class Driver:
         for part in self.parts:
             if text.startswith(part.call_texts):
                 self.on_call(part, chat, item)
+            elif text.startswith(part.place_text) and chat not in part.placed:
+                part.placed.add(chat)
+                part.place_times.append(item["a"])
             elif text.startswith(part.reminder_texts):
                 part.reminders[chat] += 1
 
@@ -1384,9 +1395,9 @@ class Driver:
         }
         f["reminders_wrong"] = len(wrong)
         f["reminders_once"] = bool(coming) and not wrong
-        # The call's delivery rate while it had a backlog: first to last delivery (a part with
-        # a kill: before it, and after the new sender took over).
-        times = sorted(part.call_times)
+        # The call's delivery rate while it had a backlog: first to last delivery, its places
+        # and its texts (a part with a kill: before it, and after the new sender took over).
+        times = sorted(part.call_times + part.place_times)
         if kill is not None:
             before = [t for t in times if t < kill["mono"]]
             after = [t for t in times if t >= kill["mono"] + (f.get("failover_s") or 0)]

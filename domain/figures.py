@@ -258,40 +258,51 @@ async def _exact(
     session: AsyncSession,
     tz: tzinfo,
     month: int,
+    tail: list[EventFacts] | None,
     whose: str,
     make: Callable[..., C],
     tally_of: Callable[[list[EventFacts], tzinfo], dict[tuple[int, int], C]],
 ) -> dict[int, C]:
     """A month's counts by unit or department, exact now: the rolled-up rows, and what the
-    events after the roll-up's mark add to the month."""
+    events after the roll-up's mark add to the month (`tail`: those events, read once for
+    several months by a caller that needs them; None: read here)."""
     rolled = await figures_of_month(session, whose, month)
     own = {key: make(**counts) for key, counts in rolled.items()}
-    for (event_month, key), counts in tally_of(await _tail(session, tz, month), tz).items():
+    if tail is None:
+        tail = await _tail(session, tz, month)
+    for (event_month, key), counts in tally_of(tail, tz).items():
         if event_month == month:
             own.setdefault(key, make()).add(counts)
     return own
 
 
-async def own_figures(session: AsyncSession, tz: tzinfo, month: int) -> dict[int, Figures]:
+async def own_figures(
+    session: AsyncSession, tz: tzinfo, month: int, tail: list[EventFacts] | None = None
+) -> dict[int, Figures]:
     """Each unit's own figures for the month (not its subtree's), exact now."""
-    return await _exact(session, tz, month, "unit", Figures, tally)
+    return await _exact(session, tz, month, tail, "unit", Figures, tally)
 
 
 async def department_figures(
-    session: AsyncSession, tz: tzinfo, month: int
+    session: AsyncSession, tz: tzinfo, month: int, tail: list[EventFacts] | None = None
 ) -> dict[int, DepartmentFigures]:
     """Each department's figures for the month, exact now."""
-    return await _exact(session, tz, month, "department", DepartmentFigures, tally_departments)
+    return await _exact(
+        session, tz, month, tail, "department", DepartmentFigures, tally_departments
+    )
+
+
+def _counted_in(org: OrgSnapshot, unit_id: int) -> list[OrgUnit]:
+    """The units whose subtree holds the unit: itself and those above (none if unknown)."""
+    unit = org.units.get(unit_id)
+    return org.chain(unit) if unit is not None else []
 
 
 def subtree_figures(org: OrgSnapshot, own: dict[int, Figures]) -> dict[int, Figures]:
     """Every unit's figures with its subtree's: each unit's own added to it and those above."""
     totals: dict[int, Figures] = defaultdict(Figures)
     for unit_id, figures in own.items():
-        unit = org.units.get(unit_id)
-        if unit is None:
-            continue
-        for above in org.chain(unit):
+        for above in _counted_in(org, unit_id):
             totals[above.id].add(figures)
     return dict(totals)
 
@@ -300,10 +311,7 @@ async def overdue_now(session: AsyncSession, clock: Clock, org: OrgSnapshot) -> 
     """Tickets being worked on past their deadline now, by unit, subtrees included."""
     totals: dict[int, int] = defaultdict(int)
     for unit_id, count in (await overdue_by_holder(session, clock.now(), WORKED_ON)).items():
-        unit = org.units.get(unit_id)
-        if unit is None:
-            continue
-        for above in org.chain(unit):
+        for above in _counted_in(org, unit_id):
             totals[above.id] += count
     return dict(totals)
 
@@ -404,11 +412,14 @@ async def unit_report(
     """The figures of `unit` and of each unit right below it for `month`, and what is overdue
     in each now."""
     weights = weights or weights_of(org)
-    totals = subtree_figures(org, await own_figures(session, tz, month))
+    before = previous_month(month)
+    # The events after the mark, read once: they may count in this month or the one before.
+    tail = await _tail(session, tz, before)
+    totals = subtree_figures(org, await own_figures(session, tz, month, tail))
     overdue = await overdue_now(session, clock, org)
     report = _ranked(org, unit, month, totals, overdue, weights)
     duty = await duty_in(session, org, clock, tz, unit, month)
-    figures = await department_figures(session, tz, month)
+    figures = await department_figures(session, tz, month, tail)
     departments = [
         (department, figures[department.id])
         for department in await all_departments(session)
@@ -416,14 +427,14 @@ async def unit_report(
         and org.units.get(department.unit_id) is not None
         and org.units[department.unit_id].path.startswith(unit.path)
     ]
-    before = subtree_figures(org, await own_figures(session, tz, previous_month(month)))
+    previous = subtree_figures(org, await own_figures(session, tz, before, tail))
     return UnitReport(
         report.month,
         report.unit,
         report.children,
         duty,
         departments,
-        before.get(unit.id, Figures()),
+        previous.get(unit.id, Figures()),
     )
 
 
@@ -477,24 +488,18 @@ async def figures_of(
     clock: Clock,
     tz: tzinfo,
     person: Person,
-    unit_id: int | None,
+    unit_id: int,
     month: int | None,
     weights: Weights | None = None,
 ) -> UnitReport:
-    """/stats: the report of `unit_id` (default: the person's home unit) for `month`
-    (default: this month), if the person sees that unit's figures; NotAllowed (audited)
-    otherwise. A month after this one is refused."""
+    """/stats: the report of `unit_id` for `month` (default: this month), if the person sees
+    that unit's figures; NotAllowed (audited) otherwise. A month after this one is refused."""
     now_month = month_of(clock.now(), tz)
     if month is not None and month > now_month:
         raise DomainError("stats.future_month", month=f"{month // 100}-{month % 100:02d}")
-    if unit_id is None:
-        unit = await figures_home(session, person)
-        if unit is None:
-            raise NotAllowed("stats.not_allowed")
-    else:
-        unit = org.units.get(unit_id)
-        if unit is None:
-            raise NotFound("unit.unknown", code=str(unit_id))
+    unit = org.units.get(unit_id)
+    if unit is None:
+        raise NotFound("unit.unknown", code=str(unit_id))
     await require_role(
         session,
         clock=clock,
@@ -532,8 +537,9 @@ async def trend(
     while len(wanted) < months:
         wanted.append(previous_month(wanted[-1]))
     out = []
+    tail = await _tail(session, tz, wanted[-1])  # read once, from the oldest month on
     for each in reversed(wanted):
-        totals = subtree_figures(org, await own_figures(session, tz, each))
+        totals = subtree_figures(org, await own_figures(session, tz, each, tail))
         out.append((each, totals.get(unit.id, Figures())))
     return out
 

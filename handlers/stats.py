@@ -18,7 +18,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from domain.clock import Clock
 from domain.figures import (
     UnitReport,
-    department_home,
     department_report,
     figures_home,
     figures_of,
@@ -27,7 +26,7 @@ from domain.figures import (
     trend,
 )
 from domain.reference import OrgSnapshot, Reference
-from storage.models import Person
+from storage.models import OrgUnit, Person
 from views.buttons import StatsOp, StatsView
 from views.charts import chart_png
 from views.common import scope_name
@@ -46,18 +45,17 @@ from views.figures import (
 from views.i18n import Translate
 
 
-async def _screen(
-    session: AsyncSession,
+def _screen(
     org: OrgSnapshot,
-    person: Person,
+    home: OrgUnit | None,
     report: UnitReport,
     language: str,
     t: Translate,
     this_month: int,
 ) -> tuple[str, Any]:
-    """The report's text and buttons; ⬆ leads to the unit above while the reader sees it."""
+    """The report's text and buttons; ⬆ leads to the unit above while the reader sees it
+    (it lies under `home`, the highest unit whose figures they see)."""
     unit = report.unit.unit
-    home = await figures_home(session, person)
     up = org.units.get(unit.parent_id or 0)
     if up is not None and (home is None or unit.id == home.id or not up.path.startswith(home.path)):
         up = None
@@ -78,7 +76,9 @@ async def stats_command(
     """/stats: the reader's own unit, this month (a department liaison: their department)."""
     org = await reference.get(session)
     this_month = month_of(clock.now(), settings.tz)
-    if await figures_home(session, person) is None and await department_home(session, person):
+    home = await figures_home(session, person)
+    if home is None:
+        # A department's liaison; anyone else is refused by department_report.
         own = await department_report(
             session=session,
             clock=clock,
@@ -98,10 +98,10 @@ async def stats_command(
         clock=clock,
         tz=settings.tz,
         person=person,
-        unit_id=None,
+        unit_id=home.id,
         month=None,
     )
-    text, markup = await _screen(session, org, person, report, language, t, this_month)
+    text, markup = _screen(org, home, report, language, t, this_month)
     await message.answer(text, reply_markup=markup)
 
 
@@ -161,7 +161,8 @@ async def stats_pressed(
     if not isinstance(query.message, Message):
         return
     if op is StatsOp.SHOW:
-        text, markup = await _screen(session, org, person, report, language, t, this_month)
+        home = await figures_home(session, person)
+        text, markup = _screen(org, home, report, language, t, this_month)
         with suppress(TelegramBadRequest):  # the same figures again: nothing to change
             await query.message.edit_text(text, reply_markup=markup)
         return

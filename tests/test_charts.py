@@ -1,5 +1,6 @@
 """The chart: every character it draws is in its font (Chinese unit names come out as
-characters, not boxes), matplotlib reports no missing glyph, and the PNG is phone-sized."""
+characters, not boxes), matplotlib reports no missing glyph, and the PNG is phone-sized. And
+a long ranking cut to one message."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import warnings
 
 from fontTools.ttLib import TTFont
 
-from domain.figures import Figures, Line, UnitReport
+from domain.figures import Figures, Line, UnitReport, ranking_data
 from storage.enums import UnitKind
 from storage.models import OrgUnit
 from views.charts import chart_png, chart_texts, font_path
+from views.figures import TEXT_LIMIT, report_text
 from views.i18n import translator
+from views.outbox import default_renderer
 
 STREET = OrgUnit(
     id=1,
@@ -107,3 +110,38 @@ def test_the_chart_is_a_phone_sized_png_without_missing_glyphs() -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
     assert width == 1080 and 1000 < height < 3000
+
+
+def test_a_long_ranking_is_cut_to_one_message_saying_how_many_are_left_out() -> None:
+    """Text and monthly ranking alike: as many units as fit in Telegram's 4,096 characters,
+    then how many more there are (the Excel file has them all)."""
+    report, _ = _report()
+    line = report.children[0]
+    many = [
+        Line(
+            OrgUnit(
+                id=100 + n,
+                kind=UnitKind.COMMUNITY,
+                code=f"M{n}",
+                name_zh="长" * 60,
+                name_en="Long " * 12,
+                parent_id=1,
+                path=f"/1/{100 + n}/",
+            ),
+            line.figures,
+            0,
+            line.score,
+        )
+        for n in range(80)
+    ]
+    long = UnitReport(report.month, report.unit, many)
+    t = translator("en")
+    text = report_text(long, "en", t, limit=TEXT_LIMIT)
+    assert len(text) <= TEXT_LIMIT
+    shown = sum(1 for row in text.splitlines() if row.split(". ", 1)[0].isdigit())
+    assert 0 < shown < 80
+    assert text.splitlines()[-1] == f"… {80 - shown} more units: the Excel file has them all."
+    assert "… " not in report_text(long, "en", t)  # no limit: every unit
+    ranking = default_renderer().render("monthly_ranking", ranking_data(long), "en").text
+    assert len(ranking) <= TEXT_LIMIT
+    assert ranking.splitlines()[-1].endswith("more units: the Excel file has them all.")

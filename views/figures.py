@@ -123,25 +123,37 @@ def report_text(
         ]
     if report.children:
         lines += ["", t("stats.children")]
-        used = sum(len(line) + 1 for line in lines)
+        entries = []
         for rank, child in enumerate(report.children, start=1):
             name = scope_name(language, child.unit.name_zh, child.unit.name_en)
             if child.score is None:
-                entry = t("stats.child_nothing", rank=rank, name=name, overdue=child.overdue)
-            else:
-                entry = (
-                    t("stats.child", rank=rank, name=name, score=f"{child.score * 100:.1f}")
-                    + "\n   "
-                    + rates_text(child.figures, t)
-                    + (f" · {t('stats.overdue', count=child.overdue)}" if child.overdue else "")
+                entries.append(
+                    t("stats.child_nothing", rank=rank, name=name, overdue=child.overdue)
                 )
-            more = t("stats.more", count=len(report.children) - rank + 1)
-            if limit is not None and used + len(entry) + 1 + len(more) + 1 > limit:
-                lines.append(more)
-                break
-            lines.append(entry)
-            used += len(entry) + 1
+                continue
+            entries.append(
+                t("stats.child", rank=rank, name=name, score=f"{child.score * 100:.1f}")
+                + "\n   "
+                + rates_text(child.figures, t)
+                + (f" · {t('stats.overdue', count=child.overdue)}" if child.overdue else "")
+            )
+        lines = _as_fits(lines, entries, limit, t)
     return "\n".join(lines)
+
+
+def _as_fits(lines: list[str], entries: list[str], limit: int | None, t: Translate) -> list[str]:
+    """`lines`, then the ranked entries as far as they fit in `limit` characters (a message;
+    None: all of them), those left out named by how many they are."""
+    out = list(lines)
+    used = sum(len(line) + 1 for line in out)
+    for index, entry in enumerate(entries):
+        more = t("stats.more", count=len(entries) - index)
+        if limit is not None and used + len(entry) + 1 + len(more) + 1 > limit:
+            out.append(more)
+            break
+        out.append(entry)
+        used += len(entry) + 1
+    return out
 
 
 def _button(text: str, op: StatsOp, unit: int, month: int) -> InlineKeyboardButton:
@@ -342,25 +354,18 @@ def ranking_text(data: dict, language: str, t: Translate) -> str:
         _stored_rates(data["figures"], t),
         "",
     ]
-    used = sum(len(line) + 1 for line in lines)
-    children = data["children"]
-    for rank, child in enumerate(children, start=1):
+    entries = []
+    for rank, child in enumerate(data["children"], start=1):
         name = scope_name(language, child["name_zh"], child["name_en"])
         if child["score"] is None:
-            entry = t("stats.ranking_nothing", rank=rank, name=name)
-        else:
-            entry = (
-                t("stats.child", rank=rank, name=name, score=f"{child['score'] * 100:.1f}")
-                + "\n   "
-                + _stored_rates(child["figures"], t)
-            )
-        more = t("stats.more", count=len(children) - rank + 1)
-        if used + len(entry) + len(more) + 2 > TEXT_LIMIT:
-            lines.append(more)
-            break
-        lines.append(entry)
-        used += len(entry) + 1
-    return "\n".join(lines)
+            entries.append(t("stats.ranking_nothing", rank=rank, name=name))
+            continue
+        entries.append(
+            t("stats.child", rank=rank, name=name, score=f"{child['score'] * 100:.1f}")
+            + "\n   "
+            + _stored_rates(child["figures"], t)
+        )
+    return "\n".join(_as_fits(lines, entries, TEXT_LIMIT, t))
 
 
 def ranking_keyboard(data: dict, t: Translate) -> InlineKeyboardMarkup:

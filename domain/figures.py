@@ -481,6 +481,16 @@ async def figures_home(session: AsyncSession, person: Person) -> OrgUnit | None:
     return min(units, key=lambda u: u.path.count("/"), default=None)
 
 
+def _month_asked(clock: Clock, tz: tzinfo, month: int | None) -> int:
+    """The month a reader asks for (None: this one); one after this month is refused."""
+    this_month = month_of(clock.now(), tz)
+    if month is None:
+        return this_month
+    if month > this_month:
+        raise DomainError("stats.future_month", month=f"{month // 100}-{month % 100:02d}")
+    return month
+
+
 async def figures_of(
     *,
     session: AsyncSession,
@@ -494,9 +504,7 @@ async def figures_of(
 ) -> UnitReport:
     """/stats: the report of `unit_id` for `month` (default: this month), if the person sees
     that unit's figures; NotAllowed (audited) otherwise. A month after this one is refused."""
-    now_month = month_of(clock.now(), tz)
-    if month is not None and month > now_month:
-        raise DomainError("stats.future_month", month=f"{month // 100}-{month % 100:02d}")
+    month = _month_asked(clock, tz, month)
     unit = org.units.get(unit_id)
     if unit is None:
         raise NotFound("unit.unknown", code=str(unit_id))
@@ -514,7 +522,7 @@ async def figures_of(
         clock=clock,
         tz=tz,
         unit=unit,
-        month=month or now_month,
+        month=month,
         weights=weights,
     )
 
@@ -682,9 +690,7 @@ async def department_report(
 ) -> DepartmentReport:
     """A department's month, for its liaisons and for the officials over its unit (anyone
     else: NotAllowed, audited). Default: the person's own department, this month."""
-    now_month = month_of(clock.now(), tz)
-    if month is not None and month > now_month:
-        raise DomainError("stats.future_month", month=f"{month // 100}-{month % 100:02d}")
+    month = _month_asked(clock, tz, month)
     department = (
         await department_home(session, person)
         if department_id is None
@@ -709,6 +715,5 @@ async def department_report(
             unit=unit,
             action=f"stats.department:{department.code}",
         )
-    month = month or now_month
     figures = (await department_figures(session, tz, month)).get(department.id)
     return DepartmentReport(month, department, figures or DepartmentFigures())

@@ -135,6 +135,10 @@ async def calls_starting_between(
     )
 
 
+# A place taken on a call that was not used: never checked in, or marked absent.
+NO_SHOW = sa.or_(CallClaim.checked_in_at.is_(None), CallClaim.confirmed.is_(False))
+
+
 async def no_shows_between(
     session: AsyncSession, start: datetime, end: datetime
 ) -> list[tuple[int, int]]:
@@ -147,7 +151,7 @@ async def no_shows_between(
             DutyCall.starts_at >= start,
             DutyCall.starts_at < end,
             CallClaim.status == ClaimStatus.CLAIMED,
-            sa.or_(CallClaim.checked_in_at.is_(None), CallClaim.confirmed.is_(False)),
+            NO_SHOW,
         )
         .group_by(DutyCall.community_id)
     )

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.attendance import NO_SHOW
 from storage.enums import CallStatus, ClaimStatus, MemberStatus, TicketStatus
 from storage.models import (
     CallClaim,
@@ -233,8 +234,7 @@ async def duty_by_community(
     ).all():
         add(community_id, calls=calls, filled=full)
     served = sa.func.sum(sa.case((CallClaim.confirmed.is_(True), CallClaim.minutes), else_=0))
-    absent = sa.or_(CallClaim.checked_in_at.is_(None), CallClaim.confirmed.is_(False))
-    missed = sa.func.sum(sa.case((sa.and_(DutyCall.ends_at <= now, absent), 1), else_=0))
+    missed = sa.func.sum(sa.case((sa.and_(DutyCall.ends_at <= now, NO_SHOW), 1), else_=0))
     for community_id, minutes, no_shows in (
         await session.exec(
             select(DutyCall.community_id, served, missed)

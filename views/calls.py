@@ -68,14 +68,18 @@ def reminder_text(data: Mapping[str, Any], t: Translate, tz: tzinfo) -> str:
     )
 
 
-def reminder_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
+def _check_in_and_out(builder: InlineKeyboardBuilder, call_id: int, t: Translate) -> None:
     builder.button(
         text=t("calls.btn.check_in"), callback_data=CallAction(op=CallOp.CHECK_IN, id=call_id)
     )
     builder.button(
         text=t("calls.btn.check_out"), callback_data=CallAction(op=CallOp.CHECK_OUT, id=call_id)
     )
+
+
+def reminder_keyboard(call_id: int, t: Translate) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    _check_in_and_out(builder, call_id, t)
     return builder.as_markup()
 
 
@@ -90,13 +94,7 @@ def coming_keyboard(
     """Check in / Check out while check-in is open; Withdraw before the start."""
     builder = InlineKeyboardBuilder()
     if check_in:
-        builder.button(
-            text=t("calls.btn.check_in"), callback_data=CallAction(op=CallOp.CHECK_IN, id=call_id)
-        )
-        builder.button(
-            text=t("calls.btn.check_out"),
-            callback_data=CallAction(op=CallOp.CHECK_OUT, id=call_id),
-        )
+        _check_in_and_out(builder, call_id, t)
     if withdraw:
         builder.button(
             text=t("calls.btn.withdraw"), callback_data=CallAction(op=CallOp.WITHDRAW, id=call_id)

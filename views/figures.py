@@ -162,6 +162,16 @@ def _button(text: str, op: StatsOp, unit: int, month: int) -> InlineKeyboardButt
     )
 
 
+def _months(op: StatsOp, owner: int, month: int, this_month: int) -> list[InlineKeyboardButton]:
+    """The month before, and the month after while it is not after this one."""
+    before = previous_month(month)
+    row = [_button(f"◀ {month_text(before)}", op, owner, before)]
+    if month < this_month:
+        after = next_month(month)
+        row.append(_button(f"{month_text(after)} ▶", op, owner, after))
+    return row
+
+
 def report_keyboard(
     report: UnitReport,
     language: str,
@@ -173,11 +183,7 @@ def report_keyboard(
     """The month before (and after, up to this one), the overdue list, the chart and the
     files, a button per unit below (by rank), and the unit above when the reader sees it."""
     unit, month = report.unit.unit.id, report.month
-    before = previous_month(month)
-    rows = [[_button(f"◀ {month_text(before)}", StatsOp.SHOW, unit, before)]]
-    if month < this_month:
-        after = next_month(month)
-        rows[0].append(_button(f"{month_text(after)} ▶", StatsOp.SHOW, unit, after))
+    rows = [_months(StatsOp.SHOW, unit, month, this_month)]
     if report.unit.overdue:
         label = t("stats.btn.overdue", count=report.unit.overdue)
         rows.append([_button(label, StatsOp.OVERDUE, unit, month)])
@@ -415,10 +421,5 @@ def department_text(report: DepartmentReport, language: str, t: Translate) -> st
 
 def department_keyboard(report: DepartmentReport, *, this_month: int) -> InlineKeyboardMarkup:
     """The month before, and after up to this one."""
-    department, month = report.department.id, report.month
-    before = previous_month(month)
-    row = [_button(f"◀ {month_text(before)}", StatsOp.DEPARTMENT, department, before)]
-    if month < this_month:
-        after = next_month(month)
-        row.append(_button(f"{month_text(after)} ▶", StatsOp.DEPARTMENT, department, after))
+    row = _months(StatsOp.DEPARTMENT, report.department.id, report.month, this_month)
     return InlineKeyboardMarkup(inline_keyboard=[row])

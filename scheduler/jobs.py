@@ -21,7 +21,7 @@ from domain.calls import close_forgotten, remind_calls
 from domain.clock import Clock
 from domain.deadlines import Timing
 from domain.digests import send_digests
-from domain.figures import roll_up, send_monthly_rankings
+from domain.figures import ROLL_UP_SLICE, roll_up, send_monthly_rankings
 from domain.reference import Reference
 from domain.sweep import SweepReport
 from domain.updates import forget_old_updates
@@ -30,6 +30,10 @@ from scheduler.sweep import sweep
 logger = logging.getLogger(__name__)
 
 SWEEP_JOB_ID = "gridbot.sweep"
+# Slices of the figures' roll-up (domain.figures.ROLL_UP_SLICE) a run takes at most, a few
+# seconds' work: a history of 10 million events is rolled up within the hour of an upgrade
+# at the default sweep interval, and no run holds up the next sweep for long.
+ROLL_UP_SLICES_PER_RUN = 20
 
 
 @dataclass
@@ -108,8 +112,15 @@ async def run_jobs(ctx: JobContext) -> SweepReport:
         await session.commit()
         await forget_old_updates(session=session, clock=ctx.clock)
         await session.commit()
-        await roll_up(session=session, clock=ctx.clock, tz=ctx.timing.calendar.tz)
-        await session.commit()
+        # A long history (a city upgraded to the figures) is rolled up a few slices a run,
+        # each its own transaction: the next run's sweep is not held up behind all of it.
+        for _ in range(ROLL_UP_SLICES_PER_RUN):
+            rolled = await roll_up(
+                session=session, clock=ctx.clock, tz=ctx.timing.calendar.tz, size=ROLL_UP_SLICE
+            )
+            await session.commit()
+            if rolled < ROLL_UP_SLICE:
+                break
     queued = report.total or digests or reminded or asked or summaries or rankings
     if queued and ctx.on_queued is not None:
         ctx.on_queued()

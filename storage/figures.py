@@ -63,6 +63,26 @@ async def events_between(
     return [EventFacts(*row) for row in (await session.exec(statement)).all()]
 
 
+async def slice_end(
+    session: AsyncSession, start: datetime | None, end: datetime, size: int
+) -> datetime:
+    """Where a slice of at most `size` events from `start` (None: the first) ends, at most at
+    `end`: the time of the event after the first `size`, so the slice never splits the events
+    of one moment. Should more than `size` share the first moment, the slice takes them all
+    and ends at the next moment."""
+    e = TicketEvent
+    after = select(e.at).where(e.at < end).order_by(e.at, e.id)
+    if start is not None:
+        after = after.where(e.at >= start)
+    cut = (await session.exec(after.offset(size).limit(1))).first()
+    if cut is None:
+        return end
+    if start is None or cut > start:
+        return cut
+    later = select(sa.func.min(e.at)).where(e.at > cut, e.at < end)
+    return (await session.exec(later)).one() or end
+
+
 def _insert(session: AsyncSession) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert

@@ -44,6 +44,8 @@ KEYS = {
         "street_chart_s",
         "filing_cost_ratio",
         "first_rollup_s",
+        "rollup_slices",
+        "rollup_longest_slice_s",
         "city_figures",
     },
     "inbound": {

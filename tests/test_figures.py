@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections import Counter
 from datetime import UTC, datetime, time, timedelta
+from itertools import accumulate
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -52,6 +54,7 @@ from domain.tickets import (
     resolve_ticket,
     return_ticket,
 )
+from scheduler import jobs
 from scheduler.sweep import sweep
 from storage.db import make_engine, make_sessionmaker
 from storage.enums import (
@@ -62,7 +65,13 @@ from storage.enums import (
     TicketStatus,
     UnitKind,
 )
-from storage.figures import DutyCounts, EventFacts, events_between
+from storage.figures import (
+    DutyCounts,
+    EventFacts,
+    current_mark,
+    events_between,
+    figures_of_month,
+)
 from storage.models import AuditEntry, CallClaim, Member, OutboxMessage, RoleAssignment
 from storage.org_loader import apply_org, sample_path
 from storage.orgfile import read_org_file, validate_org
@@ -269,6 +278,63 @@ async def test_the_rates_of_a_month_of_real_tickets(sessionmaker, clock) -> None
         await session.commit()
         now = await own_figures(session, TZ, NOV)
         assert (now[tree.grid.id].ratings, now[tree.grid.id].satisfied) == (3, 2)
+
+
+async def test_a_long_history_is_rolled_up_in_slices(sessionmaker, clock, monkeypatch) -> None:
+    """The roll-up takes the settled events a slice at a time, never splitting one moment's
+    events (a moment with more than a slice is taken whole); the slices add up to a tally of
+    every event. The scheduler's run takes a few slices, the next run goes on from there."""
+    async with sessionmaker() as session:
+        tree, category, people = await _world(session)
+        for advance in (0, 0, 1, 1, 0, 0, 1, 2):  # tickets filed and accepted at these minutes
+            clock.advance(timedelta(minutes=advance))
+            ticket = await _file(session, clock, tree, category, people)
+            await accept_ticket(
+                session=session,
+                clock=clock,
+                timing=TIMING,
+                actor=people["leader"],
+                ticket_id=ticket.id,
+            )
+            await session.commit()
+        events = await events_between(session, None, None)
+        moments = Counter(event.at for event in events)
+        assert max(moments.values()) > 3  # a moment larger than a slice
+        await session.commit()  # the runs below take the connection (SQLite has one)
+        clock.advance(timedelta(minutes=6))
+
+        # Two runs of the scheduler, two slices of 3 each at most: not yet all of it.
+        monkeypatch.setattr(jobs, "ROLL_UP_SLICE", 3)
+        monkeypatch.setattr(jobs, "ROLL_UP_SLICES_PER_RUN", 2)
+        ctx = jobs.JobContext(sessionmaker, clock, TIMING, time(8, 30))
+        await jobs.run_jobs(ctx)
+        first_run = await current_mark(session)
+        assert first_run is not None and first_run < max(moments)
+        await session.commit()
+        await jobs.run_jobs(ctx)
+        second_run = await current_mark(session)
+        assert second_run is not None and first_run < second_run
+        await session.commit()
+
+        # The rest, slice by slice: each a run of whole moments.
+        slices = []
+        while rolled := await roll_up(session=session, clock=clock, tz=TZ, size=3):
+            await session.commit()
+            slices.append(rolled)
+        await session.commit()
+        assert len(slices) > 1
+        rolled_before = sum(n for at, n in moments.items() if at < second_run)
+        assert rolled_before + sum(slices) == len(events)
+        ends = set(accumulate(moments[at] for at in sorted(moments)))
+        assert {rolled_before + n for n in accumulate(slices)} <= ends
+        assert all(n <= 3 or n in moments.values() for n in slices)
+        assert await current_mark(session) == clock.now() - timedelta(minutes=5)
+
+        everything = tally(events, TZ)
+        expected = {unit: f for (month, unit), f in everything.items() if month == NOV}
+        assert expected[tree.grid.id].dispatched == 8
+        rows = await figures_of_month(session, "unit", NOV)
+        assert {unit: Figures(**counts) for unit, counts in rows.items()} == expected
 
 
 async def _sample_city_with_two_tickets(url: str) -> tuple[str, str]:

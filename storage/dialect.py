@@ -11,10 +11,16 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # session.info key: the transaction a Driver was made for, and the Driver.
 _DRIVER = "gridbot_driver"
+
+
+def insert(session: AsyncSession) -> Any:
+    """The session's database's INSERT, which knows ON CONFLICT."""
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
 
 
 @cache

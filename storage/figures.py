@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.attendance import NO_SHOW
+from storage.dialect import insert
 from storage.enums import CallStatus, ClaimStatus, MemberStatus, TicketStatus
 from storage.models import (
     CallClaim,
@@ -83,11 +83,6 @@ async def slice_end(
     return (await session.exec(later)).one() or end
 
 
-def _insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-
-
 async def mark_for_update(session: AsyncSession) -> datetime | None:
     """How far the events are rolled up (None: not yet), the mark's row held by this
     transaction until it ends: another roll-up waits, then starts where this one stopped.
@@ -95,7 +90,7 @@ async def mark_for_update(session: AsyncSession) -> datetime | None:
     The row is made first if missing (ON CONFLICT DO NOTHING: of two first roll-ups, the
     second waits for the first's row), so there is always a row to hold."""
     table = FiguresMark.__table__
-    await session.exec(_insert(session)(table).values(id=1, upto=None).on_conflict_do_nothing())
+    await session.exec(insert(session)(table).values(id=1, upto=None).on_conflict_do_nothing())
     statement = select(FiguresMark.upto).where(FiguresMark.id == 1).with_for_update()
     return (await session.exec(statement)).one()
 
@@ -138,7 +133,7 @@ async def add_figures(
         {"month": month, key: owner, **{name: counts.get(name, 0) for name in names}}
         for (month, owner), counts in figures.items()
     ]
-    statement = _insert(session)(table)
+    statement = insert(session)(table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.month, table.c[key]],
         set_={name: table.c[name] + statement.excluded[name] for name in names},

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.dialect import insert
 from storage.models import JobRun
 
 
 async def claim_once(session: AsyncSession, key: str, now: datetime) -> bool:
-    """Claim `key` in the session's transaction; False (transaction ended) if already taken.
+    """Claim `key` in the session's transaction; whether it was free.
 
-    The key is the row's primary key: of two schedulers inserting it at once, the second
-    waits for the first and then fails, so only one goes on. The caller does the work in this
+    The key is the row's primary key, inserted unless there: of two schedulers inserting it
+    at once, the second waits for the first's transaction, then finds the key taken (or free
+    again, if the first rolled back), so only one goes on. The caller does the work in this
     same transaction and commits it with the claim: a claim without its work is never
-    committed, and work that rolls back frees the key for the next sweep. Call it with no
-    other change pending in the session (a refusal rolls the transaction back).
+    committed, and work that rolls back frees the key for the next sweep. A key taken leaves
+    the transaction as it was.
     """
-    if await session.get(JobRun, key) is not None:
-        await session.rollback()
-        return False
-    session.add(JobRun(key=key, at=now))
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        return False
-    return True
+    statement = (
+        insert(session)(JobRun)
+        .values(key=key, at=now)
+        .on_conflict_do_nothing()
+        .returning(JobRun.key)
+    )
+    return (await session.exec(statement)).first() is not None

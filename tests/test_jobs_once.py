@@ -47,11 +47,14 @@ from storage.models import (
     CallClaim,
     Department,
     DutyCall,
+    JobRun,
     Member,
     OutboxMessage,
+    Person,
     RoleAssignment,
     Ticket,
 )
+from storage.once import claim_once
 from tests.factories import make_members, make_person
 from tests.test_duty import PLACE, _call
 from tests.test_duty import _world as _duty_world
@@ -138,6 +141,26 @@ async def _outbox(session, kind: str) -> list[OutboxMessage]:
 async def _member_ids(session) -> dict[int, int]:
     """person id -> member id."""
     return {m.person_id: m.id for m in (await session.exec(select(Member))).all()}
+
+
+async def test_a_key_taken_leaves_the_transaction_as_it_was(db_url, clock) -> None:
+    """claim_once says whether the key was free, in the caller's transaction: a key taken
+    refuses the claim and keeps what the transaction did before; a claim whose work rolled
+    back leaves the key free."""
+    async with _processes(db_url) as makers, makers[0]() as session:
+        assert await claim_once(session, "digest:2026-12-07", clock.now())
+        await session.commit()
+        session.add(Person(telegram_id=9001, full_name="staged before the claim", language="en"))
+        assert not await claim_once(session, "digest:2026-12-07", clock.now())
+        await session.commit()
+        staged = select(Person).where(Person.telegram_id == 9001)
+        assert (await session.exec(staged)).one().full_name == "staged before the claim"
+        assert await claim_once(session, "digest:2026-12-08", clock.now())
+        await session.rollback()
+        assert await claim_once(session, "digest:2026-12-08", clock.now())
+        await session.commit()
+        keys = (await session.exec(select(JobRun.key).order_by(JobRun.key))).all()
+        assert keys == ["digest:2026-12-07", "digest:2026-12-08"]
 
 
 async def test_those_coming_are_reminded_once_by_two_schedulers(db_url, clock) -> None:

@@ -77,7 +77,9 @@ async def slice_end(
     cut = (await session.exec(after.offset(size).limit(1))).first()
     if cut is None:
         return end
-    if start is None or cut > start:
+    if start is None:  # the first roll-up starts at the first event
+        start = (await session.exec(select(sa.func.min(e.at)).where(e.at < end))).one()
+    if cut > start:
         return cut
     later = select(sa.func.min(e.at)).where(e.at > cut, e.at < end)
     return (await session.exec(later)).one() or end

@@ -286,7 +286,8 @@ async def test_a_long_history_is_rolled_up_in_slices(sessionmaker, clock, monkey
     every event. The scheduler's run takes a few slices, the next run goes on from there."""
     async with sessionmaker() as session:
         tree, category, people = await _world(session)
-        for advance in (0, 0, 1, 1, 0, 0, 1, 2):  # tickets filed and accepted at these minutes
+        # Tickets filed and accepted, each this many minutes after the one before.
+        for advance in (0, 0, 1, 1, 0, 0, 1, 2, 1, 1, 1, 1):
             clock.advance(timedelta(minutes=advance))
             ticket = await _file(session, clock, tree, category, people)
             await accept_ticket(
@@ -303,17 +304,31 @@ async def test_a_long_history_is_rolled_up_in_slices(sessionmaker, clock, monkey
         await session.commit()  # the runs below take the connection (SQLite has one)
         clock.advance(timedelta(minutes=6))
 
-        # Two runs of the scheduler, two slices of 3 each at most: not yet all of it.
+        # Two runs of the scheduler, two slices of 3 events each (a moment whole): not yet all.
         monkeypatch.setattr(jobs, "ROLL_UP_SLICE", 3)
         monkeypatch.setattr(jobs, "ROLL_UP_SLICES_PER_RUN", 2)
         ctx = jobs.JobContext(sessionmaker, clock, TIMING, time(8, 30))
         await jobs.run_jobs(ctx)
+        upto = clock.now() - timedelta(minutes=5)
+        times = sorted(event.at for event in events)
+
+        def slice_after(mark: datetime | None) -> datetime:
+            """Where a slice of 3 from `mark` ends: at the 4th event's moment, or the next
+            moment if that is the slice's first."""
+            rest = [at for at in times if mark is None or at >= mark]
+            if len(rest) <= 3:
+                return upto
+            start = rest[0] if mark is None else mark
+            return rest[3] if rest[3] > start else min(at for at in rest if at > rest[3])
+
         first_run = await current_mark(session)
-        assert first_run is not None and first_run < max(moments)
+        # Two slices; the first moment, larger than a slice, went whole in the first.
+        assert first_run == slice_after(slice_after(None))
+        assert min(moments) < slice_after(None) < first_run < max(moments)
         await session.commit()
         await jobs.run_jobs(ctx)
         second_run = await current_mark(session)
-        assert second_run is not None and first_run < second_run
+        assert second_run == slice_after(slice_after(first_run)) < max(moments)
         await session.commit()
 
         # The rest, slice by slice: each a run of whole moments.
@@ -328,11 +343,11 @@ async def test_a_long_history_is_rolled_up_in_slices(sessionmaker, clock, monkey
         ends = set(accumulate(moments[at] for at in sorted(moments)))
         assert {rolled_before + n for n in accumulate(slices)} <= ends
         assert all(n <= 3 or n in moments.values() for n in slices)
-        assert await current_mark(session) == clock.now() - timedelta(minutes=5)
+        assert await current_mark(session) == upto
 
         everything = tally(events, TZ)
         expected = {unit: f for (month, unit), f in everything.items() if month == NOV}
-        assert expected[tree.grid.id].dispatched == 8
+        assert expected[tree.grid.id].dispatched == 12
         rows = await figures_of_month(session, "unit", NOV)
         assert {unit: Figures(**counts) for unit, counts in rows.items()} == expected
 

@@ -241,7 +241,9 @@ async def roll_up(
     never splitting one moment's events) to the monthly rows, the units' and the
     departments', and move the mark past them: once, however many schedulers run it (the
     mark's row is held by the transaction that rolls, and the next one starts where it
-    stopped). How many events were rolled: `size` or more means there may be more to roll."""
+    stopped). How many events were rolled: 0 once every settled event is rolled up; fewer
+    than `size` mostly means the same, but a slice cut short before a moment's events may
+    leave those for the next call."""
     mark = await mark_for_update(session)
     upto = clock.now() - SETTLE
     if mark is not None and upto <= mark:

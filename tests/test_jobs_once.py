@@ -143,11 +143,11 @@ async def _member_ids(session) -> dict[int, int]:
     return {m.person_id: m.id for m in (await session.exec(select(Member))).all()}
 
 
-async def test_a_key_taken_leaves_the_transaction_as_it_was(db_url, clock) -> None:
+async def test_a_key_taken_leaves_the_transaction_as_it_was(sessionmaker, clock) -> None:
     """claim_once says whether the key was free, in the caller's transaction: a key taken
     refuses the claim and keeps what the transaction did before; a claim whose work rolled
     back leaves the key free."""
-    async with _processes(db_url) as makers, makers[0]() as session:
+    async with sessionmaker() as session:
         assert await claim_once(session, "digest:2026-12-07", clock.now())
         await session.commit()
         session.add(Person(telegram_id=9001, full_name="staged before the claim", language="en"))
